@@ -1,0 +1,122 @@
+package index
+
+import (
+	"errors"
+	"testing"
+)
+
+func openTemp(t testing.TB) *DB {
+	t.Helper()
+	db, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestBlocksRoundTrip(t *testing.T) {
+	db := openTemp(t)
+	var pack PackID
+	pack[0] = 7
+	var entries []BlockEntry
+	for i := 0; i < 1000; i++ {
+		var h Hash
+		h[0], h[1] = byte(i>>8), byte(i)
+		entries = append(entries, BlockEntry{h, Location{Pack: pack, Offset: uint64(i) * 100, Length: 90, RawLen: 4096}})
+	}
+	if err := db.CommitPack(pack, PackInfo{Size: 100000, Blobs: 1000}, entries); err != nil {
+		t.Fatal(err)
+	}
+	loc, err := db.Block(entries[500].Hash)
+	if err != nil || loc != entries[500].Location {
+		t.Fatalf("Block = %+v, %v; want %+v", loc, err, entries[500].Location)
+	}
+	var missing Hash
+	missing[5] = 1
+	if _, err := db.Block(missing); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing block: err = %v", err)
+	}
+	n := 0
+	var prev Hash
+	err = db.Blocks(func(e BlockEntry) error {
+		if n > 0 && string(e.Hash[:]) <= string(prev[:]) {
+			t.Errorf("blocks out of order at %d", n)
+		}
+		prev = e.Hash
+		n++
+		return nil
+	})
+	if err != nil || n != 1000 {
+		t.Fatalf("Blocks: n=%d err=%v", n, err)
+	}
+	var packs int
+	db.Packs(func(id PackID, info PackInfo) error {
+		packs++
+		if id != pack || info.Blobs != 1000 {
+			t.Errorf("pack %s %+v", id, info)
+		}
+		return nil
+	})
+	if packs != 1 {
+		t.Fatalf("packs = %d", packs)
+	}
+}
+
+func TestPointsByResource(t *testing.T) {
+	db := openTemp(t)
+	for _, k := range []PointKey{{"web", "2"}, {"web", "1"}, {"web01", "1"}, {"db", "9"}} {
+		if err := db.PutPoint(k.Resource, k.ID, []byte(k.Resource+k.ID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, err := db.PointKeys("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// "web01" must not leak into "web": the 0x00 separator sorts first.
+	if len(keys) != 2 || keys[0].ID != "1" || keys[1].ID != "2" {
+		t.Fatalf("web points = %v", keys)
+	}
+	all, _ := db.PointKeys("")
+	if len(all) != 4 || all[0].Resource != "db" {
+		t.Fatalf("all points = %v", all)
+	}
+	m, err := db.Point("web01", "1")
+	if err != nil || string(m) != "web011" {
+		t.Fatalf("Point = %q, %v", m, err)
+	}
+	if err := db.DeletePoints([]PointKey{{"web", "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Point("web", "1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted point: %v", err)
+	}
+	if err := db.PutPoint("bad\x00name", "1", nil); err == nil {
+		t.Fatal("resource with NUL accepted")
+	}
+}
+
+func TestSecondOpenIsLocked(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
+}
+
+func TestHashText(t *testing.T) {
+	var h Hash
+	h[31] = 0xab
+	g, err := ParseHash(h.String())
+	if err != nil || g != h {
+		t.Fatalf("ParseHash round trip: %v %v", g, err)
+	}
+	if _, err := ParseHash("zz"); err == nil {
+		t.Fatal("bad hash accepted")
+	}
+}
