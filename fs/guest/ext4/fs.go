@@ -1,0 +1,135 @@
+package ext4
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/cairn-backup/cairn/fs/guest"
+)
+
+var _ guest.FS = (*FS)(nil)
+
+// Cache budgets. They bound memory whatever the volume size.
+const (
+	blockCacheBytes = 4 << 20  // metadata blocks: descriptors, inode tables, tree nodes, xattrs
+	inodeCacheCount = 4096     // parsed inodes
+	dirCacheBytes   = 32 << 20 // parsed directory listings
+)
+
+// FS is a read-only ext2, ext3 or ext4 filesystem. All methods are safe
+// for concurrent use; no lock is held while reading the underlying volume.
+type FS struct {
+	r    io.ReaderAt
+	size int64
+	sb   superblock
+
+	blocks *lru[uint64, []byte]
+	inodes *lru[uint64, *inode]
+	dirs   *lru[uint64, []guest.DirEntry]
+}
+
+// Probe reports whether r starts with an ext2/3/4 superblock magic.
+func Probe(r io.ReaderAt, size int64) bool {
+	if size < superOffset+superSize {
+		return false
+	}
+	var b [2]byte
+	if _, err := r.ReadAt(b[:], superOffset+0x38); err != nil {
+		return false
+	}
+	return binary.LittleEndian.Uint16(b[:]) == superMagic
+}
+
+// Open reads the superblock of the volume r of size bytes and checks that
+// the root directory is readable. Everything else is read on demand.
+func Open(r io.ReaderAt, size int64) (*FS, error) {
+	if size < superOffset+superSize {
+		return nil, fmt.Errorf("ext4: volume of %d bytes too small: %w", size, guest.ErrUnknown)
+	}
+	b := make([]byte, superSize)
+	if n, err := r.ReadAt(b, superOffset); n != len(b) {
+		return nil, fmt.Errorf("ext4: read superblock: %w", err)
+	}
+	sb, err := parseSuper(b)
+	if err != nil {
+		return nil, err
+	}
+	fs := &FS{
+		r:      r,
+		size:   size,
+		sb:     sb,
+		blocks: newLRU[uint64, []byte](max(blockCacheBytes, 16*int(sb.blockSize))),
+		inodes: newLRU[uint64, *inode](inodeCacheCount),
+		dirs:   newLRU[uint64, []guest.DirEntry](dirCacheBytes),
+	}
+	root, err := fs.inode(rootIno)
+	if err != nil {
+		return nil, err
+	}
+	if !root.isDir() {
+		return nil, fmt.Errorf("ext4: root inode is not a directory: %w", guest.ErrCorrupt)
+	}
+	return fs, nil
+}
+
+// Root returns the inode number of the root directory, always 2.
+func (fs *FS) Root() uint64 { return rootIno }
+
+// BlockSize returns the filesystem block size in bytes.
+func (fs *FS) BlockSize() uint32 { return fs.sb.blockSize }
+
+// readRaw fills p from the volume at off; a short read means a truncated
+// or damaged volume.
+func (fs *FS) readRaw(p []byte, off uint64) error {
+	if off > uint64(fs.size) || uint64(len(p)) > uint64(fs.size)-off {
+		return fmt.Errorf("ext4: read of %d bytes at %d past the end of the %d-byte volume: %w",
+			len(p), off, fs.size, guest.ErrCorrupt)
+	}
+	n, err := fs.r.ReadAt(p, int64(off))
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		return fmt.Errorf("ext4: short read at %d: %w", off, guest.ErrCorrupt)
+	}
+	return fmt.Errorf("ext4: read at %d: %w", off, err)
+}
+
+// checkRange verifies that n blocks from blk lie inside the filesystem.
+func (fs *FS) checkRange(blk, n uint64) bool {
+	return blk < fs.sb.blocksCount && n <= fs.sb.blocksCount-blk
+}
+
+// block returns the metadata block blk through the cache. The result is
+// shared: callers must not modify it.
+func (fs *FS) block(blk uint64) ([]byte, error) {
+	if b, ok := fs.blocks.get(blk); ok {
+		return b, nil
+	}
+	if !fs.checkRange(blk, 1) {
+		return nil, fmt.Errorf("ext4: block %d outside the %d-block filesystem: %w", blk, fs.sb.blocksCount, guest.ErrCorrupt)
+	}
+	b := make([]byte, fs.sb.blockSize)
+	if err := fs.readRaw(b, blk*uint64(fs.sb.blockSize)); err != nil {
+		return nil, err
+	}
+	fs.blocks.add(blk, b, len(b))
+	return b, nil
+}
+
+// inodeTable returns the first block of group g's inode table.
+func (fs *FS) inodeTable(g uint64) (uint64, error) {
+	b, err := fs.block(fs.sb.descBlock(g))
+	if err != nil {
+		return 0, fmt.Errorf("ext4: group %d descriptor: %w", g, err)
+	}
+	off := (g % uint64(fs.sb.blockSize/fs.sb.descSize)) * uint64(fs.sb.descSize)
+	d := b[off : off+uint64(fs.sb.descSize)]
+	blk := uint64(binary.LittleEndian.Uint32(d[0x8:]))
+	if fs.sb.descSize >= 64 {
+		blk |= uint64(binary.LittleEndian.Uint32(d[0x28:])) << 32
+	}
+	return blk, nil
+}
