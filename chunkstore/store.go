@@ -1,0 +1,196 @@
+package chunkstore
+
+import (
+	"container/list"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/cairn-backup/cairn/index"
+)
+
+// Options tune a Store. The zero value means "default" for every field.
+type Options struct {
+	// CacheSize bounds the decompressed-block cache in bytes. Default 64 MiB.
+	CacheSize int64
+	// MaxOpenPacks bounds the pack files kept open for reading. Default 64.
+	MaxOpenPacks int
+}
+
+// Store reads and writes blocks. It is safe for concurrent use.
+type Store struct {
+	be    Backend
+	idx   *index.DB
+	cache *blockCache
+	packs *packFiles
+}
+
+// New returns a store over backend be, indexed by idx.
+func New(be Backend, idx *index.DB, o Options) *Store {
+	if o.CacheSize <= 0 {
+		o.CacheSize = 64 << 20
+	}
+	if o.MaxOpenPacks <= 0 {
+		o.MaxOpenPacks = 64
+	}
+	return &Store{be: be, idx: idx, cache: newBlockCache(o.CacheSize), packs: newPackFiles(be, o.MaxOpenPacks)}
+}
+
+// Close releases open pack files.
+func (s *Store) Close() error { return s.packs.closeAll() }
+
+// Backend returns the storage the packs live in.
+func (s *Store) Backend() Backend { return s.be }
+
+// Has reports whether block h is stored.
+func (s *Store) Has(h Hash) (bool, error) { return s.idx.HasBlock(h) }
+
+// Get returns block h, verified, through the cache. The returned slice is
+// shared: callers must not modify it.
+func (s *Store) Get(h Hash) ([]byte, error) {
+	return s.cache.get(h, func() ([]byte, error) { return s.Load(h, nil) })
+}
+
+// Cached reports whether block h is in (or on its way into) the cache.
+func (s *Store) Cached(h Hash) bool { return s.cache.contains(h) }
+
+// Load reads block h into dst (reallocated if too small), bypassing the
+// cache; for restore, export and verify, which read each block once.
+func (s *Store) Load(h Hash, dst []byte) ([]byte, error) {
+	loc, err := s.idx.Block(h)
+	if errors.Is(err, index.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrMissing, h)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.readBlob(h, loc, dst)
+}
+
+// readBlob reads, checks and decompresses the blob at loc, which must be
+// block h.
+func (s *Store) readBlob(h Hash, loc index.Location, dst []byte) ([]byte, error) {
+	if loc.Length < blobHeaderSize || loc.Length > MaxBlockSize+blobHeaderSize+1024 {
+		return nil, fmt.Errorf("%w: block %s: bad location length %d", ErrCorrupt, h, loc.Length)
+	}
+	buf := make([]byte, loc.Length)
+	if err := s.packs.readAt(loc.Pack, buf, int64(loc.Offset)); err != nil {
+		return nil, fmt.Errorf("block %s in pack %s at %d: %w", h, loc.Pack, loc.Offset, err)
+	}
+	hdr, err := decodeBlobHeader(buf)
+	if err == nil && (hdr.Hash != h || hdr.RawLen != loc.RawLen || int(hdr.StoredLen) != len(buf)-blobHeaderSize) {
+		err = fmt.Errorf("%w: blob header does not match the index", ErrCorrupt)
+	}
+	if err == nil && !checkBlobCRC(buf, buf[blobHeaderSize:], hdr.CRC) {
+		err = fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("block %s in pack %s at %d: %w", h, loc.Pack, loc.Offset, err)
+	}
+	if cap(dst) < int(hdr.RawLen) {
+		dst = make([]byte, hdr.RawLen)
+	}
+	dst = dst[:hdr.RawLen]
+	if err := decompress(hdr.Codec, buf[blobHeaderSize:], dst); err != nil {
+		return nil, fmt.Errorf("%w: block %s in pack %s at %d: %v", ErrCorrupt, h, loc.Pack, loc.Offset, err)
+	}
+	if Sum(dst) != h {
+		return nil, fmt.Errorf("%w: block %s in pack %s at %d: content does not match its hash", ErrCorrupt, h, loc.Pack, loc.Offset)
+	}
+	return dst, nil
+}
+
+// packFiles keeps an LRU of open pack objects. An evicted object is
+// closed only when its last reader is done with it.
+type packFiles struct {
+	be  Backend
+	max int
+	mu  sync.Mutex
+	lru *list.List // of *openPack
+	m   map[index.PackID]*list.Element
+}
+
+type openPack struct {
+	id      index.PackID
+	obj     Object
+	refs    int
+	evicted bool
+}
+
+func newPackFiles(be Backend, max int) *packFiles {
+	return &packFiles{be: be, max: max, lru: list.New(), m: map[index.PackID]*list.Element{}}
+}
+
+func (p *packFiles) acquire(id index.PackID) (*openPack, error) {
+	p.mu.Lock()
+	if e, ok := p.m[id]; ok {
+		p.lru.MoveToFront(e)
+		op := e.Value.(*openPack)
+		op.refs++
+		p.mu.Unlock()
+		return op, nil
+	}
+	p.mu.Unlock()
+	obj, err := p.be.Open(id.String() + ".pack")
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e, ok := p.m[id]; ok { // another reader opened it meanwhile
+		obj.Close()
+		op := e.Value.(*openPack)
+		op.refs++
+		return op, nil
+	}
+	op := &openPack{id: id, obj: obj, refs: 1}
+	p.m[id] = p.lru.PushFront(op)
+	for p.lru.Len() > p.max {
+		e := p.lru.Back()
+		old := e.Value.(*openPack)
+		p.lru.Remove(e)
+		delete(p.m, old.id)
+		old.evicted = true
+		if old.refs == 0 {
+			old.obj.Close()
+		}
+	}
+	return op, nil
+}
+
+func (p *packFiles) release(op *openPack) {
+	p.mu.Lock()
+	op.refs--
+	if op.evicted && op.refs == 0 {
+		op.obj.Close()
+	}
+	p.mu.Unlock()
+}
+
+func (p *packFiles) readAt(id index.PackID, buf []byte, off int64) error {
+	op, err := p.acquire(id)
+	if err != nil {
+		return err
+	}
+	defer p.release(op)
+	if off+int64(len(buf)) > op.obj.Size() {
+		return fmt.Errorf("%w: pack is %d bytes, blob ends at %d", ErrCorrupt, op.obj.Size(), off+int64(len(buf)))
+	}
+	_, err = op.obj.ReadAt(buf, off)
+	return err
+}
+
+func (p *packFiles) closeAll() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, e := range p.m {
+		op := e.Value.(*openPack)
+		op.evicted = true
+		if op.refs == 0 {
+			op.obj.Close()
+		}
+		delete(p.m, id)
+	}
+	p.lru.Init()
+	return nil
+}
