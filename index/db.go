@@ -295,5 +295,5 @@ func (l badgerLogger) Errorf(f string, a ...any) {
 	}
 }
 func (l badgerLogger) Warningf(f string, a ...any) { l.Errorf(f, a...) }
-func (badgerLogger) Infof(string, ...any)           {}
-func (badgerLogger) Debugf(string, ...any)          {}
+func (badgerLogger) Infof(string, ...any)          {}
+func (badgerLogger) Debugf(string, ...any)         {}
