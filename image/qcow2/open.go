@@ -115,8 +115,8 @@ type rawFile struct {
 }
 
 func (r *rawFile) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
-func (r *rawFile) Size() int64                              { return r.size }
-func (r *rawFile) Close() error                             { return r.f.Close() }
+func (r *rawFile) Size() int64                             { return r.size }
+func (r *rawFile) Close() error                            { return r.f.Close() }
 
 // NextData uses lseek, which moves the shared file offset; ReadAt uses
 // pread and does not care.
