@@ -147,3 +147,16 @@ func splitPointKey(k []byte) (resource, id string, ok bool) {
 	}
 	return string(k[1 : 1+i]), string(k[2+i:]), true
 }
+
+// MarshalText encodes h as hex, so manifests stay readable and compact.
+func (h Hash) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnmarshalText decodes the hex form.
+func (h *Hash) UnmarshalText(b []byte) error {
+	g, err := ParseHash(string(b))
+	if err != nil {
+		return err
+	}
+	*h = g
+	return nil
+}

@@ -1,0 +1,436 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cairn-backup/cairn/chunkstore"
+	"github.com/cairn-backup/cairn/index"
+)
+
+// Source is a disk to back up: its bytes, its size, and where its data
+// may be. Package image provides sources for raw files, block devices and
+// qcow2 images.
+type Source interface {
+	io.ReaderAt
+	Size() int64
+	// NextData returns the first range [start, end) at or after off that
+	// may hold non-zero bytes, or (Size(), Size()) when none remains.
+	NextData(off int64) (start, end int64, err error)
+}
+
+// DiskSource names one disk of a backup.
+type DiskSource struct {
+	Name string
+	Path string // recorded in the manifest for the user's reference
+	Src  Source
+}
+
+// BackupOptions tune a backup. The zero value means "default".
+type BackupOptions struct {
+	// Progress is called from one goroutine with bytes of source data
+	// read so far and the total to read.
+	Progress func(done, total int64)
+	// Workers hashing and compressing; GOMAXPROCS when 0.
+	Workers int
+}
+
+// Backup takes a new point of resource from disks and commits it. On any
+// error the vault is left as it was, plus at most whole packs of blocks
+// that later backups reuse.
+func (v *Vault) Backup(ctx context.Context, resource string, disks []DiskSource, o BackupOptions) (*Point, error) {
+	start := v.clock()
+	if err := CheckName("resource", resource); err != nil {
+		return nil, err
+	}
+	if len(disks) == 0 {
+		return nil, errors.New("nothing to back up: no source given")
+	}
+	seen := map[string]bool{}
+	var total int64
+	for _, d := range disks {
+		if err := CheckName("disk", d.Name); err != nil {
+			return nil, err
+		}
+		if seen[d.Name] {
+			return nil, fmt.Errorf("%w: two disks named %q (name them with DISK=PATH)", ErrBadName, d.Name)
+		}
+		seen[d.Name] = true
+		n, err := dataBytes(d.Src)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", d.Path, err)
+		}
+		total += n
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	var parent *Point
+	if ids, err := v.PointIDs(resource); err != nil {
+		return nil, err
+	} else if len(ids) > 0 {
+		if parent, err = v.Point(resource, ids[len(ids)-1]); err != nil {
+			return nil, err
+		}
+	}
+
+	pw := v.store.NewPackWriter(0)
+	committed := false
+	defer func() {
+		if !committed {
+			pw.Abort()
+		}
+	}()
+	pt := &Point{Version: pointVersion, Resource: resource}
+	if parent != nil {
+		pt.Parent = parent.ID
+	}
+	prog := &progress{fn: o.Progress, total: total}
+	for _, d := range disks {
+		var pd *Disk
+		if parent != nil {
+			if pd = parent.Disk(d.Name); pd != nil && pd.BlockSize != v.cfg.BlockSize {
+				pd = nil
+			}
+		}
+		disk, err := v.backupDisk(ctx, d, pd, pw, o.Workers, prog)
+		if err != nil {
+			return nil, fmt.Errorf("disk %s (%s): %w", d.Name, d.Path, err)
+		}
+		pt.Disks = append(pt.Disks, *disk)
+		pt.Added += disk.Added
+	}
+	committed = true // Close below ends the writer either way
+	if err := pw.Close(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	v.commitMu.Lock()
+	defer v.commitMu.Unlock()
+	pt.Time = v.clock().UTC()
+	id, err := v.newID(resource, pt.Time)
+	if err != nil {
+		return nil, err
+	}
+	pt.ID = id
+	pt.Duration = pt.Time.Sub(start)
+	m, err := encodePoint(pt)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.idx.PutPoint(resource, id, m); err != nil {
+		return nil, err
+	}
+	return pt, nil
+}
+
+// dataBytes sums the data ranges of s.
+func dataBytes(s Source) (int64, error) {
+	var n int64
+	for off := int64(0); off < s.Size(); {
+		start, end, err := s.NextData(off)
+		if err != nil {
+			return 0, err
+		}
+		if start >= s.Size() {
+			break
+		}
+		if end <= start || end > s.Size() {
+			return 0, fmt.Errorf("source reported a bad data range [%d, %d)", start, end)
+		}
+		n += end - start
+		off = end
+	}
+	return n, nil
+}
+
+type progress struct {
+	fn          func(done, total int64)
+	done, total int64
+}
+
+func (p *progress) add(n int64) {
+	p.done += n
+	if p.fn != nil {
+		p.fn(p.done, p.total)
+	}
+}
+
+// item is one unit of the backup pipeline: a block to hash and maybe
+// compress, or a run of hole blocks.
+type item struct {
+	first int64 // block number
+	holes int64 // >0: a run of this many hole blocks; no data
+	raw   []byte
+	read  int64 // source bytes read for this block
+
+	hash   index.Hash
+	exists bool
+	codec  chunkstore.Codec
+	stored []byte
+	err    error
+	done   chan struct{}
+	slot   *slot
+}
+
+type slot struct {
+	raw, comp []byte
+}
+
+// backupDisk streams one disk through reader → workers (zero check,
+// hash, dedup lookup, compression) → this goroutine (in order: pack
+// writes and map pages). The window of items in flight bounds memory.
+func (v *Vault) backupDisk(ctx context.Context, ds DiskSource, parent *Disk, pw *chunkstore.PackWriter, workers int, prog *progress) (*Disk, error) {
+	src := ds.Src
+	bs := int64(v.cfg.BlockSize)
+	d := &Disk{Name: ds.Name, Source: ds.Path, Size: src.Size(), BlockSize: int(bs)}
+	nblocks := d.Blocks()
+	window := 4 * workers
+	slots := make(chan *slot, window)
+	for i := 0; i < window; i++ {
+		slots <- &slot{raw: make([]byte, bs)}
+	}
+	ordered := make(chan *item, window)
+	work := make(chan *item, window)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var readErr error
+	go func() { // reader
+		defer close(ordered)
+		defer close(work)
+		readErr = v.readBlocks(ctx, src, bs, nblocks, slots, ordered, work)
+	}()
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range work {
+				v.processBlock(it, pw)
+				close(it.done)
+			}
+		}()
+	}
+	defer wg.Wait()
+
+	var parentMap *mapCursor
+	if parent != nil {
+		parentMap = newMapCursor(v, parent)
+	}
+	pages := newPageBuilder(v, pw, nblocks)
+	var changed atomic.Int64
+	fail := func(err error) (*Disk, error) {
+		cancel()
+		for it := range ordered { // drain so the reader and workers end
+			<-it.done
+		}
+		return nil, err
+	}
+	for it := range ordered {
+		<-it.done
+		if it.err != nil {
+			return fail(it.err)
+		}
+		if it.holes > 0 {
+			for i := int64(0); i < it.holes; i++ {
+				if err := v.noteChange(parentMap, it.first+i, index.Hash{}, 0, &changed); err != nil {
+					return fail(err)
+				}
+				if err := pages.add(index.Hash{}, &d.Added); err != nil {
+					return fail(err)
+				}
+			}
+			continue
+		}
+		n := int64(len(it.raw))
+		if !it.hash.IsZero() {
+			d.Allocated += n
+			if !it.exists {
+				added, err := pw.Add(chunkstore.Blob{Kind: chunkstore.KindData, Hash: it.hash,
+					RawLen: len(it.raw), Codec: it.codec, Stored: it.stored})
+				if err != nil {
+					return fail(err)
+				}
+				d.Added += added
+			}
+		}
+		if err := v.noteChange(parentMap, it.first, it.hash, n, &changed); err != nil {
+			return fail(err)
+		}
+		if err := pages.add(it.hash, &d.Added); err != nil {
+			return fail(err)
+		}
+		prog.add(it.read)
+		slots <- it.slot
+	}
+	if readErr != nil {
+		return nil, readErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var err error
+	if d.Pages, err = pages.finish(&d.Added); err != nil {
+		return nil, err
+	}
+	d.Changed = changed.Load()
+	return d, nil
+}
+
+// noteChange counts block i as changed when its hash differs from the
+// parent's. Without a parent every allocated byte counts as changed.
+func (v *Vault) noteChange(parent *mapCursor, i int64, h index.Hash, n int64, changed *atomic.Int64) error {
+	if parent == nil || i >= parent.d.Blocks() {
+		if !h.IsZero() {
+			changed.Add(n)
+		}
+		return nil
+	}
+	ph, err := parent.hash(i)
+	if err != nil {
+		return fmt.Errorf("parent point: %w", err)
+	}
+	if ph != h {
+		if n == 0 { // now a hole; count what was there
+			n = min(int64(parent.d.BlockSize), parent.d.Size-i*int64(parent.d.BlockSize))
+		}
+		changed.Add(n)
+	}
+	return nil
+}
+
+// readBlocks feeds the pipeline in block order. Blocks wholly inside a
+// hole of the source are never read.
+func (v *Vault) readBlocks(ctx context.Context, src Source, bs, nblocks int64, slots chan *slot, ordered, work chan *item) error {
+	size := src.Size()
+	var dataStart, dataEnd int64 = -1, -1 // current data range
+	for b := int64(0); b < nblocks; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		off := b * bs
+		if off >= dataEnd {
+			var err error
+			if dataStart, dataEnd, err = src.NextData(off); err != nil {
+				return err
+			}
+			if dataStart < off {
+				dataStart = off
+			}
+		}
+		if dataStart >= off+bs || dataStart >= size {
+			// Blocks before the next data range are holes.
+			next := nblocks
+			if dataStart < size {
+				next = dataStart / bs
+			}
+			it := &item{first: b, holes: next - b, done: make(chan struct{})}
+			close(it.done)
+			ordered <- it
+			b = next
+			continue
+		}
+		var s *slot
+		select {
+		case s = <-slots:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		n := min(bs, size-off)
+		raw := s.raw[:n]
+		if _, err := src.ReadAt(raw, off); err != nil && !(errors.Is(err, io.EOF) && off+n == size) {
+			return fmt.Errorf("read at offset %d: %w", off, err)
+		}
+		it := &item{first: b, raw: raw, read: min(off+n, dataEnd) - max(off, dataStart), slot: s, done: make(chan struct{})}
+		ordered <- it
+		work <- it
+		b++
+	}
+	return nil
+}
+
+// processBlock runs on a worker: zero check, hash, lookup, compress.
+func (v *Vault) processBlock(it *item, pw *chunkstore.PackWriter) {
+	if chunkstore.IsZero(it.raw) {
+		return // zero hash: a hole
+	}
+	it.hash = chunkstore.Sum(it.raw)
+	it.exists, it.err = pw.Has(it.hash)
+	if it.err != nil || it.exists {
+		return
+	}
+	it.codec, it.slot.comp = chunkstore.Compress(v.codec, it.raw, it.slot.comp)
+	if it.codec == chunkstore.CodecNone {
+		it.stored = it.raw
+	} else {
+		it.stored = it.slot.comp
+	}
+}
+
+// pageBuilder cuts the ordered stream of block hashes into map pages and
+// stores each full page as it completes.
+type pageBuilder struct {
+	v      *Vault
+	pw     *chunkstore.PackWriter
+	cur    []index.Hash
+	pages  []index.Hash
+	zero   bool // cur holds only holes
+	expect int64
+	got    int64
+}
+
+func newPageBuilder(v *Vault, pw *chunkstore.PackWriter, nblocks int64) *pageBuilder {
+	return &pageBuilder{v: v, pw: pw, cur: make([]index.Hash, 0, PageEntries), zero: true, expect: nblocks}
+}
+
+func (p *pageBuilder) add(h index.Hash, added *int64) error {
+	p.cur = append(p.cur, h)
+	p.got++
+	if !h.IsZero() {
+		p.zero = false
+	}
+	if len(p.cur) == PageEntries {
+		return p.flush(added)
+	}
+	return nil
+}
+
+func (p *pageBuilder) flush(added *int64) error {
+	if p.zero {
+		p.pages = append(p.pages, index.Hash{})
+	} else {
+		raw := encodePage(p.cur)
+		h := chunkstore.Sum(raw)
+		codec, stored := chunkstore.Compress(p.v.codec, raw, nil)
+		n, err := p.pw.Add(chunkstore.Blob{Kind: chunkstore.KindMap, Hash: h, RawLen: len(raw), Codec: codec, Stored: stored})
+		if err != nil {
+			return err
+		}
+		*added += n
+		p.pages = append(p.pages, h)
+	}
+	p.cur = p.cur[:0]
+	p.zero = true
+	return nil
+}
+
+func (p *pageBuilder) finish(added *int64) ([]index.Hash, error) {
+	if len(p.cur) > 0 {
+		if err := p.flush(added); err != nil {
+			return nil, err
+		}
+	}
+	if p.got != p.expect {
+		return nil, fmt.Errorf("internal error: mapped %d of %d blocks", p.got, p.expect)
+	}
+	return p.pages, nil
+}

@@ -1,0 +1,279 @@
+package snapshot
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cairn-backup/cairn/index"
+)
+
+// Point is a committed backup point: its manifest.
+type Point struct {
+	Version  int       `json:"version"`
+	Resource string    `json:"resource"`
+	ID       string    `json:"id"`
+	Time     time.Time `json:"time"`
+	// Parent is the point this one was compared against, if any. It is
+	// informational only: this point does not depend on it.
+	Parent string `json:"parent,omitempty"`
+	Disks  []Disk `json:"disks"`
+	// Added is what the point cost the vault: stored bytes of new blocks
+	// and map pages, after dedup and compression.
+	Added    int64         `json:"added"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// Disk is one disk of a point.
+type Disk struct {
+	Name      string `json:"name"`
+	Source    string `json:"source,omitempty"`
+	Size      int64  `json:"size"`
+	BlockSize int    `json:"block_size"`
+	// Pages are the block map pages, in order; a zero hash is a page of
+	// holes only.
+	Pages []index.Hash `json:"pages"`
+	// Allocated counts bytes in blocks that are not all zero.
+	Allocated int64 `json:"allocated"`
+	// Changed counts bytes in blocks that differ from the parent's disk
+	// of the same name (all allocated bytes without a parent).
+	Changed int64 `json:"changed"`
+	// Added counts stored bytes this disk added to the vault.
+	Added int64 `json:"added"`
+}
+
+// Name returns RESOURCE@ID.
+func (p *Point) Name() string { return p.Resource + "@" + p.ID }
+
+// Full reports whether the point was taken without a parent.
+func (p *Point) Full() bool { return p.Parent == "" }
+
+// Size is the sum of the disks' sizes.
+func (p *Point) Size() (n int64) {
+	for _, d := range p.Disks {
+		n += d.Size
+	}
+	return n
+}
+
+// Allocated is the sum of the disks' allocated bytes.
+func (p *Point) Allocated() (n int64) {
+	for _, d := range p.Disks {
+		n += d.Allocated
+	}
+	return n
+}
+
+// Changed is the sum of the disks' changed bytes.
+func (p *Point) Changed() (n int64) {
+	for _, d := range p.Disks {
+		n += d.Changed
+	}
+	return n
+}
+
+// Disk returns the disk named name, or nil.
+func (p *Point) Disk(name string) *Disk {
+	for i := range p.Disks {
+		if p.Disks[i].Name == name {
+			return &p.Disks[i]
+		}
+	}
+	return nil
+}
+
+// Blocks is the number of blocks of the disk, holes included.
+func (d *Disk) Blocks() int64 { return (d.Size + int64(d.BlockSize) - 1) / int64(d.BlockSize) }
+
+const pointVersion = 1
+
+func decodePoint(b []byte) (*Point, error) {
+	var p Point
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("damaged point manifest: %v", err)
+	}
+	if p.Version != pointVersion {
+		return nil, fmt.Errorf("point manifest version %d is not supported by this cairn", p.Version)
+	}
+	for _, d := range p.Disks {
+		if d.BlockSize < MinBlockSize || d.BlockSize > MaxBlockSize || d.Size < 0 ||
+			int64(len(d.Pages)) != (d.Blocks()+PageEntries-1)/PageEntries {
+			return nil, fmt.Errorf("damaged point manifest %s@%s: disk %s", p.Resource, p.ID, d.Name)
+		}
+	}
+	return &p, nil
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// CheckName validates a resource or disk name.
+func CheckName(kind, name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%w: %s %q: use letters, digits, '.', '_' and '-' (up to 128, starting with a letter or digit)", ErrBadName, kind, name)
+	}
+	return nil
+}
+
+const idLayout = "20060102T150405Z"
+
+// Resources lists the resources that have points, sorted.
+func (v *Vault) Resources() ([]string, error) {
+	keys, err := v.idx.PointKeys("")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, k := range keys {
+		if len(out) == 0 || out[len(out)-1] != k.Resource {
+			out = append(out, k.Resource)
+		}
+	}
+	return out, nil
+}
+
+// Points lists the points of resource (of all resources when ""), oldest
+// first within each resource.
+func (v *Vault) Points(resource string) ([]*Point, error) {
+	var out []*Point
+	err := v.idx.Points(resource, func(k index.PointKey, m []byte) error {
+		p, err := decodePoint(m)
+		if err != nil {
+			return fmt.Errorf("%s@%s: %w", k.Resource, k.ID, err)
+		}
+		out = append(out, p)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Resource != out[j].Resource {
+			return out[i].Resource < out[j].Resource
+		}
+		return idLess(out[i].ID, out[j].ID)
+	})
+	return out, nil
+}
+
+// idLess orders point IDs oldest first: by time, then by suffix, so
+// "T...Z-10" sorts after "T...Z-9" and "T...Z" before both.
+func idLess(a, b string) bool {
+	ab, as := splitID(a)
+	bb, bs := splitID(b)
+	if ab != bb {
+		return ab < bb
+	}
+	return as < bs
+}
+
+func splitID(id string) (base string, seq int) {
+	base, suffix, ok := strings.Cut(id, "-")
+	if !ok {
+		return id, 1
+	}
+	n, err := strconv.Atoi(suffix)
+	if err != nil {
+		return id, 0
+	}
+	return base, n
+}
+
+// PointIDs lists point IDs of one resource, oldest first, without
+// decoding manifests.
+func (v *Vault) PointIDs(resource string) ([]string, error) {
+	keys, err := v.idx.PointKeys(resource)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k.ID
+	}
+	sort.Slice(ids, func(i, j int) bool { return idLess(ids[i], ids[j]) })
+	return ids, nil
+}
+
+// Point returns the point resource@id, with id exact.
+func (v *Vault) Point(resource, id string) (*Point, error) {
+	m, err := v.idx.Point(resource, id)
+	if errors.Is(err, index.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s@%s", ErrNoPoint, resource, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decodePoint(m)
+}
+
+// Resolve finds a point from its user-facing reference: RESOURCE@ID,
+// RESOURCE@latest, or RESOURCE@PREFIX where PREFIX starts exactly one ID
+// (an exact ID wins over longer IDs it prefixes).
+func (v *Vault) Resolve(ref string) (*Point, error) {
+	resource, sel, ok := strings.Cut(ref, "@")
+	if !ok || resource == "" || sel == "" {
+		return nil, fmt.Errorf("%w: %q: write a point as NAME@ID or NAME@latest", ErrNoPoint, ref)
+	}
+	ids, err := v.PointIDs(resource)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%w: resource %q has no points", ErrNoPoint, resource)
+	}
+	if sel == "latest" {
+		return v.Point(resource, ids[len(ids)-1])
+	}
+	var matches []string
+	for _, id := range ids {
+		if id == sel {
+			return v.Point(resource, id)
+		}
+		if strings.HasPrefix(id, sel) {
+			matches = append(matches, id)
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return nil, fmt.Errorf("%w: %s", ErrNoPoint, ref)
+	case 1:
+		return v.Point(resource, matches[0])
+	}
+	if len(matches) > 3 {
+		matches = append(matches[:3], "...")
+	}
+	return nil, fmt.Errorf("%w: %s matches %s", ErrAmbiguous, ref, strings.Join(matches, ", "))
+}
+
+// Delete removes points. Blocks they alone used stay in the vault until
+// garbage collection; every other point is untouched and stays complete.
+func (v *Vault) Delete(points []*Point) error {
+	keys := make([]index.PointKey, len(points))
+	for i, p := range points {
+		keys[i] = index.PointKey{Resource: p.Resource, ID: p.ID}
+	}
+	return v.idx.DeletePoints(keys)
+}
+
+// newID picks the ID for a point of resource taken at t. Called with
+// commitMu held.
+func (v *Vault) newID(resource string, t time.Time) (string, error) {
+	base := t.UTC().Format(idLayout)
+	id := base
+	for n := 2; ; n++ {
+		_, err := v.idx.Point(resource, id)
+		if errors.Is(err, index.ErrNotFound) {
+			return id, nil
+		}
+		if err != nil {
+			return "", err
+		}
+		id = fmt.Sprintf("%s-%d", base, n)
+	}
+}
+
+func encodePoint(p *Point) ([]byte, error) { return json.Marshal(p) }

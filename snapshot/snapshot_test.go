@@ -1,0 +1,306 @@
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cairn-backup/cairn/chunkstore"
+)
+
+// memWriter is an io.WriterAt over a byte slice.
+type memWriter []byte
+
+func (m memWriter) WriteAt(p []byte, off int64) (int, error) { return copy(m[off:], p), nil }
+
+func disk(seed int64, size int) []byte {
+	r := rand.New(rand.NewSource(seed))
+	b := make([]byte, size)
+	// Text-like, compressible data with zero stretches, like a filesystem.
+	words := []string{"alpha ", "beta ", "gamma ", "delta\n", "epsilon "}
+	for off := 0; off < size; {
+		if r.Intn(8) == 0 {
+			off += r.Intn(64 << 10) // leave zeros
+			continue
+		}
+		if r.Intn(4) == 0 { // some incompressible data
+			n := min(r.Intn(4096), size-off)
+			r.Read(b[off : off+n])
+			off += n
+			continue
+		}
+		w := words[r.Intn(len(words))]
+		off += copy(b[off:], w)
+	}
+	return b
+}
+
+func restoreAll(t *testing.T, v *Vault, p *Point, name string) []byte {
+	t.Helper()
+	d, err := pickDisk(p, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(memWriter, d.Size)
+	if err := v.Restore(context.Background(), p, name, out, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestBackupRestoreIncrementalDelete(t *testing.T) {
+	v := TestVault(t, Config{BlockSize: 16 << 10})
+	ctx := context.Background()
+	data := disk(1, 3<<20+1234) // not a multiple of the block size
+	src := &MemSource{Data: data, Holes: [][2]int64{{1 << 20, 2 << 20}}}
+	clear(data[1<<20 : 2<<20])
+	p1, err := v.Backup(ctx, "web01", []DiskSource{{Name: "vda", Src: src}}, BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p1.Full() || p1.Disks[0].Allocated == 0 || p1.Added == 0 {
+		t.Fatalf("first point: %+v", p1)
+	}
+
+	// Change ~2% of the disk in scattered places.
+	data2 := bytes.Clone(data)
+	r := rand.New(rand.NewSource(2))
+	var changedBlocks int
+	for i := 0; i < 4; i++ {
+		off := r.Intn(len(data2) - 4096)
+		if off >= 1<<20 && off < 2<<20 {
+			continue
+		}
+		r.Read(data2[off : off+4096])
+		changedBlocks += 2 // a 4 KiB write touches at most 2 blocks
+	}
+	src2 := &MemSource{Data: data2, Holes: src.Holes}
+	p2, err := v.Backup(ctx, "web01", []DiskSource{{Name: "vda", Src: src2}}, BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.Full() || p2.Parent != p1.ID {
+		t.Fatalf("second point parent = %q", p2.Parent)
+	}
+	if max := int64(changedBlocks * 16 << 10); p2.Changed() == 0 || p2.Changed() > max {
+		t.Errorf("changed = %d, want (0, %d]", p2.Changed(), max)
+	}
+	// The increment costs about the changed blocks plus one map page,
+	// not a full copy.
+	if p2.Added > p1.Added/4 {
+		t.Errorf("incremental added %d bytes, full added %d", p2.Added, p1.Added)
+	}
+	if got := restoreAll(t, v, p1, ""); !bytes.Equal(got, data) {
+		t.Fatal("point 1 restores differently")
+	}
+	if err := v.Delete([]*Point{p1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := restoreAll(t, v, p2, "vda"); !bytes.Equal(got, data2) {
+		t.Fatal("point 2 restores differently after deleting point 1")
+	}
+	if _, err := v.Resolve("web01@" + p1.ID); !errors.Is(err, ErrNoPoint) {
+		t.Fatalf("deleted point still resolves: %v", err)
+	}
+
+	// ReadAt and NextData agree with the source.
+	dr, err := v.OpenDisk(p2, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 10000)
+	for i := 0; i < 50; i++ {
+		off := r.Int63n(int64(len(data2)))
+		n, err := dr.ReadAt(buf, off)
+		if err != nil && n != len(data2)-int(off) {
+			t.Fatalf("ReadAt %d: %v", off, err)
+		}
+		if !bytes.Equal(buf[:n], data2[off:off+int64(n)]) {
+			t.Fatalf("ReadAt %d differs", off)
+		}
+	}
+	s, e, err := dr.NextData(1 << 20)
+	if err != nil || s < 2<<20 || e <= s || !chunkstore.IsZero(data2[1<<20:s]) {
+		t.Fatalf("NextData over the hole = %d,%d,%v", s, e, err)
+	}
+}
+
+func TestMultiDiskAndIDs(t *testing.T) {
+	v := TestVault(t, Config{BlockSize: 64 << 10, Compression: "lz4"})
+	ctx := context.Background()
+	a, b := disk(3, 1<<20), disk(4, 700<<10)
+	disks := []DiskSource{{Name: "vda", Src: &MemSource{Data: a}}, {Name: "vdb", Src: &MemSource{Data: b}}}
+	var pts []*Point
+	for i := 0; i < 3; i++ {
+		p, err := v.Backup(ctx, "srv", disks, BackupOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pts = append(pts, p)
+	}
+	if pts[1].Added > 4096 {
+		t.Errorf("unchanged backup added %d bytes", pts[1].Added)
+	}
+	if _, err := v.OpenDisk(pts[0], ""); err == nil {
+		t.Error("two-disk point opened without a disk name")
+	}
+	if got := restoreAll(t, v, pts[2], "vdb"); !bytes.Equal(got, b) {
+		t.Fatal("vdb differs")
+	}
+	latest, err := v.Resolve("srv@latest")
+	if err != nil || latest.ID != pts[2].ID {
+		t.Fatalf("latest = %v, %v", latest, err)
+	}
+	if _, err := v.Resolve("srv@2026"); !errors.Is(err, ErrAmbiguous) {
+		t.Fatalf("ambiguous prefix: %v", err)
+	}
+	if p, err := v.Resolve("srv@" + pts[1].ID[:15]); err != nil || p.ID != pts[1].ID {
+		t.Fatalf("unique prefix: %v %v", p, err)
+	}
+	if _, err := v.Resolve("nosuch@latest"); !errors.Is(err, ErrNoPoint) {
+		t.Fatalf("unknown resource: %v", err)
+	}
+	if _, err := v.Backup(ctx, "bad name", disks, BackupOptions{}); !errors.Is(err, ErrBadName) {
+		t.Fatalf("bad name: %v", err)
+	}
+}
+
+func TestSameSecondGetsSuffix(t *testing.T) {
+	v := TestVault(t, Config{})
+	v.clock = func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+	src := &MemSource{Data: disk(5, 100<<10)}
+	var ids []string
+	for i := 0; i < 11; i++ {
+		p, err := v.Backup(context.Background(), "r", []DiskSource{{Name: "d", Src: src}}, BackupOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, p.ID)
+	}
+	if ids[0] != "20260102T030405Z" || ids[1] != "20260102T030405Z-2" || ids[10] != "20260102T030405Z-11" {
+		t.Fatalf("ids = %v", ids)
+	}
+	got, _ := v.PointIDs("r")
+	for i := range ids {
+		if got[i] != ids[i] {
+			t.Fatalf("order = %v", got)
+		}
+	}
+	if p, err := v.Resolve("r@latest"); err != nil || p.ID != ids[10] {
+		t.Fatalf("latest = %v %v", p, err)
+	}
+	if p, err := v.Resolve("r@20260102T030405Z"); err != nil || p.ID != ids[0] {
+		t.Fatalf("exact id beats prefix: %v %v", p, err)
+	}
+}
+
+func TestHugeSparseDiskReadsNothing(t *testing.T) {
+	v := TestVault(t, Config{BlockSize: 1 << 20})
+	src := &countingSource{size: 64 << 30, data: map[int64]byte{5 << 30: 7, 40<<30 + 3: 9}}
+	p, err := v.Backup(context.Background(), "big", []DiskSource{{Name: "d", Src: src}}, BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.read > 2<<20 {
+		t.Errorf("read %d bytes of a 64 GiB disk with 2 data bytes", src.read)
+	}
+	if p.Disks[0].Allocated != 2<<20 {
+		t.Errorf("allocated = %d", p.Disks[0].Allocated)
+	}
+	dr, _ := v.OpenDisk(p, "")
+	b := make([]byte, 1)
+	if _, err := dr.ReadAt(b, 40<<30+3); err != nil || b[0] != 9 {
+		t.Fatalf("byte at 40 GiB = %v %v", b, err)
+	}
+}
+
+// countingSource is a sparse disk with a few non-zero bytes, each in its
+// own 1 MiB data range.
+type countingSource struct {
+	size int64
+	data map[int64]byte
+	read int64
+}
+
+func (c *countingSource) Size() int64 { return c.size }
+func (c *countingSource) ReadAt(p []byte, off int64) (int, error) {
+	clear(p)
+	for o, b := range c.data {
+		if o >= off && o < off+int64(len(p)) {
+			p[o-off] = b
+		}
+	}
+	c.read += int64(len(p))
+	return len(p), nil
+}
+func (c *countingSource) NextData(off int64) (int64, int64, error) {
+	best := c.size
+	for o := range c.data {
+		s := o &^ (1<<20 - 1)
+		if s+1<<20 > off && s < best {
+			best = s
+		}
+	}
+	if best == c.size {
+		return c.size, c.size, nil
+	}
+	return max(best, off), best + 1<<20, nil
+}
+
+func TestVerifyNamesDamagedPoints(t *testing.T) {
+	dir := t.TempDir()
+	if err := Init(dir, Config{BlockSize: 64 << 10}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := Init(dir, Config{}, time.Now()); !errors.Is(err, ErrAlreadyVault) {
+		t.Fatalf("second init: %v", err)
+	}
+	v, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	ctx := context.Background()
+	a := disk(6, 1<<20)
+	pa, err := v.Backup(ctx, "a", []DiskSource{{Name: "d", Src: &MemSource{Data: a}}}, BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Backup(ctx, "b", []DiskSource{{Name: "d", Src: &MemSource{Data: disk(7, 1<<20)}}}, BackupOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Damage one block only point a uses.
+	h, _ := v.blockHash(&pa.Disks[0], 3)
+	loc, err := v.idx.Block(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*", loc.Pack.String()+".pack"))
+	f, err := os.OpenFile(packs[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("XXXX"), int64(loc.Offset)+100)
+	f.Close()
+
+	rep, err := v.Verify(ctx, VerifyOptions{})
+	if err != nil || !rep.OK() {
+		t.Fatalf("structural verify should pass: %v %+v", err, rep.Problems)
+	}
+	rep, err = v.Verify(ctx, VerifyOptions{Data: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK() || len(rep.DamagedPoints) != 1 || rep.DamagedPoints[0] != pa.Name() {
+		t.Fatalf("verify --data: damaged=%v problems=%+v", rep.DamagedPoints, rep.Problems)
+	}
+	out := make(memWriter, 1<<20)
+	if err := v.Restore(ctx, pa, "", out, RestoreOptions{}); !errors.Is(err, chunkstore.ErrCorrupt) {
+		t.Fatalf("restore of damaged point: %v", err)
+	}
+}
