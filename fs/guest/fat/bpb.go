@@ -61,6 +61,11 @@ func parseBPB(r io.ReaderAt, size int64) (*layout, error) {
 	// These first checks decide whether this is a FAT boot sector at all.
 	if (bps != 512 && bps != 1024 && bps != 2048 && bps != 4096) ||
 		spc == 0 || spc&(spc-1) != 0 || (media != 0xF0 && media < 0xF8) || nfats == 0 {
+		// A boot sector that names its FAT type is a damaged FAT volume.
+		if string(b[54:57]) == "FAT" || string(b[82:87]) == "FAT32" {
+			return nil, fmt.Errorf("fat: BPB of a FAT boot sector: %d bytes per sector, %d per cluster, media %#x, %d FATs: %w",
+				bps, spc, media, nfats, guest.ErrCorrupt)
+		}
 		return nil, fmt.Errorf("fat: no BIOS parameter block: %w", guest.ErrUnknown)
 	}
 	corrupt := func(format string, args ...any) error {

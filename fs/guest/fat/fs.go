@@ -2,6 +2,7 @@ package fat
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"syscall"
@@ -32,11 +33,11 @@ type FS struct {
 
 var _ guest.FS = (*FS)(nil)
 
-// Probe reports whether the volume starts with a FAT boot sector that
-// Open would accept.
+// Probe reports whether the volume starts with a FAT boot sector, sound
+// or damaged: a damaged one is still FAT, and Open then says how.
 func Probe(r io.ReaderAt, size int64) bool {
 	_, err := parseBPB(r, size)
-	return err == nil
+	return err == nil || errors.Is(err, guest.ErrCorrupt)
 }
 
 // Open reads the boot sector of a FAT volume of the given size. The error
@@ -259,10 +260,11 @@ func (fs *FS) Readlink(ino uint64) (string, error) {
 
 // ListXattr returns no names: FAT has no extended attributes.
 func (fs *FS) ListXattr(ino uint64) ([]string, error) {
-	if _, err := fs.Stat(ino); err != nil {
-		return nil, err
+	if ino == RootIno {
+		return nil, nil
 	}
-	return nil, nil
+	_, err := fs.entry(ino)
+	return nil, err
 }
 
 // GetXattr fails with guest.ErrNoXattr: FAT has no extended attributes.
