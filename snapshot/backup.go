@@ -368,11 +368,10 @@ func (v *Vault) processBlock(it *item, pw *chunkstore.PackWriter) {
 	if it.err != nil || it.exists {
 		return
 	}
-	it.codec, it.slot.comp = chunkstore.Compress(v.codec, it.raw, it.slot.comp)
-	if it.codec == chunkstore.CodecNone {
-		it.stored = it.raw
-	} else {
-		it.stored = it.slot.comp
+	codec, out := chunkstore.Compress(v.codec, it.raw, it.slot.comp)
+	it.codec, it.stored = codec, out
+	if codec != chunkstore.CodecNone {
+		it.slot.comp = out // keep the grown buffer; never alias raw
 	}
 }
 

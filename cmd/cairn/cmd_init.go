@@ -1,0 +1,53 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cairn-backup/cairn/snapshot"
+)
+
+type initOptions struct {
+	vault       string
+	chunkSize   int64
+	compression string
+	json        bool
+}
+
+func newInitCommand(env *cmdEnv) *cli.Command {
+	return &cli.Command{
+		Name:      "init",
+		Usage:     "create a new vault",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "chunk-size", Value: "256K", Usage: "block size, a power of two from 4K to 4M"},
+			&cli.StringFlag{Name: "compression", Value: snapshot.DefaultCompression, Usage: "zstd, lz4 or none"},
+			jsonFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			if err := args(c, 0, 0, "[--chunk-size SIZE] [--compression zstd|lz4|none]"); err != nil {
+				return err
+			}
+			size, err := parseSize(c.String("chunk-size"))
+			if err != nil {
+				return usagef("--chunk-size: %v", err)
+			}
+			return runInit(env, initOptions{vault: env.path(vaultDir(c)), chunkSize: size,
+				compression: c.String("compression"), json: c.Bool("json")})
+		},
+	}
+}
+
+func runInit(env *cmdEnv, o initOptions) error {
+	cfg := snapshot.Config{BlockSize: int(o.chunkSize), Compression: o.compression}
+	if err := snapshot.Init(o.vault, cfg, time.Now()); err != nil {
+		return err
+	}
+	if o.json {
+		return writeJSON(env.stdout, map[string]any{"vault": o.vault, "chunk_size": o.chunkSize, "compression": o.compression})
+	}
+	fmt.Fprintf(env.stdout, "initialized vault %s (chunk size %s, compression %s)\n", o.vault, bytesIEC(o.chunkSize), o.compression)
+	return nil
+}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cairn-backup/cairn/snapshot"
+)
+
+type restoreOptions struct {
+	point  string
+	disk   string
+	target string
+	force  bool
+	json   bool
+}
+
+func newRestoreCommand(env *cmdEnv) *cli.Command {
+	return &cli.Command{
+		Name:  "restore",
+		Usage: "write a point's disk to a file or block device",
+		Description: "TARGET is a new file (written sparse: zero blocks become holes), an existing file with\n" +
+			"--force, a block device at least as large as the disk, or a directory, which receives\n" +
+			"DISK.raw for each disk of the point (or the one chosen with --disk).\n" +
+			"A file target appears under its name only once it is complete.",
+		ArgsUsage: "POINT TARGET",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "disk", Usage: "the disk to restore, for points with several disks"},
+			&cli.BoolFlag{Name: "force", Usage: "replace an existing target file"},
+			jsonFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			if err := args(c, 2, 2, "POINT [--disk DISK] TARGET"); err != nil {
+				return err
+			}
+			o := restoreOptions{point: c.Args().Get(0), disk: c.String("disk"), target: env.path(c.Args().Get(1)),
+				force: c.Bool("force"), json: c.Bool("json")}
+			return env.withVault(c, func(v *snapshot.Vault) error { return runRestore(c.Context, env, v, o) })
+		},
+	}
+}
+
+type restoreResult struct {
+	Point   string  `json:"point"`
+	Disk    string  `json:"disk"`
+	Target  string  `json:"target"`
+	Size    int64   `json:"size"`
+	Written int64   `json:"bytes_written"`
+	Seconds float64 `json:"duration_seconds"`
+}
+
+func runRestore(ctx context.Context, env *cmdEnv, v *snapshot.Vault, o restoreOptions) error {
+	p, err := v.Resolve(o.point)
+	if err != nil {
+		return err
+	}
+	disks := p.Disks
+	if o.disk != "" {
+		d := p.Disk(o.disk)
+		if d == nil {
+			_, err := v.OpenDisk(p, o.disk) // for its error message
+			return err
+		}
+		disks = []snapshot.Disk{*d}
+	}
+	targets := map[string]string{} // disk → path
+	st, err := os.Stat(o.target)
+	switch {
+	case err == nil && st.IsDir():
+		for _, d := range disks {
+			targets[d.Name] = filepath.Join(o.target, d.Name+".raw")
+		}
+	case len(disks) > 1:
+		_, err := v.OpenDisk(p, "")
+		return err
+	default:
+		targets[disks[0].Name] = o.target
+	}
+	var results []restoreResult
+	for _, d := range disks {
+		start := time.Now()
+		written, err := restoreDisk(ctx, env, v, p, &d, targets[d.Name], o.force)
+		if err != nil {
+			return err
+		}
+		results = append(results, restoreResult{Point: p.Name(), Disk: d.Name, Target: targets[d.Name],
+			Size: d.Size, Written: written, Seconds: time.Since(start).Seconds()})
+	}
+	if o.json {
+		return writeJSON(env.stdout, results)
+	}
+	if env.terminal {
+		for _, r := range results {
+			fmt.Fprintf(env.stderr, "restored %s disk %s to %s (%s) in %s\n", r.Point, r.Disk, r.Target,
+				bytesIEC(r.Size), shortDuration(time.Duration(r.Seconds*float64(time.Second))))
+		}
+	}
+	return nil
+}
+
+// restoreDisk writes one disk to path: a block device in place, a file
+// through a temporary name that is renamed over path once complete and
+// synced, so no half-written file ever carries the final name.
+func restoreDisk(ctx context.Context, env *cmdEnv, v *snapshot.Vault, p *snapshot.Point, d *snapshot.Disk, path string, force bool) (int64, error) {
+	st, err := os.Stat(path)
+	if err == nil && st.Mode()&fs.ModeDevice != 0 && st.Mode()&fs.ModeCharDevice == 0 {
+		return restoreToDevice(ctx, env, v, p, d, path)
+	}
+	if err == nil && !st.Mode().IsRegular() {
+		return 0, fmt.Errorf("%s: not a regular file, directory or block device", path)
+	}
+	if err == nil && !force {
+		return 0, fmt.Errorf("%s: already exists (use --force to replace it)", path)
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".cairn-*")
+	if err != nil {
+		return 0, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := f.Truncate(d.Size); err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	bar := env.newProgress("restore", false)
+	err = v.Restore(ctx, p, d.Name, f, snapshot.RestoreOptions{Progress: bar.update})
+	bar.done()
+	if err != nil {
+		return 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return 0, err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		return 0, err
+	}
+	if err := f.Close(); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return 0, err
+	}
+	ok = true
+	return d.Allocated, nil
+}
+
+func restoreToDevice(ctx context.Context, env *cmdEnv, v *snapshot.Vault, p *snapshot.Point, d *snapshot.Disk, path string) (int64, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	if size < d.Size {
+		return 0, fmt.Errorf("%w: %s holds %s, disk %s of %s needs %s", snapshot.ErrTargetTooSmall,
+			path, bytesIEC(size), d.Name, p.Name(), bytesIEC(d.Size))
+	}
+	bar := env.newProgress("restore", false)
+	err = v.Restore(ctx, p, d.Name, f, snapshot.RestoreOptions{WriteZeros: true, Progress: bar.update})
+	bar.done()
+	if err != nil {
+		return 0, err
+	}
+	return d.Size, f.Sync()
+}

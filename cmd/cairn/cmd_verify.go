@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cairn-backup/cairn/snapshot"
+)
+
+func newVerifyCommand(env *cmdEnv) *cli.Command {
+	return &cli.Command{
+		Name:  "verify",
+		Usage: "check that the index and packs agree and every point is complete",
+		Description: "Exits 1 and names the affected points when something is wrong.\n" +
+			"With --data, every stored block is read back and re-hashed.",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "data", Usage: "read back and re-hash every stored block"},
+			jsonFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			if err := args(c, 0, 0, "[--data] [--json]"); err != nil {
+				return err
+			}
+			return env.withVault(c, func(v *snapshot.Vault) error {
+				return runVerify(c.Context, env, v, c.Bool("data"), c.Bool("json"))
+			})
+		},
+	}
+}
+
+func runVerify(ctx context.Context, env *cmdEnv, v *snapshot.Vault, data, asJSON bool) error {
+	bar := env.newProgress("verify", !data)
+	rep, err := v.Verify(ctx, snapshot.VerifyOptions{Data: data, Progress: bar.update})
+	bar.done()
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		if err := writeJSON(env.stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		what := "structure"
+		if data {
+			what = fmt.Sprintf("structure and %s of data", bytesIEC(rep.BytesChecked))
+		}
+		fmt.Fprintf(env.stdout, "checked %s: %d points, %d packs, %d blocks\n", what, rep.Points, rep.Packs, rep.Blocks)
+		for _, n := range rep.Notes {
+			fmt.Fprintf(env.stdout, "note: %s\n", n)
+		}
+		for _, p := range rep.Problems {
+			fmt.Fprintf(env.stdout, "problem: %s", p.What)
+			if len(p.Points) > 0 {
+				fmt.Fprintf(env.stdout, " (affects %s)", strings.Join(p.Points, ", "))
+			}
+			fmt.Fprintln(env.stdout)
+		}
+		if rep.OK() {
+			fmt.Fprintln(env.stdout, "no problems found")
+		}
+	}
+	if !rep.OK() {
+		msg := fmt.Sprintf("verify found %d problem(s)", len(rep.Problems))
+		if len(rep.DamagedPoints) > 0 {
+			msg += "; damaged points: " + strings.Join(rep.DamagedPoints, ", ")
+		}
+		return fmt.Errorf("%s", msg)
+	}
+	return nil
+}

@@ -1,0 +1,43 @@
+// Command cairn backs up disks into a deduplicated vault whose every
+// point can be restored, verified and mounted.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/term"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	env := &cmdEnv{
+		stdout:   os.Stdout,
+		stderr:   os.Stderr,
+		terminal: term.IsTerminal(int(os.Stderr.Fd())),
+		getenv:   os.Getenv,
+	}
+	os.Exit(run(ctx, env, os.Args))
+}
+
+// run executes one command line and returns the process exit code.
+func run(ctx context.Context, env *cmdEnv, args []string) int {
+	err := newApp(env).RunContext(ctx, args)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(env.stderr, "cairn: %s\n", oneLine(err))
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		return 2
+	case errors.Is(err, context.Canceled):
+		return 130
+	}
+	return 1
+}
