@@ -27,7 +27,8 @@ type gptHeader struct {
 // when nothing hints at a GPT (no protective MBR, no header signature), so
 // the caller goes on with MBR.
 func readGPT(r io.ReaderAt, size int64, s0 []byte) (t *Table, found bool, err error) {
-	protective := hasProtectiveMBR(s0)
+	// Boot code of a bare FAT volume may hold 0xEE where an MBR has a type.
+	protective := hasProtectiveMBR(s0) && !isVolumeBootRecord(s0)
 	var firstErr error
 	var sigAt []int
 	for _, ss := range []int{512, 4096} {

@@ -179,6 +179,16 @@ func TestNoTable(t *testing.T) {
 			}
 		})
 	}
+	t.Run("FAT boot code with 0xEE", func(t *testing.T) {
+		needTool(t, "mkfs.vfat")
+		p := blankImage(t, 4*mib)
+		run(t, "", "mkfs.vfat", "-F", "12", p)
+		patch(t, p, 446+4, []byte{0xEE})
+		tab, err := readImage(t, p)
+		if err != nil || tab.Kind != KindNone {
+			t.Fatalf("%+v, %v", tab, err)
+		}
+	})
 	t.Run("bare ext4", func(t *testing.T) {
 		needTool(t, "mkfs.ext4")
 		p := blankImage(t, 8*mib)

@@ -37,8 +37,8 @@ type dir struct {
 
 func foldKey(s string) string { return strings.ToUpper(s) }
 
-// parseDir parses raw directory bytes; base is the volume offset of
-// buf[0] when the directory is contiguous, or offsets come from offAt.
+// parseDir parses raw directory bytes; offAt maps an index into buf to
+// its byte offset on the volume, which becomes the entry's inode number.
 func parseDir(buf []byte, offAt func(i int) int64) *dir {
 	d := &dir{}
 	var lfn [20 * 13]uint16
