@@ -25,13 +25,16 @@ func newBackupCommand(env *cmdEnv) *cli.Command {
 			"Several sources make one point of a multi-disk resource. Prints the new point, e.g. web01@20261121T100000Z.",
 		ArgsUsage: "--name NAME SOURCE...",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "name", Aliases: []string{"n"}, Usage: "resource name, e.g. web01", Required: true},
+			&cli.StringFlag{Name: "name", Aliases: []string{"n"}, Usage: "resource name, e.g. web01 (required)"},
 			&cli.StringFlag{Name: "source-format", Usage: "raw or qcow2 (default: detected from content)"},
 			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if err := args(c, 1, -1, "--name NAME SOURCE..."); err != nil {
 				return err
+			}
+			if c.String("name") == "" {
+				return usagef("--name NAME is required: the resource the point belongs to")
 			}
 			o := backupOptions{name: c.String("name"), sources: c.Args().Slice(),
 				format: c.String("source-format"), json: c.Bool("json")}

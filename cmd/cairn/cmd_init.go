@@ -34,7 +34,7 @@ func newInitCommand(env *cmdEnv) *cli.Command {
 			if err != nil {
 				return usagef("--chunk-size: %v", err)
 			}
-			return runInit(env, initOptions{vault: env.path(vaultDir(c)), chunkSize: size,
+			return runInit(env, initOptions{vault: env.path(env.vaultDir(c)), chunkSize: size,
 				compression: c.String("compression"), json: c.Bool("json")})
 		},
 	}

@@ -29,10 +29,8 @@ const defaultVault = "/var/lib/cairn"
 
 func vaultFlag() cli.Flag {
 	return &cli.StringFlag{
-		Name:    "vault",
-		Usage:   "vault directory",
-		EnvVars: []string{"CAIRN_VAULT"},
-		Value:   defaultVault,
+		Name:  "vault",
+		Usage: "vault directory (default: $CAIRN_VAULT, else " + defaultVault + ")",
 	}
 }
 
@@ -54,7 +52,7 @@ func (e *cmdEnv) withVault(c *cli.Context, fn func(v *snapshot.Vault) error) err
 	if e.vault != nil {
 		return fn(e.vault)
 	}
-	dir := e.path(vaultDir(c))
+	dir := e.path(e.vaultDir(c))
 	v, err := snapshot.Open(dir, snapshot.Options{Logf: e.warnf})
 	if err != nil {
 		return err
@@ -89,14 +87,15 @@ func oneLine(err error) string {
 }
 
 // vaultDir returns --vault wherever on the command line it was given,
-// before the command or after it; else CAIRN_VAULT; else the default.
-func vaultDir(c *cli.Context) string {
+// before the command or after it; else $CAIRN_VAULT; else the default.
+func (e *cmdEnv) vaultDir(c *cli.Context) string {
 	for _, cc := range c.Lineage() {
-		for _, name := range cc.LocalFlagNames() { // given on the command line
-			if name == "vault" {
-				return cc.String("vault")
-			}
+		if cc.IsSet("vault") {
+			return cc.String("vault")
 		}
 	}
-	return c.String("vault")
+	if v := e.getenv("CAIRN_VAULT"); v != "" {
+		return v
+	}
+	return defaultVault
 }

@@ -1,0 +1,37 @@
+# cairn — see README.md. `make demo` and `make test` are the two set-up
+# commands; both install the system packages they need (as root).
+
+GO      ?= go
+BIN     := bin/cairn
+PKGS    := ./...
+
+.PHONY: all build test test-short demo bench lint deps clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/cairn
+
+# deps installs the outside tools the tests, demo and benchmarks use.
+deps:
+	@scripts/install-deps.sh
+
+test: deps build
+	CAIRN_BIN=$(CURDIR)/$(BIN) $(GO) test -race -timeout 15m $(PKGS)
+
+test-short: build
+	CAIRN_BIN=$(CURDIR)/$(BIN) $(GO) test -short -timeout 5m $(PKGS)
+
+demo: deps build
+	@scripts/demo.sh
+
+bench: deps build
+	@bench/run.sh
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS)
+
+clean:
+	rm -rf bin

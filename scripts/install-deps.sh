@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the outside tools cairn's tests, demo and benchmarks use, when
+# any is missing. Needs root (apt-get); prints what is missing otherwise.
+set -euo pipefail
+
+need=()
+check() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
+check mkfs.ext4   e2fsprogs
+check debugfs     e2fsprogs
+check fusermount3 fuse3
+check qemu-img    qemu-utils
+check zstd        zstd
+check lz4         lz4
+check mkfs.vfat   dosfstools
+check mcopy       mtools
+check sgdisk      gdisk
+check sfdisk      fdisk
+check setfattr    attr
+check restic      restic
+check borg        borgbackup
+[ -x /usr/bin/time ] || need+=(time)
+
+[ ${#need[@]} -eq 0 ] && exit 0
+mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+if [ "$(id -u)" -ne 0 ]; then
+	echo "cairn: missing packages: ${need[*]}; install them as root (apt-get install ${need[*]})" >&2
+	exit 1
+fi
+echo "installing: ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
