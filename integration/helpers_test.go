@@ -208,7 +208,6 @@ func fileSize(t testing.TB, p string) int64 {
 	return st.Size()
 }
 
-
 // createSized makes a sparse file of size bytes and returns its path.
 func createSized(t testing.TB, p string, size int64) string {
 	t.Helper()

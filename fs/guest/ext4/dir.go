@@ -111,7 +111,7 @@ func (fs *FS) parseBlockDir(in *inode, emit emitFunc) error {
 	if in.size%bs != 0 {
 		nblocks++
 	}
-	if nblocks > fs.sb.blocksCount {
+	if nblocks > fs.sb.blocksCount || nblocks > uint64(fs.size)/bs {
 		return corruptInode(in.ino, "directory of %d bytes", in.size)
 	}
 	buf := make([]byte, min(uint64(dirReadChunk)/bs, nblocks)*bs)
