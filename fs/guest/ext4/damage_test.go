@@ -234,17 +234,26 @@ func TestRandomDamage(t *testing.T) {
 	if testing.Short() {
 		iters = 60
 	}
-	inTime(t, func() {
-		for range iters {
-			img := d.clone()
-			for range 1 + r.IntN(20) {
-				img[r.IntN(300*d.bs)] ^= byte(1 + r.IntN(255))
-			}
-			fsys, err := Open(bytes.NewReader(img), int64(len(img)))
-			if err != nil {
-				continue
-			}
-			_ = walk(fsys, 200, 256<<10)
+	img := d.clone()
+	for range iters {
+		type flip struct {
+			at  int
+			old byte
 		}
-	})
+		var flips []flip
+		for range 1 + r.IntN(20) {
+			at := r.IntN(300 * d.bs)
+			flips = append(flips, flip{at, img[at]})
+			img[at] ^= byte(1 + r.IntN(255))
+		}
+		inTime(t, func() {
+			fsys, err := Open(bytes.NewReader(img), int64(len(img)))
+			if err == nil {
+				_ = walk(fsys, 200, 256<<10)
+			}
+		})
+		for i := len(flips) - 1; i >= 0; i-- {
+			img[flips[i].at] = flips[i].old
+		}
+	}
 }
