@@ -10,9 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -339,5 +342,94 @@ func TestManyEntries(t *testing.T) {
 	t.Logf("%d Lookups: %v", n, time.Since(start))
 	if _, err := fsys.Lookup(dir, "absent"); !errors.Is(err, guest.ErrNotFound) {
 		t.Errorf("Lookup absent: %v", err)
+	}
+}
+
+var debugfsField = regexp.MustCompile(`(?m)(Inode|Links|Blockcount|Size): *(\d+)`)
+
+// TestAgainstDebugfs checks inode numbers, link counts, sizes and block
+// counts against what debugfs reports for the same image.
+func TestAgainstDebugfs(t *testing.T) {
+	src := t.TempDir()
+	buildTree(t, src, treeOpts{bigSparse: true})
+	for _, v := range []variant{variants[0], variants[1], variants[4]} {
+		t.Run(v.name, func(t *testing.T) {
+			img := mkfs(t, v.prog, src, v.size, v.opts...)
+			fsys := openImage(t, img)
+			for _, p := range []string{"f4096", "hardlink", "sparse", "huge", "f1<<20", "slowlink", "a/b/c/d", "f4097"} {
+				if p == "f1<<20" {
+					p = "f" + itoa(1<<20+123)
+				}
+				out := runTool(t, "debugfs", "-R", "stat /"+p, img)
+				want := map[string]uint64{}
+				for _, m := range debugfsField.FindAllStringSubmatch(out, -1) {
+					n, _ := strconv.ParseUint(m[2], 10, 64)
+					if _, ok := want[m[1]]; !ok {
+						want[m[1]] = n
+					}
+				}
+				a, err := fsys.Stat(lookupPath(t, fsys, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := map[string]uint64{"Inode": a.Ino, "Links": uint64(a.Nlink), "Blockcount": a.Blocks, "Size": a.Size}
+				for k, w := range want {
+					if got[k] != w {
+						t.Errorf("%s: %s = %d, debugfs says %d", p, k, got[k], w)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestConcurrent reads files, directories and attributes from many
+// goroutines at once; run with -race.
+func TestConcurrent(t *testing.T) {
+	src := t.TempDir()
+	buildTree(t, src, treeOpts{manyEntries: 500})
+	fsys := openImage(t, mkfs(t, "mkfs.ext4", src, "64M"))
+	want, err := os.ReadFile(filepath.Join(src, "f"+itoa(1<<20+123)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ino := lookupPath(t, fsys, "f"+itoa(1<<20+123))
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g), 1))
+			buf := make([]byte, 20000)
+			for range 200 {
+				off := r.IntN(len(want))
+				n, _ := fsys.ReadAt(ino, buf, int64(off))
+				if !bytes.Equal(buf[:n], want[off:off+n]) {
+					t.Errorf("concurrent ReadAt at %d: wrong bytes", off)
+					return
+				}
+				if err := walk(fsys, 20, 4096); err != nil {
+					t.Errorf("walk: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestACLConversion(t *testing.T) {
+	disk := []byte{1, 0, 0, 0, 1, 0, 6, 0, 2, 0, 4, 0, 0xd2, 4, 0, 0, 4, 0, 4, 0, 0x10, 0, 4, 0, 0x20, 0, 0, 0}
+	got, err := aclToXattr(1, disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4+5*8 || got[0] != 2 || got[4+8+4] != 0xd2 {
+		t.Errorf("converted ACL %x", got)
+	}
+	for _, bad := range [][]byte{nil, {2, 0, 0, 0}, {1, 0, 0, 0, 2, 0, 4, 0}, {1, 0, 0, 0, 0x40, 0, 0, 0}} {
+		if _, err := aclToXattr(1, bad); !errors.Is(err, guest.ErrCorrupt) {
+			t.Errorf("ACL %x: %v", bad, err)
+		}
 	}
 }

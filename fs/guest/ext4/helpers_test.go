@@ -2,6 +2,7 @@ package ext4
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -114,6 +115,15 @@ func buildTree(t testing.TB, dir string, o treeOpts) {
 	must(unix.Setxattr(filepath.Join(dir, "a"), "user.dir", []byte("on a dir"), 0))
 	must(unix.Setxattr(filepath.Join(dir, "f4097"), "user.big", bytes.Repeat([]byte("x"), 700), 0))
 	must(unix.Setxattr(filepath.Join(dir, "f4097"), "trusted.t", []byte("trusted"), 0))
+	// A POSIX ACL, in the xattr form (version 2, 8-byte entries).
+	acl := binary.LittleEndian.AppendUint32(nil, 2)
+	for _, e := range [][3]uint32{{0x01, 6, 0xFFFFFFFF}, {0x02, 4, 1234}, {0x04, 4, 0xFFFFFFFF}, {0x10, 4, 0xFFFFFFFF}, {0x20, 0, 0xFFFFFFFF}} {
+		acl = binary.LittleEndian.AppendUint16(acl, uint16(e[0]))
+		acl = binary.LittleEndian.AppendUint16(acl, uint16(e[1]))
+		acl = binary.LittleEndian.AppendUint32(acl, e[2])
+	}
+	writeFile(t, filepath.Join(dir, "acl"), []byte("acl"))
+	must(unix.Setxattr(filepath.Join(dir, "acl"), "system.posix_acl_access", acl, 0))
 	if o.special {
 		must(unix.Mkfifo(filepath.Join(dir, "fifo"), 0o640))
 		must(unix.Mknod(filepath.Join(dir, "chr"), syscall.S_IFCHR|0o600, int(unix.Mkdev(1, 3))))
