@@ -42,7 +42,14 @@ func makeRaw(t testing.TB, dir string, size int64, seed int64) string {
 	for off := int64(0); off < size; {
 		n := int64(rng.Intn(300<<10) + 1)
 		n = min(n, size-off)
-		switch rng.Intn(4) {
+		switch rng.Intn(5) {
+		case 3:
+			// Repeats 20 KiB apart: deflate back-references longer than
+			// qemu's 4 KiB zlib window.
+			rng.Read(buf[off : off+min(n, 20<<10)])
+			for i := off + 20<<10; i < off+n; i += 20 << 10 {
+				copy(buf[i:off+n], buf[off:off+20<<10])
+			}
 		case 0:
 			rng.Read(buf[off : off+n])
 		case 1:
