@@ -37,6 +37,9 @@ func newApp(env *cmdEnv) *cli.App {
 			newDeleteCommand(env),
 			newVerifyCommand(env),
 			newStatsCommand(env),
+			newMountCommand(env),
+			newUmountCommand(env),
+			newDaemonCommand(env),
 		},
 	}
 	for _, c := range app.Commands {

@@ -22,7 +22,14 @@ func main() {
 		terminal: term.IsTerminal(int(os.Stderr.Fd())),
 		getenv:   os.Getenv,
 	}
-	os.Exit(run(ctx, env, os.Args))
+	code, err := viaDaemon(ctx, env, os.Args)
+	if errors.Is(err, errNoDaemon) {
+		code = run(ctx, env, os.Args)
+	} else if err != nil {
+		fmt.Fprintf(env.stderr, "cairn: %s\n", oneLine(err))
+		code = 1
+	}
+	os.Exit(code)
 }
 
 // run executes one command line and returns the process exit code.

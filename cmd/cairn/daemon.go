@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	cairnfs "github.com/cairn-backup/cairn/fs"
+	"github.com/cairn-backup/cairn/snapshot"
+)
+
+// daemon owns an open vault: it serves other cairn commands on a unix
+// socket and, optionally, the FUSE mount of every point.
+type daemon struct {
+	vault  *snapshot.Vault
+	sock   string
+	ln     net.Listener
+	mount  *fuse.Server
+	mpoint string
+	log    *log.Logger
+	jobs   sync.WaitGroup
+}
+
+type daemonOptions struct {
+	vault      string
+	socket     string
+	mountpoint string
+	allowOther bool
+	cacheSize  int64
+}
+
+// runDaemon serves until ctx ends (SIGINT, SIGTERM) or the mount is
+// unmounted from outside, then shuts down cleanly: no socket, no mount
+// left behind.
+func runDaemon(ctx context.Context, env *cmdEnv, o daemonOptions) error {
+	logger := log.New(env.stderr, "cairn: ", log.LstdFlags)
+	v, err := snapshot.Open(o.vault, snapshot.Options{CacheSize: o.cacheSize, Logf: logger.Printf})
+	if errors.Is(err, snapshot.ErrLocked) {
+		return fmt.Errorf("%s: another cairn process (a daemon or a mount?) owns this vault", o.vault)
+	}
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	d := &daemon{vault: v, sock: o.socket, log: logger}
+	if d.sock == "" {
+		d.sock = socketPath(env.getenv, o.vault)
+	}
+	if err := d.listen(); err != nil {
+		return err
+	}
+	defer d.closeSocket()
+
+	var unmounted chan struct{}
+	if o.mountpoint != "" {
+		d.mpoint = o.mountpoint
+		d.mount, err = cairnfs.Mount(o.mountpoint, v, cairnfs.MountOptions{
+			AllowOther: o.allowOther, Logf: logger.Printf, FsName: "cairn:" + o.vault})
+		if err != nil {
+			return err
+		}
+		unmounted = make(chan struct{})
+		go func() { d.mount.Wait(); close(unmounted) }()
+		logger.Printf("mounted %s at %s", o.vault, o.mountpoint)
+	}
+	logger.Printf("serving %s on %s", o.vault, d.sock)
+
+	serveCtx, cancelJobs := context.WithCancel(ctx)
+	go d.serve(serveCtx)
+	select {
+	case <-ctx.Done():
+		logger.Printf("shutting down")
+	case <-unmounted:
+		logger.Printf("%s was unmounted; shutting down", o.mountpoint)
+	}
+	cancelJobs()
+	d.ln.Close()
+	if d.mount != nil {
+		select {
+		case <-unmounted:
+		default:
+			if err := d.mount.Unmount(); err != nil {
+				logger.Printf("unmount %s: %v; detaching it lazily", o.mountpoint, err)
+				if err := cairnfs.Unmount(o.mountpoint); err != nil {
+					logger.Printf("unmount %s: %v", o.mountpoint, err)
+				}
+			}
+			<-unmounted
+		}
+	}
+	d.jobs.Wait()
+	return nil
+}
+
+// listen creates the socket, mode 0600, after making sure no live daemon
+// already has it. A socket nobody answers on is a leftover and goes.
+func (d *daemon) listen() error {
+	if c, err := net.Dial("unix", d.sock); err == nil {
+		c.Close()
+		return fmt.Errorf("a cairn daemon already serves this vault on %s", d.sock)
+	}
+	if err := os.Remove(d.sock); err == nil {
+		d.log.Printf("removed stale socket %s", d.sock)
+	}
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", d.sock)
+	syscall.Umask(old)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", d.sock, err)
+	}
+	if err := os.Chmod(d.sock, 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(true)
+	d.ln = ln
+	return nil
+}
+
+func (d *daemon) closeSocket() {
+	d.ln.Close()
+	os.Remove(d.sock)
+}
+
+func (d *daemon) serve(ctx context.Context) {
+	for {
+		conn, err := d.ln.Accept()
+		if err != nil {
+			return
+		}
+		d.jobs.Add(1)
+		go func() {
+			defer d.jobs.Done()
+			defer conn.Close()
+			d.handle(ctx, conn)
+		}()
+	}
+}
+
+// handle runs one client's command line with the daemon's vault.
+func (d *daemon) handle(ctx context.Context, conn net.Conn) {
+	typ, payload, err := readFrame(conn)
+	if err != nil || typ != frameRequest {
+		return
+	}
+	var req daemonRequest
+	if err := json.Unmarshal(payload, &req); err != nil || len(req.Args) == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		// Any frame or a closed connection means the client is gone or
+		// pressed Ctrl-C: cancel its job.
+		readFrame(conn)
+		cancel()
+	}()
+	var mu sync.Mutex
+	env := &cmdEnv{
+		stdout:   frameWriter{&mu, conn, frameStdout},
+		stderr:   frameWriter{&mu, conn, frameStderr},
+		terminal: req.Terminal,
+		getenv:   func(k string) string { return req.Env[k] },
+		cwd:      req.Cwd,
+		vault:    d.vault,
+	}
+	cmd, _, _ := commandOf(req.Args, env.getenv)
+	d.log.Printf("running %s for a client", cmd)
+	code := run(ctx, env, req.Args)
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(code))
+	mu.Lock()
+	writeFrame(conn, frameExit, b[:])
+	mu.Unlock()
+}
+

@@ -1,0 +1,21 @@
+// Package fs serves a vault's points as a read-only FUSE filesystem
+// (go-fuse v2):
+//
+//	MOUNT/RESOURCE/latest -> ID          symlink to the newest point
+//	MOUNT/RESOURCE/ID/DISK.raw           the whole disk of a point
+//
+// Terms and invariants:
+//   - The root and resource folders are dynamic: every listing and lookup
+//     asks the vault, and the kernel caches their entries for one second
+//     only, so new points appear and deleted ones vanish while mounted.
+//   - Everything inside a point is immutable, so its entries, attributes
+//     and file data are cached by the kernel for long (FOPEN_KEEP_CACHE).
+//   - Inode numbers derive from identity (resource, point, disk), never
+//     from a counter, so they are stable across mounts.
+//   - Reads are stateless ReadAt calls on the point's disk; they run in
+//     parallel. Sequential readers get read-ahead of following blocks.
+//   - A block that fails verification is EIO for that read, logged with
+//     point and offset; wrong bytes are never returned.
+//   - Every node refuses changes with EROFS, on top of the read-only
+//     mount flag.
+package fs

@@ -1,0 +1,60 @@
+package fs
+
+import (
+	"context"
+	"strings"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/cairn-backup/cairn/snapshot"
+)
+
+// pointDir holds the disks of one point. Its content never changes.
+type pointDir struct {
+	gofs.Inode
+	readOnly
+	fsys  *FS
+	point *snapshot.Point
+}
+
+var (
+	_ gofs.NodeLookuper  = (*pointDir)(nil)
+	_ gofs.NodeReaddirer = (*pointDir)(nil)
+	_ gofs.NodeGetattrer = (*pointDir)(nil)
+)
+
+const diskSuffix = ".raw"
+
+func (n *pointDir) Getattr(_ context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	dirAttr(&out.Attr, n.point.Time)
+	out.SetTimeout(immutableTimeout)
+	return 0
+}
+
+func (n *pointDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	diskName, ok := strings.CutSuffix(name, diskSuffix)
+	if !ok || n.point.Disk(diskName) == nil {
+		return nil, syscall.ENOENT
+	}
+	r, err := n.fsys.vault.OpenDisk(n.point, diskName)
+	if err != nil {
+		return nil, n.fsys.errno("open disk", err)
+	}
+	f := &diskFile{fsys: n.fsys, r: r}
+	f.fill(&out.Attr)
+	out.SetEntryTimeout(immutableTimeout)
+	out.SetAttrTimeout(immutableTimeout)
+	return n.NewInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: inoOf("disk", n.point.Resource, n.point.ID, diskName)}), 0
+}
+
+func (n *pointDir) Readdir(context.Context) (gofs.DirStream, syscall.Errno) {
+	p := n.point
+	entries := make([]fuse.DirEntry, 0, len(p.Disks))
+	for _, d := range p.Disks {
+		entries = append(entries, fuse.DirEntry{Name: d.Name + diskSuffix, Mode: syscall.S_IFREG,
+			Ino: inoOf("disk", p.Resource, p.ID, d.Name)})
+	}
+	return gofs.NewListDirStream(entries), 0
+}
