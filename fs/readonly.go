@@ -16,9 +16,9 @@ func (readOnly) Setattr(context.Context, gofs.FileHandle, *fuse.SetAttrIn, *fuse
 	return syscall.EROFS
 }
 func (readOnly) Setxattr(context.Context, string, []byte, uint32) syscall.Errno { return syscall.EROFS }
-func (readOnly) Removexattr(context.Context, string) syscall.Errno            { return syscall.EROFS }
-func (readOnly) Unlink(context.Context, string) syscall.Errno                 { return syscall.EROFS }
-func (readOnly) Rmdir(context.Context, string) syscall.Errno                  { return syscall.EROFS }
+func (readOnly) Removexattr(context.Context, string) syscall.Errno              { return syscall.EROFS }
+func (readOnly) Unlink(context.Context, string) syscall.Errno                   { return syscall.EROFS }
+func (readOnly) Rmdir(context.Context, string) syscall.Errno                    { return syscall.EROFS }
 func (readOnly) Rename(context.Context, string, gofs.InodeEmbedder, string, uint32) syscall.Errno {
 	return syscall.EROFS
 }

@@ -182,4 +182,3 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 	writeFrame(conn, frameExit, b[:])
 	mu.Unlock()
 }
-
