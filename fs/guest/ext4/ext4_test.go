@@ -433,3 +433,41 @@ func TestACLConversion(t *testing.T) {
 		}
 	}
 }
+
+var uninitRE = regexp.MustCompile(`(?m)(\d+) - +(\d+) +(\d+) - +(\d+) +\d+ +Uninit`)
+
+// TestUnwritten checks that unwritten (preallocated) extents read as
+// zeros whatever their blocks hold.
+func TestUnwritten(t *testing.T) {
+	src := t.TempDir()
+	data := randBytes(rand.New(rand.NewPCG(1, 1)), 4096)
+	writeFile(t, filepath.Join(src, "f"), data)
+	img := mkfs(t, "mkfs.ext4", src, "16M", "-b", "4096")
+	runTool(t, "debugfs", "-w", "-R", "fallocate /f 1 20", img)
+	runTool(t, "debugfs", "-w", "-R", "sif /f size 86016", img)
+	m := uninitRE.FindStringSubmatch(runTool(t, "debugfs", "-R", "ex /f", img))
+	if m == nil {
+		t.Fatal("debugfs made no unwritten extent")
+	}
+	first, _ := strconv.Atoi(m[3])
+	last, _ := strconv.Atoi(m[4])
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := bytes.Repeat([]byte{0xAB}, (last-first+1)*4096)
+	if _, err := f.WriteAt(garbage, int64(first)*4096); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	fsys := openImage(t, img)
+	ino := lookupPath(t, fsys, "f")
+	got := make([]byte, 86016)
+	if n, err := fsys.ReadAt(ino, got, 0); n != len(got) || err != nil {
+		t.Fatalf("ReadAt: %d, %v", n, err)
+	}
+	want := append(bytes.Clone(data), make([]byte, 86016-4096)...)
+	if !bytes.Equal(got, want) {
+		t.Error("unwritten extent did not read as zeros")
+	}
+}
