@@ -219,3 +219,68 @@ func (f *failingSource) ReadAt(p []byte, off int64) (int, error) {
 	}
 	return f.rawSource.ReadAt(p, off)
 }
+
+// fileSource is a raw file as an image.Source through the reader's own
+// SEEK_DATA-based raw backing type.
+func fileSource(t *testing.T, path string) *rawFile {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	st, _ := f.Stat()
+	return &rawFile{f: f, size: st.Size()}
+}
+
+func TestWriteSizes(t *testing.T) {
+	needTool(t, "qemu-img")
+	for _, tc := range []struct {
+		name string
+		size int64
+		data []int64 // offsets of 100-byte non-zero patches
+	}{
+		{"empty", 0, nil},
+		{"odd size", 1000, []int64{900}},
+		{"sparse 3G", 3<<30 + 4096, []int64{0, 1 << 30, 3<<30 + 3900, 512<<20 - 50}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			raw := filepath.Join(dir, "src.raw")
+			f, _ := os.Create(raw)
+			f.Truncate(tc.size)
+			for _, off := range tc.data {
+				f.WriteAt(bytes.Repeat([]byte{0xa5}, 100), off)
+			}
+			f.Close()
+			out := filepath.Join(dir, "out.qcow2")
+			o, _ := os.Create(out)
+			if _, err := Write(context.Background(), o, fileSource(t, raw), WriterOptions{}, nil); err != nil {
+				t.Fatal(err)
+			}
+			o.Close()
+			want := (tc.size + 511) &^ 511
+			if want != tc.size {
+				os.Truncate(raw, want)
+			}
+			checkQemu(t, out, raw, want)
+			im, err := Open(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer im.Close()
+			for _, off := range tc.data {
+				p := make([]byte, 102)
+				if off == 0 {
+					p[0] = 0
+					im.ReadAt(p[1:], 0)
+				} else {
+					im.ReadAt(p, off-1)
+				}
+				if p[0] != 0 || p[1] != 0xa5 || p[100] != 0xa5 || (off+101 < want && p[101] != 0) {
+					t.Errorf("patch at %d reads back as %x...", off, p[:4])
+				}
+			}
+		})
+	}
+}
