@@ -1,0 +1,15 @@
+// Command benchtool holds the small helpers of cairn's benchmark scripts
+// (bench/run.sh, bench/chunksize.sh), so that the scripts need no
+// interpreter beyond bash and Go:
+//
+//	benchtool offsets -seed S -n N -len L IMAGE   seeded, non-overlapping ranges inside data
+//	benchtool diff A B                           bytes of 4 KiB blocks that differ
+//	benchtool report RESULTS.tsv                 median table, ratios, PASS/MISS
+//	benchtool chunks RESULTS.tsv                 chunk-size table
+//	benchtool randread -vault DIR -point REF     timed random 4 KiB reads of a point
+//	benchtool profile -vault DIR -name N -cpu F IMAGE   one backup under the CPU profiler
+//
+// Terms: a "data extent" is a range an lseek(SEEK_DATA/SEEK_HOLE) walk of
+// the file reports as data. Every random choice comes from a PCG seeded by
+// the caller, so a run is reproducible on the same input.
+package main

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	cmds := map[string]func([]string) error{
+		"offsets":  runOffsets,
+		"diff":     runDiff,
+		"report":   runReport,
+		"chunks":   runChunks,
+		"randread": runRandRead,
+		"profile":  runProfile,
+	}
+	fn, ok := cmds[os.Args[1]]
+	if !ok {
+		usage()
+	}
+	if err := fn(os.Args[2:]); err != nil {
+		fmt.Fprintf(os.Stderr, "benchtool %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: benchtool offsets|diff|report|chunks|randread|profile ARGS (see doc.go)")
+	os.Exit(2)
+}

@@ -1,0 +1,172 @@
+# Shared by bench/run.sh and bench/chunksize.sh (sourced, not run).
+#
+# Settings (environment):
+#   BENCH_DIR     work directory, never inside the repository (default /var/tmp/cairn-bench)
+#   BENCH_SEED    seed of every random choice (default 42)
+#   BENCH_BLOCKS  scattered 1 MiB blocks overwritten in the second disk (default 24)
+#   BENCH_NEW_MB  MiB of new files written into the second disk through debugfs (default 8)
+#   CAIRN_BIN     the cairn binary (default bin/cairn, built by make build)
+
+set -euo pipefail
+export LC_ALL=C
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+work=${BENCH_DIR:-/var/tmp/cairn-bench}
+seed=${BENCH_SEED:-42}
+nblocks=${BENCH_BLOCKS:-24}
+new_mb=${BENCH_NEW_MB:-8}
+cairn=${CAIRN_BIN:-$root/bin/cairn}
+benchtool=$work/bin/benchtool
+
+# Bump when the disk recipe changes, so old disks are rebuilt.
+disk_recipe=2
+# Bytes of real files copied into the test disk.
+disk_bytes=1550000000
+
+log() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
+die() {
+	printf 'bench: %s\n' "$*" >&2
+	exit 1
+}
+
+bench_setup() {
+	case "$work" in "$root" | "$root"/*) die "BENCH_DIR must be outside the repository" ;; esac
+	mkdir -p "$work/bin"
+	[ -x "$cairn" ] || die "$cairn missing: run make build"
+	for t in mkfs.ext4 debugfs restic borg /usr/bin/time; do
+		command -v "$t" >/dev/null || die "$t missing: run scripts/install-deps.sh"
+	done
+	(cd "$root" && go build -o "$benchtool" ./bench/benchtool) || die "cannot build bench/benchtool"
+}
+
+# list_sources prints "SIZE<TAB>PATH" of the files the test disk is made
+# of, then the donor files that feed the change, in a fixed order: every
+# regular file of /usr/bin, then /usr/share, then /usr/lib, each sorted by
+# path (bytewise), names with a newline or tab left out. The first files up
+# to $disk_bytes go into the disk; the rest are donors.
+list_sources() {
+	local d
+	for d in /usr/bin /usr/share /usr/lib; do
+		find "$d" -type f ! -name "$(printf '*\n*')" ! -name "$(printf '*\t*')" -printf '%s\t%p\n' |
+			sort -t "$(printf '\t')" -k2,2
+	done
+}
+
+# make_disks builds $work/disk.img (v1) and $work/disk2.img (v2), unless a
+# stamp says the ones there were built by this recipe from the same files.
+make_disks() {
+	local v1=$work/disk.img v2=$work/disk2.img stamp=$work/disk.stamp
+	local all=$work/sources.all
+	list_sources >"$all"
+	local want
+	want="recipe=$disk_recipe bytes=$disk_bytes seed=$seed blocks=$nblocks new_mb=$new_mb list=$(sha256sum <"$all" | cut -c1-16)"
+	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$v1" ] && [ -f "$v2" ]; then
+		log "reusing test disks ($want)"
+		return
+	fi
+	rm -f "$stamp" "$v1" "$v2"
+	awk -F '\t' -v max="$disk_bytes" -v files="$work/files.list" -v donors="$work/donors.list" '
+		!full && sum + $1 <= max { sum += $1; n++; print substr($2, 2) > files; next }
+		{ full = 1; print > donors }
+		END { printf "disk content: %d bytes in %d files\n", sum, n > "/dev/stderr" }' "$all"
+
+	log "copying $(wc -l <"$work/files.list") files into $work/tree"
+	rm -rf "$work/tree"
+	mkdir -p "$work/tree"
+	tar -C / --no-recursion -cf - -T "$work/files.list" | tar -C "$work/tree" -xf -
+	log "mkfs.ext4 -d tree disk.img 2G"
+	# A fixed UUID and clock keep the image the same from build to build.
+	E2FSPROGS_FAKE_TIME=1700000000 mkfs.ext4 -q -F -U 6b3c5a52-2d0e-4f9b-9a57-0c2f4c7f1e10 -d "$work/tree" "$v1" 2G
+	rm -rf "$work/tree"
+	# Zeros that mkfs wrote become holes, as in the copy below.
+	fallocate -d "$v1"
+
+	log "making disk2.img: $nblocks scattered 1 MiB blocks overwritten, $new_mb MiB of new files"
+	cp --sparse=always "$v1" "$v2"
+	change_disk "$v1" "$v2"
+	"$benchtool" diff "$v1" "$v2" >"$work/disk.diff"
+	echo "$want" >"$stamp"
+}
+
+# change_disk makes v2 from a copy of v1: first new files through the
+# filesystem (debugfs -w), then scattered 1 MiB overwrites that each lie
+# inside one regular file of v1, filled from the middle of donor files.
+change_disk() {
+	local v1=$1 v2=$2 bs
+	bs=$(debugfs -R stats "$v1" 2>/dev/null | awk '/^Block size:/ { print $3 }')
+	[ -n "$bs" ] || die "cannot read the block size of $v1"
+
+	# Donors of at least 1 MiB; the first ones feed the overwrites, the
+	# next ones become the new files.
+	awk -F '\t' '$1 >= 1048576' "$work/donors.list" >"$work/donors.big"
+	[ "$(wc -l <"$work/donors.big")" -gt "$nblocks" ] || die "not enough donor files"
+
+	local cmds=$work/debugfs.cmds written=0 size path n=0
+	echo "mkdir /cairn-bench-new" >"$cmds"
+	while IFS=$'\t' read -r size path; do
+		[ "$written" -ge $((new_mb << 20)) ] && break
+		n=$((n + 1))
+		echo "write $path /cairn-bench-new/$n-$(basename "$path")" >>"$cmds"
+		written=$((written + size))
+	done < <(tail -n +$((nblocks + 1)) "$work/donors.big")
+	debugfs -w -f "$cmds" "$v2" >/dev/null 2>"$work/debugfs.err" || {
+		cat "$work/debugfs.err" >&2
+		die "debugfs write failed"
+	}
+	log "wrote $n new files, $((written >> 10)) KiB, into /cairn-bench-new"
+
+	# Candidate ranges, then keep those whose first and last block belong
+	# to the same regular file.
+	"$benchtool" offsets -seed "$seed" -n $((nblocks * 20)) -len 1048576 -align "$bs" "$v1" >"$work/cand"
+	awk -v bs="$bs" 'BEGIN { printf "icheck" } { printf " %d %d", int($1 / bs), int(($1 + 1048575) / bs) } END { print "" }' "$work/cand" >"$work/icheck.cmd"
+	debugfs -f "$work/icheck.cmd" "$v1" 2>/dev/null | awk 'NR > 2 && $2 ~ /^[0-9]+$/ { print $1, $2 }' >"$work/owners"
+	awk -v bs="$bs" 'NR == FNR { owner[$1] = $2; next }
+		{ a = owner[int($1 / bs)]; b = owner[int(($1 + 1048575) / bs)]
+		  if (a != "" && a == b) print $1, a }' "$work/owners" "$work/cand" >"$work/cand.owned"
+	awk '{ printf "stat <%s>\n", $2 }' "$work/cand.owned" >"$work/stat.cmd"
+	debugfs -f "$work/stat.cmd" "$v1" 2>/dev/null | awk '/^Inode: / && $4 == "regular" { print $2 }' | sort -u >"$work/regular"
+	awk 'NR == FNR { reg[$1] = 1; next } reg[$2] { print $1 }' "$work/regular" "$work/cand.owned" |
+		head -n "$nblocks" >"$work/offsets"
+	[ "$(wc -l <"$work/offsets")" -eq "$nblocks" ] || die "found only $(wc -l <"$work/offsets") ranges inside files"
+
+	local off i=0
+	while read -r off; do
+		i=$((i + 1))
+		IFS=$'\t' read -r size path < <(sed -n "${i}p" "$work/donors.big")
+		# 4 KiB units from the middle of the donor.
+		dd if="$path" of="$v2" bs=4096 skip=$(((size - 1048576) / 2 / 4096)) seek=$((off / 4096)) count=256 \
+			conv=notrunc status=none
+	done <"$work/offsets"
+}
+
+# warm reads every file given (directories recursively) once, so a timed
+# step starts with its inputs in the page cache.
+warm() {
+	local p
+	sync
+	for p in "$@"; do
+		[ -e "$p" ] || continue
+		find "$p" -type f -exec cat {} + >/dev/null
+	done
+}
+
+# timed OUT -- CMD... runs CMD under /usr/bin/time -v and sets wall, cpu
+# (user+sys, s) and rss_kb. CMD's stdout goes to OUT.out.
+timed() {
+	local out=$1
+	shift 2
+	if ! /usr/bin/time -v -o "$out.time" "$@" >"$out.out" 2>"$out.err"; then
+		cat "$out.err" "$out.time" >&2
+		die "failed: $*"
+	fi
+	wall=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, a, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + a[i]; print s }' "$out.time")
+	cpu=$(awk -F': ' '/User time/ { u = $2 } /System time/ { s = $2 } END { printf "%.2f", u + s }' "$out.time")
+	rss_kb=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out.time")
+}
+
+# json_field FILE NAME prints the first numeric field NAME of a JSON file.
+json_field() {
+	grep -m1 -o "\"$2\": *[0-9.e+-]*" "$1" | sed 's/.*: *//'
+}
+
+dusize() { du -sb "$1" | cut -f1; }
