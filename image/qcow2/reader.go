@@ -138,11 +138,12 @@ func (im *Image) errf(sentinel error, format string, args ...any) error {
 func (im *Image) Size() int64 { return im.size }
 
 // Close releases the image and, when it was opened with Open, its file
-// and backing chain.
+// and backing chain. No read may run during or after Close.
 func (im *Image) Close() error {
 	var errs []error
 	if im.zdec != nil {
 		im.zdec.Close()
+		im.zdec = nil
 	}
 	for _, c := range im.closers {
 		errs = append(errs, c.Close())
