@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -94,7 +95,13 @@ func runDaemon(ctx context.Context, env *cmdEnv, o daemonOptions) error {
 					logger.Printf("unmount %s: %v", o.mountpoint, err)
 				}
 			}
-			<-unmounted
+			// A lazily detached mount lives on while files are open in
+			// it; leaving ends the connection and frees the kernel side.
+			select {
+			case <-unmounted:
+			case <-time.After(2 * time.Second):
+				logger.Printf("files are still open in %s; they will read as errors from now on", o.mountpoint)
+			}
 		}
 	}
 	d.jobs.Wait()

@@ -34,7 +34,8 @@ func main() {
 
 // run executes one command line and returns the process exit code.
 func run(ctx context.Context, env *cmdEnv, args []string) int {
-	err := newApp(env).RunContext(ctx, args)
+	app := newApp(env)
+	err := app.RunContext(ctx, interleaveFlags(app, args))
 	if err == nil {
 		return 0
 	}
