@@ -14,7 +14,7 @@ build:
 
 # deps installs the outside tools the tests, demo and benchmarks use.
 deps:
-	@scripts/install-deps.sh
+	@integration/install-deps.sh
 
 test: deps build
 	CAIRN_BIN=$(CURDIR)/$(BIN) $(GO) test -race -timeout 15m $(PKGS)
@@ -23,7 +23,7 @@ test-short: build
 	CAIRN_BIN=$(CURDIR)/$(BIN) $(GO) test -short -timeout 5m $(PKGS)
 
 demo: deps build
-	@scripts/demo.sh
+	@integration/demo.sh
 
 bench: deps build
 	@bench/run.sh

@@ -46,7 +46,7 @@ func needTool(t testing.TB, names ...string) {
 	for _, n := range names {
 		if _, err := exec.LookPath(n); err != nil {
 			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is not installed; CI must install it (scripts/install-deps.sh)", n)
+				t.Fatalf("%s is not installed; CI must install it (integration/install-deps.sh)", n)
 			}
 			t.Skipf("%s is not installed (make deps)", n)
 		}

@@ -23,6 +23,7 @@ step "cairn init"
 "$cairn" init
 
 step "cairn backup --name demo vda.img   (full)"
+cp --sparse=always "$work/vda.img" "$work/vda-v1.img"
 "$cairn" backup --name demo "$work/vda.img"
 
 step "changing the disk: adding a file through the filesystem"
@@ -47,6 +48,28 @@ e2fsck -fn "$work/restored.img" >/dev/null && echo "e2fsck: restored filesystem 
 
 step "cairn verify --data"
 "$cairn" verify --data
+
+step "cairn mount: every point as a read-only folder"
+mkdir -p "$work/mnt"
+"$cairn" mount "$work/mnt" 2>"$work/mount.log" &
+mount_pid=$!
+trap 'kill $mount_pid 2>/dev/null; wait $mount_pid 2>/dev/null' EXIT
+for _ in $(seq 100); do grep -q "fuse.cairn" /proc/mounts && mountpoint -q "$work/mnt" && break; sleep 0.1; done
+ls -l "$work/mnt/demo"
+ls -l "$work/mnt/demo/latest/"
+echo "(cairn points, while the mount owns the vault, runs through its socket:)"
+"$cairn" points demo
+
+step "copying the first point's disk out of the mount"
+first=$(ls "$work/mnt/demo" | grep -v latest | head -1)
+cp --sparse=always "$work/mnt/demo/$first/vda.raw" "$work/first.img"
+cmp "$work/first.img" "$work/vda-v1.img"
+echo "copied $first/vda.raw: byte-identical to the disk before the change"
+
+step "cairn umount"
+"$cairn" umount "$work/mnt"
+wait $mount_pid
+trap - EXIT
 
 echo
 echo "demo files are in $work (remove with: rm -rf $work)"
