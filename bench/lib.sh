@@ -20,6 +20,7 @@ benchtool=$work/bin/benchtool
 
 # Bump when the disk recipe changes, so old disks are rebuilt.
 disk_recipe=2
+change_recipe=3
 # Bytes of real files copied into the test disk.
 disk_bytes=1550000000
 
@@ -52,40 +53,45 @@ list_sources() {
 	done
 }
 
-# make_disks builds $work/disk.img (v1) and $work/disk2.img (v2), unless a
-# stamp says the ones there were built by this recipe from the same files.
+# make_disks builds $work/disk.img (v1) and $work/disk2.img (v2), unless
+# stamps say the ones there were made by this recipe from the same files
+# (v2 alone is remade when only the change settings differ).
 make_disks() {
-	local v1=$work/disk.img v2=$work/disk2.img stamp=$work/disk.stamp
-	local all=$work/sources.all
+	local v1=$work/disk.img v2=$work/disk2.img all=$work/sources.all
 	list_sources >"$all"
-	local want
-	want="recipe=$disk_recipe bytes=$disk_bytes seed=$seed blocks=$nblocks new_mb=$new_mb list=$(sha256sum <"$all" | cut -c1-16)"
-	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$v1" ] && [ -f "$v2" ]; then
-		log "reusing test disks ($want)"
-		return
-	fi
-	rm -f "$stamp" "$v1" "$v2"
+	local want1 want2
+	want1="recipe=$disk_recipe bytes=$disk_bytes list=$(sha256sum <"$all" | cut -c1-16)"
+	want2="$want1 change=$change_recipe seed=$seed blocks=$nblocks new_mb=$new_mb"
 	awk -F '\t' -v max="$disk_bytes" -v files="$work/files.list" -v donors="$work/donors.list" '
 		!full && sum + $1 <= max { sum += $1; n++; print substr($2, 2) > files; next }
 		{ full = 1; print > donors }
 		END { printf "disk content: %d bytes in %d files\n", sum, n > "/dev/stderr" }' "$all"
-
-	log "copying $(wc -l <"$work/files.list") files into $work/tree"
-	rm -rf "$work/tree"
-	mkdir -p "$work/tree"
-	tar -C / --no-recursion -cf - -T "$work/files.list" | tar -C "$work/tree" -xf -
-	log "mkfs.ext4 -d tree disk.img 2G"
-	# A fixed UUID and clock keep the image the same from build to build.
-	E2FSPROGS_FAKE_TIME=1700000000 mkfs.ext4 -q -F -U 6b3c5a52-2d0e-4f9b-9a57-0c2f4c7f1e10 -d "$work/tree" "$v1" 2G
-	rm -rf "$work/tree"
-	# Zeros that mkfs wrote become holes, as in the copy below.
-	fallocate -d "$v1"
-
-	log "making disk2.img: $nblocks scattered 1 MiB blocks overwritten, $new_mb MiB of new files"
+	if [ -f "$v1" ] && [ "$(cat "$work/disk.stamp" 2>/dev/null)" = "$want1" ]; then
+		log "reusing disk.img ($want1)"
+	else
+		rm -f "$work/disk.stamp" "$work/disk2.stamp" "$v1" "$v2"
+		log "copying $(wc -l <"$work/files.list") files into $work/tree"
+		rm -rf "$work/tree"
+		mkdir -p "$work/tree"
+		tar -C / --no-recursion -cf - -T "$work/files.list" | tar -C "$work/tree" -xf -
+		log "mkfs.ext4 -d tree disk.img 2G (takes a few minutes)"
+		# A fixed UUID and clock keep the image the same from build to build.
+		E2FSPROGS_FAKE_TIME=1700000000 mkfs.ext4 -q -F -U 6b3c5a52-2d0e-4f9b-9a57-0c2f4c7f1e10 -d "$work/tree" "$v1" 2G
+		rm -rf "$work/tree"
+		# Zeros that mkfs wrote become holes, as in the copy made below.
+		fallocate -d "$v1"
+		echo "$want1" >"$work/disk.stamp"
+	fi
+	if [ -f "$v2" ] && [ "$(cat "$work/disk2.stamp" 2>/dev/null)" = "$want2" ]; then
+		log "reusing disk2.img"
+		return
+	fi
+	rm -f "$work/disk2.stamp" "$v2"
+	log "making disk2.img: $new_mb MiB of new files, $nblocks scattered 1 MiB blocks overwritten"
 	cp --sparse=always "$v1" "$v2"
 	change_disk "$v1" "$v2"
 	"$benchtool" diff "$v1" "$v2" >"$work/disk.diff"
-	echo "$want" >"$stamp"
+	echo "$want2" >"$work/disk2.stamp"
 }
 
 # change_disk makes v2 from a copy of v1: first new files through the
@@ -96,10 +102,18 @@ change_disk() {
 	bs=$(debugfs -R stats "$v1" 2>/dev/null | awk '/^Block size:/ { print $3 }')
 	[ -n "$bs" ] || die "cannot read the block size of $v1"
 
-	# Donors of at least 1 MiB; the first ones feed the overwrites, the
-	# next ones become the new files.
-	awk -F '\t' '$1 >= 1048576' "$work/donors.list" >"$work/donors.big"
+	# Donors of the overwrites: files of at least 1 MiB left out of the
+	# disk, taken at an even stride through their list for variety.
+	local m
+	m=$(awk -F '\t' '$1 >= 1048576' "$work/donors.list" | wc -l)
+	awk -F '\t' -v step=$((m / (nblocks + 32) > 1 ? m / (nblocks + 32) : 1)) \
+		'$1 >= 1048576 && k++ % step == 0' "$work/donors.list" >"$work/donors.big"
 	[ "$(wc -l <"$work/donors.big")" -gt "$nblocks" ] || die "not enough donor files"
+
+	# New files: donors from 64 KiB to 2 MiB, also at a stride.
+	m=$(awk -F '\t' '$1 >= 65536 && $1 < 2097152' "$work/donors.list" | wc -l)
+	awk -F '\t' -v step=$((m / 64 > 1 ? m / 64 : 1)) \
+		'$1 >= 65536 && $1 < 2097152 && k++ % step == 0' "$work/donors.list" >"$work/donors.new"
 
 	local cmds=$work/debugfs.cmds written=0 size path n=0
 	echo "mkdir /cairn-bench-new" >"$cmds"
@@ -108,7 +122,7 @@ change_disk() {
 		n=$((n + 1))
 		echo "write $path /cairn-bench-new/$n-$(basename "$path")" >>"$cmds"
 		written=$((written + size))
-	done < <(tail -n +$((nblocks + 1)) "$work/donors.big")
+	done <"$work/donors.new"
 	debugfs -w -f "$cmds" "$v2" >/dev/null 2>"$work/debugfs.err" || {
 		cat "$work/debugfs.err" >&2
 		die "debugfs write failed"

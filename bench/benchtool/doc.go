@@ -8,6 +8,7 @@
 //	benchtool chunks RESULTS.tsv                 chunk-size table
 //	benchtool randread -vault DIR -point REF     timed random 4 KiB reads of a point
 //	benchtool profile -vault DIR -name N -cpu F IMAGE   one backup under the CPU profiler
+//	benchtool codecs [-chunk B] IMAGE             CPU cost and size of each codec on the data
 //
 // Terms: a "data extent" is a range an lseek(SEEK_DATA/SEEK_HOLE) walk of
 // the file reports as data. Every random choice comes from a PCG seeded by

@@ -16,6 +16,7 @@ func main() {
 		"chunks":   runChunks,
 		"randread": runRandRead,
 		"profile":  runProfile,
+		"codecs":   runCodecs,
 	}
 	fn, ok := cmds[os.Args[1]]
 	if !ok {
@@ -28,6 +29,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: benchtool offsets|diff|report|chunks|randread|profile ARGS (see doc.go)")
+	fmt.Fprintln(os.Stderr, "usage: benchtool offsets|diff|report|chunks|randread|profile|codecs ARGS (see doc.go)")
 	os.Exit(2)
 }
