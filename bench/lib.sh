@@ -20,7 +20,7 @@ benchtool=$work/bin/benchtool
 
 # Bump when the disk recipe changes, so old disks are rebuilt.
 disk_recipe=2
-change_recipe=3
+change_recipe=4
 # Bytes of real files copied into the test disk.
 disk_bytes=1550000000
 
@@ -129,18 +129,34 @@ change_disk() {
 	}
 	log "wrote $n new files, $((written >> 10)) KiB, into /cairn-bench-new"
 
-	# Candidate ranges, then keep those whose first and last block belong
-	# to the same regular file.
+	# Candidate ranges, then keep those that lie inside one physical extent
+	# of file data of a regular file, so the filesystem stays consistent
+	# (e2fsck -fn passes on disk2.img).
 	"$benchtool" offsets -seed "$seed" -n $((nblocks * 20)) -len 1048576 -align "$bs" "$v1" >"$work/cand"
-	awk -v bs="$bs" 'BEGIN { printf "icheck" } { printf " %d %d", int($1 / bs), int(($1 + 1048575) / bs) } END { print "" }' "$work/cand" >"$work/icheck.cmd"
-	debugfs -f "$work/icheck.cmd" "$v1" 2>/dev/null | awk 'NR > 2 && $2 ~ /^[0-9]+$/ { print $1, $2 }' >"$work/owners"
+	awk -v bs="$bs" 'BEGIN { printf "icheck" } { printf " %d", int($1 / bs) } END { print "" }' "$work/cand" >"$work/icheck.cmd"
+	debugfs -f "$work/icheck.cmd" "$v1" 2>/dev/null | awk '$1 ~ /^[0-9]+$/ && $2 ~ /^[0-9]+$/ { print $1, $2 }' >"$work/owners"
 	awk -v bs="$bs" 'NR == FNR { owner[$1] = $2; next }
-		{ a = owner[int($1 / bs)]; b = owner[int(($1 + 1048575) / bs)]
-		  if (a != "" && a == b) print $1, a }' "$work/owners" "$work/cand" >"$work/cand.owned"
-	awk '{ printf "stat <%s>\n", $2 }' "$work/cand.owned" >"$work/stat.cmd"
-	debugfs -f "$work/stat.cmd" "$v1" 2>/dev/null | awk '/^Inode: / && $4 == "regular" { print $2 }' | sort -u >"$work/regular"
-	awk 'NR == FNR { reg[$1] = 1; next } reg[$2] { print $1 }' "$work/regular" "$work/cand.owned" |
-		head -n "$nblocks" >"$work/offsets"
+		owner[int($1 / bs)] != "" { print $1, owner[int($1 / bs)] }' "$work/owners" "$work/cand" >"$work/cand.owned"
+	awk '{ printf "stat <%s>\n", $2 }' "$work/cand.owned" | sort -u >"$work/stat.cmd"
+	# "INODE PSTART PEND" for each data extent of each regular file.
+	debugfs -f "$work/stat.cmd" "$v1" 2>/dev/null | awk '
+		/^Inode: / { ino = ($4 == "regular") ? $2 : ""; next }
+		ino != "" && /^\(/ {
+			n = split($0, tok, ", ")
+			for (i = 1; i <= n; i++) {
+				t = tok[i]
+				if (index(t, "(ETB") == 1) continue
+				p = substr(t, index(t, "):") + 2)
+				sub(/[^0-9-].*/, "", p)
+				d = index(p, "-")
+				if (d) print ino, substr(p, 1, d - 1), substr(p, d + 1)
+				else print ino, p, p
+			}
+		}' >"$work/extents"
+	awk -v bs="$bs" 'NR == FNR { k = $1 SUBSEP (++cnt[$1]); ps[k] = $2; pe[k] = $3; next }
+		{ b0 = int($1 / bs); b1 = int(($1 + 1048575) / bs)
+		  for (i = 1; i <= cnt[$2]; i++) { k = $2 SUBSEP i; if (ps[k] <= b0 && b1 <= pe[k]) { print $1; break } } }' \
+		"$work/extents" "$work/cand.owned" | head -n "$nblocks" >"$work/offsets"
 	[ "$(wc -l <"$work/offsets")" -eq "$nblocks" ] || die "found only $(wc -l <"$work/offsets") ranges inside files"
 
 	local off i=0
