@@ -3,6 +3,9 @@
 //
 //	MOUNT/RESOURCE/latest -> ID          symlink to the newest point
 //	MOUNT/RESOURCE/ID/DISK.raw           the whole disk of a point
+//	MOUNT/RESOURCE/ID/DISK/partN/...     files of partition N
+//	MOUNT/RESOURCE/ID/DISK/partN.raw     partition N, raw
+//	MOUNT/RESOURCE/ID/DISK/...           files of a disk that is a bare filesystem
 //
 // Terms and invariants:
 //   - The root and resource folders are dynamic: every listing and lookup
@@ -16,6 +19,13 @@
 //     parallel. Sequential readers get read-ahead of following blocks.
 //   - A block that fails verification is EIO for that read, logged with
 //     point and offset; wrong bytes are never returned.
+//   - Guest files keep their original mode, owners, size, times, link
+//     count, device number and xattrs; their inode numbers derive from
+//     (resource, point, disk, partition, guest inode), so hard links share
+//     one. Nothing of a disk is parsed until someone looks inside DISK/;
+//     the partition table and opened filesystems then live in that node.
+//     Damage in a guest filesystem is EIO for the file concerned, logged
+//     with point, disk, partition and inode.
 //   - Every node refuses changes with EROFS, on top of the read-only
 //     mount flag.
 package fs

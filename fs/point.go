@@ -11,7 +11,8 @@ import (
 	"github.com/cairn-backup/cairn/snapshot"
 )
 
-// pointDir holds the disks of one point. Its content never changes.
+// pointDir holds the disks of one point, each as DISK.raw and as DISK/
+// (the files inside it). Its content never changes.
 type pointDir struct {
 	gofs.Inode
 	readOnly
@@ -34,13 +35,21 @@ func (n *pointDir) Getattr(_ context.Context, _ gofs.FileHandle, out *fuse.AttrO
 }
 
 func (n *pointDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	diskName, ok := strings.CutSuffix(name, diskSuffix)
-	if !ok || n.point.Disk(diskName) == nil {
+	diskName, raw := strings.CutSuffix(name, diskSuffix)
+	if n.point.Disk(diskName) == nil {
 		return nil, syscall.ENOENT
 	}
 	r, err := n.fsys.vault.OpenDisk(n.point, diskName)
 	if err != nil {
 		return nil, n.fsys.errno("open disk", err)
+	}
+	if !raw {
+		// The files inside the disk: nothing is read until looked into.
+		dirAttr(&out.Attr, n.point.Time)
+		out.SetEntryTimeout(immutableTimeout)
+		out.SetAttrTimeout(immutableTimeout)
+		d := &diskDir{fsys: n.fsys, r: r}
+		return n.NewInode(ctx, d, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoOf("diskdir", n.point.Resource, n.point.ID, diskName)}), 0
 	}
 	f := &diskFile{fsys: n.fsys, r: r}
 	f.fill(&out.Attr)
@@ -51,10 +60,11 @@ func (n *pointDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 
 func (n *pointDir) Readdir(context.Context) (gofs.DirStream, syscall.Errno) {
 	p := n.point
-	entries := make([]fuse.DirEntry, 0, len(p.Disks))
+	entries := make([]fuse.DirEntry, 0, 2*len(p.Disks))
 	for _, d := range p.Disks {
-		entries = append(entries, fuse.DirEntry{Name: d.Name + diskSuffix, Mode: syscall.S_IFREG,
-			Ino: inoOf("disk", p.Resource, p.ID, d.Name)})
+		entries = append(entries,
+			fuse.DirEntry{Name: d.Name, Mode: syscall.S_IFDIR, Ino: inoOf("diskdir", p.Resource, p.ID, d.Name)},
+			fuse.DirEntry{Name: d.Name + diskSuffix, Mode: syscall.S_IFREG, Ino: inoOf("disk", p.Resource, p.ID, d.Name)})
 	}
 	return gofs.NewListDirStream(entries), 0
 }

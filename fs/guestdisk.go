@@ -1,0 +1,147 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/cairn-backup/cairn/fs/guest/volume"
+	"github.com/cairn-backup/cairn/snapshot"
+)
+
+// diskDir is DISK/ beside DISK.raw: partN/ and partN.raw for each
+// partition, or the root of a bare filesystem. Nothing of the disk is
+// read until someone looks inside; the partition table and the opened
+// filesystems are then kept as long as the kernel keeps this node.
+type diskDir struct {
+	gofs.Inode
+	readOnly
+	fsys *FS
+	r    *snapshot.DiskReader
+
+	once sync.Once
+	disk *volume.Disk
+	err  error
+}
+
+var (
+	_ gofs.NodeLookuper  = (*diskDir)(nil)
+	_ gofs.NodeReaddirer = (*diskDir)(nil)
+	_ gofs.NodeGetattrer = (*diskDir)(nil)
+)
+
+func (d *diskDir) Getattr(_ context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	dirAttr(&out.Attr, d.r.Point().Time)
+	out.SetTimeout(immutableTimeout)
+	return 0
+}
+
+func (d *diskDir) where() string {
+	return d.r.Point().Name() + " disk " + d.r.Disk().Name
+}
+
+func (d *diskDir) open() (*volume.Disk, syscall.Errno) {
+	d.once.Do(func() {
+		d.disk, d.err = volume.Open(d.r, d.r.Size())
+		if d.err != nil {
+			d.fsys.logf("%s: %v", d.where(), d.err)
+		} else if d.disk.TableErr != nil {
+			d.fsys.logf("%s: %v (showing the partitions read before it)", d.where(), d.disk.TableErr)
+		}
+	})
+	if d.err != nil {
+		return nil, syscall.EIO
+	}
+	return d.disk, 0
+}
+
+// guestVol opens v's filesystem. ENOENT when it holds none we read; EIO,
+// logged, when it is damaged.
+func (d *diskDir) guestVol(v *volume.Volume) (*guestVol, syscall.Errno) {
+	gfs, err := v.FS()
+	if errors.Is(err, volume.ErrNoFilesystem) {
+		return nil, syscall.ENOENT
+	}
+	if err != nil {
+		where := d.where()
+		if v.Name != "" {
+			where += " " + v.Name
+		}
+		d.fsys.logf("%s: %v", where, err)
+		return nil, syscall.EIO
+	}
+	p := d.r.Point()
+	return &guestVol{fsys: d.fsys, gfs: gfs, ident: [4]string{p.Resource, p.ID, d.r.Disk().Name, v.Name}}, 0
+}
+
+func (d *diskDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	disk, errno := d.open()
+	if errno != 0 {
+		return nil, errno
+	}
+	if disk.Bare {
+		gv, errno := d.guestVol(disk.Volumes[0])
+		if errno != 0 {
+			return nil, errno
+		}
+		return guestLookup(ctx, &d.Inode, gv, gv.gfs.Root(), name, out)
+	}
+	p := d.r.Point()
+	if part, ok := strings.CutSuffix(name, diskSuffix); ok {
+		v := disk.Volume(part)
+		if v == nil {
+			return nil, syscall.ENOENT
+		}
+		f := &partFile{fsys: d.fsys, r: d.r, start: v.Start, size: v.Size}
+		f.fill(&out.Attr)
+		out.SetEntryTimeout(immutableTimeout)
+		out.SetAttrTimeout(immutableTimeout)
+		return d.NewInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG,
+			Ino: inoOf("part", p.Resource, p.ID, d.r.Disk().Name, part)}), 0
+	}
+	v := disk.Volume(name)
+	if v == nil || v.Name == "" {
+		return nil, syscall.ENOENT
+	}
+	gv, errno := d.guestVol(v)
+	if errno != 0 {
+		return nil, errno
+	}
+	root := gv.gfs.Root()
+	a, err := gv.gfs.Stat(root)
+	if err != nil {
+		return nil, gv.errno("stat root", root, err)
+	}
+	return gv.newChild(ctx, &d.Inode, &a, out), 0
+}
+
+func (d *diskDir) Readdir(context.Context) (gofs.DirStream, syscall.Errno) {
+	disk, errno := d.open()
+	if errno != 0 {
+		return nil, errno
+	}
+	if disk.Bare {
+		gv, errno := d.guestVol(disk.Volumes[0])
+		if errno != 0 {
+			return nil, errno
+		}
+		return guestReaddir(gv, gv.gfs.Root())
+	}
+	p := d.r.Point()
+	var entries []fuse.DirEntry
+	for _, v := range disk.Volumes {
+		// Listing probes each partition: partN/ is shown only when
+		// its filesystem opens.
+		if gv, errno := d.guestVol(v); errno == 0 {
+			entries = append(entries, fuse.DirEntry{Name: v.Name, Mode: syscall.S_IFDIR, Ino: gv.ino(gv.gfs.Root())})
+		}
+		entries = append(entries, fuse.DirEntry{Name: v.Name + diskSuffix, Mode: syscall.S_IFREG,
+			Ino: inoOf("part", p.Resource, p.ID, d.r.Disk().Name, v.Name)})
+	}
+	return gofs.NewListDirStream(entries), 0
+}
