@@ -23,6 +23,10 @@ type diskFile struct {
 	next atomic.Int64 // where a sequential reader will read next
 }
 
+// seqSlack is how far from the previous read's end a read may start and
+// still count as sequential.
+const seqSlack = 4 << 20
+
 var (
 	_ gofs.NodeGetattrer = (*diskFile)(nil)
 	_ gofs.NodeOpener    = (*diskFile)(nil)
@@ -55,8 +59,12 @@ func (f *diskFile) Open(_ context.Context, flags uint32) (gofs.FileHandle, uint3
 }
 
 func (f *diskFile) Read(_ context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	if f.next.Swap(off+int64(len(dest))) == off {
-		f.fsys.ra.after(f.r, off+int64(len(dest)))
+	// The kernel sends a sequential reader's requests a few at a time and
+	// not always in order: anything near the last end counts as
+	// sequential.
+	end := off + int64(len(dest))
+	if last := f.next.Swap(end); off >= last-seqSlack && off <= last+seqSlack {
+		f.fsys.ra.after(f.r, end)
 	}
 	n, err := f.r.ReadAt(dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {

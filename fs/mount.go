@@ -18,9 +18,9 @@ import (
 type MountOptions struct {
 	// AllowOther lets users other than the mounting one see the files.
 	AllowOther bool
-	// ReadAheadBlocks is how many blocks to load ahead of a sequential
-	// reader; default 8. Negative disables read-ahead.
-	ReadAheadBlocks int
+	// ReadAhead is how many bytes to keep loaded ahead of a sequential
+	// reader; default 8 MiB. Negative disables read-ahead.
+	ReadAhead int64
 	// Logf receives read errors and other events; discarded when nil.
 	Logf func(format string, args ...any)
 	// FsName is shown as the mount's source in /proc/mounts.
@@ -43,14 +43,11 @@ func Mount(mountpoint string, v Vault, o MountOptions) (*fuse.Server, error) {
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
-	switch {
-	case o.ReadAheadBlocks == 0:
-		o.ReadAheadBlocks = 8
-	case o.ReadAheadBlocks < 0:
-		o.ReadAheadBlocks = 0
+	if o.ReadAhead == 0 {
+		o.ReadAhead = 8 << 20
 	}
 	fsys := &FS{vault: v, logf: o.Logf, mounted: time.Now(),
-		ra: newReadAhead(runtime.GOMAXPROCS(0), o.ReadAheadBlocks)}
+		ra: newReadAhead(runtime.GOMAXPROCS(0), o.ReadAhead)}
 	root := &rootNode{fsys: fsys}
 	zero := time.Duration(0)
 	dyn := dynamicTimeout
@@ -82,8 +79,10 @@ func Mount(mountpoint string, v Vault, o MountOptions) (*fuse.Server, error) {
 	}
 	srv, err := gofs.Mount(abs, root, opts)
 	if err != nil {
+		fsys.ra.stop()
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
+	go func() { srv.Wait(); fsys.ra.stop() }()
 	return srv, nil
 }
 

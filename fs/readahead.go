@@ -7,12 +7,13 @@ import (
 )
 
 // readAhead loads the blocks after a sequential reader's position into
-// the block cache on a bounded pool of goroutines, so decompression of
+// the block cache on a fixed pool of workers, so decompression of
 // upcoming blocks runs on every core while the kernel consumes the
-// current one.
+// current one. It never blocks a read: when its queue is full, the rest
+// of the window waits for the next read to ask again.
 type readAhead struct {
-	blocks  int // how many blocks ahead to load
-	sem     chan struct{}
+	window  int64 // bytes to keep loaded ahead of a reader
+	jobs    chan pendingKey
 	mu      sync.Mutex
 	pending map[pendingKey]bool
 }
@@ -22,44 +23,52 @@ type pendingKey struct {
 	off int64
 }
 
-func newReadAhead(workers, blocks int) *readAhead {
-	return &readAhead{blocks: blocks, sem: make(chan struct{}, workers), pending: map[pendingKey]bool{}}
+func newReadAhead(workers int, window int64) *readAhead {
+	ra := &readAhead{window: window, jobs: make(chan pendingKey, 256), pending: map[pendingKey]bool{}}
+	for i := 0; i < workers; i++ {
+		go ra.work()
+	}
+	return ra
 }
 
-// after starts loading the blocks that follow offset off of r. It never
-// blocks: when every worker is busy, the rest is skipped.
+func (ra *readAhead) work() {
+	for k := range ra.jobs {
+		k.r.Prefetch(k.off)
+		ra.mu.Lock()
+		delete(ra.pending, k)
+		ra.mu.Unlock()
+	}
+}
+
+// after queues the blocks of r in [off, off+window) that are neither
+// cached nor already queued.
 func (ra *readAhead) after(r *snapshot.DiskReader, off int64) {
-	if ra == nil || ra.blocks == 0 {
+	if ra == nil || ra.window <= 0 {
 		return
 	}
 	bs := r.BlockSize()
-	first := off / bs * bs
-	for i := 0; i < ra.blocks; i++ {
-		b := first + int64(i)*bs
-		if b >= r.Size() {
-			return
-		}
+	end := min(off+ra.window, r.Size())
+	for b := off / bs * bs; b < end; b += bs {
 		k := pendingKey{r, b}
 		ra.mu.Lock()
 		busy := ra.pending[k]
 		ra.mu.Unlock()
-		if busy {
+		if busy || r.Cached(b) {
 			continue
-		}
-		select {
-		case ra.sem <- struct{}{}:
-		default:
-			return
 		}
 		ra.mu.Lock()
 		ra.pending[k] = true
 		ra.mu.Unlock()
-		go func() {
-			r.Prefetch(b)
+		select {
+		case ra.jobs <- k:
+		default:
 			ra.mu.Lock()
 			delete(ra.pending, k)
 			ra.mu.Unlock()
-			<-ra.sem
-		}()
+			return
+		}
 	}
 }
+
+// stop ends the workers once the mount is gone.
+func (ra *readAhead) stop() { close(ra.jobs) }

@@ -113,7 +113,8 @@ func (r *DiskReader) BlockHash(off int64) (index.Hash, error) {
 }
 
 // Prefetch loads the block holding offset off into the cache, unless it
-// is a hole or already there.
+// is a hole or already there. Errors are left for the read that needs
+// the block to report.
 func (r *DiskReader) Prefetch(off int64) {
 	if off < 0 || off >= r.d.Size {
 		return
@@ -123,6 +124,13 @@ func (r *DiskReader) Prefetch(off int64) {
 		return
 	}
 	r.v.store.Get(h)
+}
+
+// Cached reports whether reading the block holding off needs no
+// decompression: it is a hole or already in the cache.
+func (r *DiskReader) Cached(off int64) bool {
+	h, err := r.BlockHash(off)
+	return err == nil && (h.IsZero() || r.v.store.Cached(h))
 }
 
 // BlockSize is the disk's block size.

@@ -22,6 +22,9 @@ func main() {
 		terminal: term.IsTerminal(int(os.Stderr.Fd())),
 		getenv:   os.Getenv,
 	}
+	if path := os.Getenv("CAIRN_CPUPROFILE"); path != "" {
+		atExit = append(atExit, startProfile(path))
+	}
 	code, err := viaDaemon(ctx, env, os.Args)
 	if errors.Is(err, errNoDaemon) {
 		code = run(ctx, env, os.Args)
@@ -29,7 +32,8 @@ func main() {
 		fmt.Fprintf(env.stderr, "cairn: %s\n", oneLine(err))
 		code = 1
 	}
-	os.Exit(code)
+	stop()
+	exit(code)
 }
 
 // run executes one command line and returns the process exit code.
