@@ -33,6 +33,8 @@ func newApp(env *cmdEnv) *cli.App {
 			newBackupCommand(env),
 			newPointsCommand(env),
 			newShowCommand(env),
+			newLsCommand(env),
+			newCatCommand(env),
 			newRestoreCommand(env),
 			newDeleteCommand(env),
 			newVerifyCommand(env),

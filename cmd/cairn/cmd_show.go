@@ -32,8 +32,12 @@ func runShow(env *cmdEnv, v *snapshot.Vault, ref string, asJSON bool) error {
 		return err
 	}
 	view := newPointView(p)
+	sv := showView{pointView: view}
+	for _, d := range view.Disks {
+		sv.Disks = append(sv.Disks, newShowDiskView(v, p, d))
+	}
 	if asJSON {
-		return writeJSON(env.stdout, view)
+		return writeJSON(env.stdout, sv)
 	}
 	w := env.stdout
 	fmt.Fprintf(w, "point:      %s\n", view.Point)
@@ -53,5 +57,54 @@ func runShow(env *cmdEnv, v *snapshot.Vault, ref string, asJSON bool) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, bytesIEC(d.Size), bytesIEC(d.Allocated),
 			bytesIEC(d.Changed), bytesIEC(d.Added), bytesIEC(int64(d.BlockSize)), d.Source)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, d := range sv.Disks {
+		fmt.Fprintf(w, "\n%s: %s\n", d.Name, d.Content)
+		if d.TableError != "" {
+			fmt.Fprintf(w, "  partition table damaged: %s\n", d.TableError)
+		}
+		if len(d.Partitions) > 0 {
+			if err := printPartitions(w, d.Partitions, "  "); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// showView is a point with what its disks hold.
+type showView struct {
+	pointView
+	Disks []showDiskView `json:"disks"` // shadows pointView.Disks
+}
+
+type showDiskView struct {
+	diskView
+	Table      string          `json:"partition_table"` // gpt, mbr, or ""
+	TableError string          `json:"partition_table_error,omitempty"`
+	Filesystem string          `json:"filesystem,omitempty"` // of a bare filesystem disk
+	Content    string          `json:"content"`
+	Partitions []partitionView `json:"partitions,omitempty"`
+}
+
+// newShowDiskView reads a disk's partition table and probes each
+// partition; an unreadable disk is reported in Content, not as an error.
+func newShowDiskView(v *snapshot.Vault, p *snapshot.Point, dv diskView) showDiskView {
+	sd := showDiskView{diskView: dv}
+	_, d, err := openVolumes(v, p, dv.Name)
+	if err != nil {
+		sd.Content = "unreadable: " + err.Error()
+		return sd
+	}
+	sd.Table, sd.Content = d.Table.Kind, diskContent(d)
+	if d.TableErr != nil {
+		sd.TableError = d.TableErr.Error()
+	}
+	if d.Bare {
+		sd.Filesystem = d.Volumes[0].Type()
+	}
+	sd.Partitions = newPartitionViews(d)
+	return sd
 }

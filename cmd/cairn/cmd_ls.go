@@ -1,0 +1,342 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cairn-backup/cairn/fs/guest"
+	"github.com/cairn-backup/cairn/fs/guest/volume"
+	"github.com/cairn-backup/cairn/image/partition"
+	"github.com/cairn-backup/cairn/snapshot"
+)
+
+func newLsCommand(env *cmdEnv) *cli.Command {
+	return &cli.Command{
+		Name:      "ls",
+		Usage:     "list the disks, partitions or files of a point without mounting it",
+		ArgsUsage: "POINT[:PATH]",
+		Description: "PATH is DISK, DISK/partN/DIR... on a partitioned disk, or DISK/DIR... on a disk\n" +
+			"that is a bare filesystem. Example: cairn ls web01@latest:vda/part1/etc",
+		Flags: []cli.Flag{jsonFlag()},
+		Action: func(c *cli.Context) error {
+			if err := args(c, 1, 1, "POINT[:PATH] [--json]"); err != nil {
+				return err
+			}
+			return env.withVault(c, func(v *snapshot.Vault) error {
+				return runLs(env, v, c.Args().First(), c.Bool("json"))
+			})
+		},
+	}
+}
+
+// guestRef is POINT:DISK/PATH taken apart.
+type guestRef struct {
+	ref   string // as the user wrote it, for messages
+	point *snapshot.Point
+	disk  string // "" when the ref names the point alone
+	path  string // inside the disk
+}
+
+func parseGuestRef(v *snapshot.Vault, ref string) (*guestRef, error) {
+	pt, p, _ := strings.Cut(ref, ":")
+	point, err := v.Resolve(pt)
+	if err != nil {
+		return nil, err
+	}
+	p = strings.Trim(p, "/")
+	disk, rest, _ := strings.Cut(p, "/")
+	if disk != "" && point.Disk(strings.TrimSuffix(disk, ".raw")) == nil {
+		return nil, fmt.Errorf("%s: %s has no disk %q", ref, point.Name(), disk)
+	}
+	return &guestRef{ref: ref, point: point, disk: disk, path: rest}, nil
+}
+
+// openVolumes reads the partition table of one disk of a point.
+func openVolumes(v *snapshot.Vault, p *snapshot.Point, disk string) (*snapshot.DiskReader, *volume.Disk, error) {
+	r, err := v.OpenDisk(p, disk)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := volume.Open(r, r.Size())
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s disk %s: %w", p.Name(), disk, err)
+	}
+	return r, d, nil
+}
+
+// guestErr turns a guest reader's error into one line naming the path.
+func guestErr(where string, err error) error {
+	switch {
+	case errors.Is(err, guest.ErrNotFound), errors.Is(err, volume.ErrNoVolume):
+		return fmt.Errorf("%s: no such file or directory", where)
+	case errors.Is(err, guest.ErrNotDir):
+		return fmt.Errorf("%s: not a directory", where)
+	case errors.Is(err, volume.ErrLoop):
+		return fmt.Errorf("%s: %w", where, volume.ErrLoop)
+	case errors.Is(err, volume.ErrNoFilesystem):
+		return fmt.Errorf("%s: no readable filesystem on this partition", where)
+	case errors.Is(err, guest.ErrCorrupt):
+		return fmt.Errorf("%s: damaged filesystem: %w", where, err)
+	}
+	return fmt.Errorf("%s: %w", where, err)
+}
+
+// entryView is one file as ls prints it in JSON.
+type entryView struct {
+	Name   string    `json:"name"`
+	Type   string    `json:"type"` // file, dir, symlink, char, block, fifo, socket
+	Mode   string    `json:"mode"` // permission bits in octal, e.g. "4755", "0644"
+	Ino    uint64    `json:"ino"`
+	Nlink  uint32    `json:"nlink"`
+	Uid    uint32    `json:"uid"`
+	Gid    uint32    `json:"gid"`
+	Size   uint64    `json:"size"`
+	Rdev   *rdevView `json:"rdev,omitempty"`
+	Mtime  time.Time `json:"mtime"`
+	Target string    `json:"target,omitempty"`
+
+	mode uint32
+}
+
+type rdevView struct {
+	Major uint32 `json:"major"`
+	Minor uint32 `json:"minor"`
+}
+
+var typeNames = map[uint32]string{
+	syscall.S_IFREG: "file", syscall.S_IFDIR: "dir", syscall.S_IFLNK: "symlink", syscall.S_IFCHR: "char",
+	syscall.S_IFBLK: "block", syscall.S_IFIFO: "fifo", syscall.S_IFSOCK: "socket",
+}
+
+func newEntryView(fsys guest.FS, name string, a guest.Attr) entryView {
+	e := entryView{Name: name, Type: typeNames[a.Mode&syscall.S_IFMT], Mode: fmt.Sprintf("%04o", a.Mode&0o7777),
+		Ino: a.Ino, Nlink: a.Nlink, Uid: a.Uid, Gid: a.Gid, Size: a.Size, Mtime: a.Mtime.UTC(), mode: a.Mode}
+	switch a.Mode & syscall.S_IFMT {
+	case syscall.S_IFLNK:
+		e.Target, _ = fsys.Readlink(a.Ino)
+	case syscall.S_IFCHR, syscall.S_IFBLK:
+		e.Rdev = &rdevView{Major: unixMajor(a.Rdev), Minor: unixMinor(a.Rdev)}
+	}
+	return e
+}
+
+// glibc's dev_t encoding.
+func unixMajor(d uint64) uint32 { return uint32((d>>8)&0xfff) | uint32((d>>32)&^0xfff) }
+func unixMinor(d uint64) uint32 { return uint32(d&0xff) | uint32((d>>12)&^0xff) }
+
+// modeString renders st_mode as ls -l does: "drwxr-sr-t".
+func modeString(m uint32) string {
+	b := []byte("?---------")
+	switch m & syscall.S_IFMT {
+	case syscall.S_IFREG:
+		b[0] = '-'
+	case syscall.S_IFDIR:
+		b[0] = 'd'
+	case syscall.S_IFLNK:
+		b[0] = 'l'
+	case syscall.S_IFCHR:
+		b[0] = 'c'
+	case syscall.S_IFBLK:
+		b[0] = 'b'
+	case syscall.S_IFIFO:
+		b[0] = 'p'
+	case syscall.S_IFSOCK:
+		b[0] = 's'
+	}
+	const rwx = "rwxrwxrwx"
+	for i := 0; i < 9; i++ {
+		if m&(1<<(8-i)) != 0 {
+			b[i+1] = rwx[i]
+		}
+	}
+	special := func(bit uint32, i int, set, unset byte) {
+		if m&bit != 0 {
+			if b[i] == '-' {
+				b[i] = unset
+			} else {
+				b[i] = set
+			}
+		}
+	}
+	special(syscall.S_ISUID, 3, 's', 'S')
+	special(syscall.S_ISGID, 6, 's', 'S')
+	special(syscall.S_ISVTX, 9, 't', 'T')
+	return string(b)
+}
+
+func runLs(env *cmdEnv, v *snapshot.Vault, ref string, asJSON bool) error {
+	g, err := parseGuestRef(v, ref)
+	if err != nil {
+		return err
+	}
+	if g.disk == "" {
+		return lsDisks(env, v, g.point, asJSON)
+	}
+	if strings.HasSuffix(g.disk, ".raw") {
+		return fmt.Errorf("%s: not a directory", ref)
+	}
+	_, d, err := openVolumes(v, g.point, g.disk)
+	if err != nil {
+		return err
+	}
+	if !d.Bare && g.path == "" {
+		return lsPartitions(env, d, asJSON)
+	}
+	vol, fsys, ino, err := d.Resolve(g.path, false)
+	if err != nil {
+		if vol != nil && errors.Is(err, volume.ErrNoFilesystem) && !strings.Contains(g.path, "/") {
+			return fmt.Errorf("%s: %s (%s) holds no filesystem cairn reads; its raw bytes are %s.raw",
+				ref, vol.Name, vol.Partition.Type, vol.Name)
+		}
+		return guestErr(ref, err)
+	}
+	a, err := fsys.Stat(ino)
+	if err != nil {
+		return guestErr(ref, err)
+	}
+	var list []entryView
+	if a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		name := g.path[strings.LastIndex(g.path, "/")+1:]
+		list = append(list, newEntryView(fsys, name, a))
+	} else {
+		ents, err := fsys.ReadDir(ino)
+		if err != nil {
+			return guestErr(ref, err)
+		}
+		list = make([]entryView, 0, len(ents))
+		for _, e := range ents {
+			ea, err := fsys.Stat(e.Ino)
+			if err != nil {
+				return guestErr(ref+"/"+e.Name, err)
+			}
+			list = append(list, newEntryView(fsys, e.Name, ea))
+		}
+	}
+	if asJSON {
+		return writeJSON(env.stdout, list)
+	}
+	return printLong(env.stdout, list)
+}
+
+func printLong(w io.Writer, list []entryView) error {
+	tw := tabwriter.NewWriter(w, 1, 8, 0, ' ', tabwriter.AlignRight)
+	for _, e := range list {
+		size := strconv.FormatUint(e.Size, 10)
+		if e.Rdev != nil {
+			size = fmt.Sprintf("%d, %d", e.Rdev.Major, e.Rdev.Minor)
+		}
+		name := e.Name
+		if e.Target != "" {
+			name += " -> " + e.Target
+		}
+		fmt.Fprintf(tw, "%s\t %d\t %d\t %d\t %s\t %s\t %s\n", modeString(e.mode), e.Nlink, e.Uid, e.Gid, size,
+			e.Mtime.Format("2006-01-02 15:04"), name)
+	}
+	return tw.Flush()
+}
+
+// diskContent says what is on a disk, for ls and show.
+func diskContent(d *volume.Disk) string {
+	switch {
+	case d.Bare:
+		return d.Volumes[0].Type() + " filesystem"
+	case d.Table.Kind == partition.KindNone:
+		return "no partition table, no known filesystem"
+	}
+	return fmt.Sprintf("%s, %d partitions", d.Table.Kind, len(d.Volumes))
+}
+
+type lsDiskView struct {
+	Name    string `json:"name"`
+	Size    int64  `json:"size"`
+	Content string `json:"content"`
+}
+
+func lsDisks(env *cmdEnv, v *snapshot.Vault, p *snapshot.Point, asJSON bool) error {
+	var list []lsDiskView
+	for _, disk := range p.Disks {
+		_, d, err := openVolumes(v, p, disk.Name)
+		content := ""
+		if err != nil {
+			content = "unreadable: " + err.Error()
+		} else {
+			content = diskContent(d)
+		}
+		list = append(list, lsDiskView{Name: disk.Name, Size: disk.Size, Content: content})
+	}
+	if asJSON {
+		return writeJSON(env.stdout, list)
+	}
+	tw := tabwriter.NewWriter(env.stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "DISK\tSIZE\tCONTENT")
+	for _, d := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", d.Name, bytesIEC(d.Size), d.Content)
+	}
+	return tw.Flush()
+}
+
+// partitionView is one partition as ls and show print it.
+type partitionView struct {
+	Name       string `json:"name"` // partN
+	Number     int    `json:"number"`
+	Start      int64  `json:"start"`
+	Size       int64  `json:"size"`
+	Type       string `json:"type"`
+	Label      string `json:"label,omitempty"` // GPT partition name
+	Filesystem string `json:"filesystem,omitempty"`
+	Error      string `json:"error,omitempty"` // why the filesystem is not readable
+}
+
+func newPartitionViews(d *volume.Disk) []partitionView {
+	var out []partitionView
+	for _, vol := range d.Volumes {
+		if vol.Partition == nil {
+			continue
+		}
+		pv := partitionView{Name: vol.Name, Number: vol.Partition.Number, Start: vol.Start, Size: vol.Size,
+			Type: vol.Partition.Type, Label: vol.Partition.Name}
+		if _, err := vol.FS(); err == nil {
+			pv.Filesystem = vol.Type()
+		} else if !errors.Is(err, volume.ErrNoFilesystem) {
+			pv.Error = err.Error()
+		}
+		out = append(out, pv)
+	}
+	return out
+}
+
+// fsColumn is the FILESYSTEM column of a partition.
+func (pv partitionView) fsColumn() string {
+	switch {
+	case pv.Filesystem != "":
+		return pv.Filesystem
+	case pv.Error != "":
+		return "damaged: " + pv.Error
+	}
+	return "not readable"
+}
+
+func lsPartitions(env *cmdEnv, d *volume.Disk, asJSON bool) error {
+	list := newPartitionViews(d)
+	if asJSON {
+		return writeJSON(env.stdout, list)
+	}
+	return printPartitions(env.stdout, list, "")
+}
+
+func printPartitions(w io.Writer, list []partitionView, indent string) error {
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "%sPART\tSTART\tSIZE\tTYPE\tNAME\tFILESYSTEM\n", indent)
+	for _, p := range list {
+		fmt.Fprintf(tw, "%s%s\t%d\t%s\t%s\t%s\t%s\n", indent, p.Name, p.Start, bytesIEC(p.Size), p.Type, p.Label, p.fsColumn())
+	}
+	return tw.Flush()
+}
