@@ -36,6 +36,7 @@ func newApp(env *cmdEnv) *cli.App {
 			newLsCommand(env),
 			newCatCommand(env),
 			newRestoreCommand(env),
+			newExportCommand(env),
 			newDeleteCommand(env),
 			newVerifyCommand(env),
 			newStatsCommand(env),
