@@ -1,0 +1,313 @@
+package integration
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type exportJSON struct {
+	Point       string  `json:"point"`
+	Disk        string  `json:"disk"`
+	Format      string  `json:"format"`
+	Compression string  `json:"compression"`
+	VirtualSize int64   `json:"virtual_size"`
+	FileSize    int64   `json:"file_size"`
+	Ratio       float64 `json:"ratio"`
+	Seconds     float64 `json:"duration_seconds"`
+}
+
+type qemuInfo struct {
+	VirtualSize    int64  `json:"virtual-size"`
+	Format         string `json:"format"`
+	FormatSpecific struct {
+		Data struct {
+			Compat          string `json:"compat"`
+			CompressionType string `json:"compression-type"`
+		} `json:"data"`
+	} `json:"format-specific"`
+}
+
+// exportFixture backs up a real ext4 disk and restores it: the vault,
+// the point, the restored raw and a scratch directory.
+func exportFixture(t *testing.T) (vault, point, restored, dir string) {
+	t.Helper()
+	needTool(t, "mkfs.ext4", "qemu-img", "e2fsck")
+	dir = t.TempDir()
+	vault = filepath.Join(dir, "vault")
+	img := makeExt4(t, dir, "64M", 24<<20)
+	mustCairn(t, vault, "init")
+	point = strings.TrimSpace(mustCairn(t, vault, "backup", "--name", "vm", img))
+	restored = filepath.Join(dir, "restored.raw")
+	mustCairn(t, vault, "restore", point, restored)
+	sameFile(t, img, restored)
+	return vault, point, restored, dir
+}
+
+// checkQcow2 runs qemu-img check, info and compare on an exported image.
+func checkQcow2(t *testing.T, img, restored, compression string) {
+	t.Helper()
+	sh(t, "qemu-img", "check", img) // exit 0: no errors, leaks or corruptions
+	var info qemuInfo
+	mustJSON(t, sh(t, "qemu-img", "info", "--output=json", img), &info)
+	if info.Format != "qcow2" || info.VirtualSize != fileSize(t, restored) || info.FormatSpecific.Data.Compat != "1.1" {
+		t.Errorf("%s: qemu-img info %+v, want qcow2 v3 of %d bytes", img, info, fileSize(t, restored))
+	}
+	want := "zlib"
+	if compression == "zstd" {
+		want = "zstd"
+	}
+	if info.FormatSpecific.Data.CompressionType != want {
+		t.Errorf("%s: compression type %q, want %q", img, info.FormatSpecific.Data.CompressionType, want)
+	}
+	if out := sh(t, "qemu-img", "compare", "-f", "qcow2", "-F", "raw", img, restored); !strings.Contains(out, "identical") {
+		t.Errorf("qemu-img compare: %s", out)
+	}
+}
+
+func TestExportRoundTrips(t *testing.T) {
+	vault, point, restored, dir := exportFixture(t)
+	size := fileSize(t, restored)
+
+	for _, c := range []struct{ compress, level string }{{"", ""}, {"zstd", ""}, {"none", ""}, {"zlib", "1"}, {"zstd", "1"}} {
+		t.Run("qcow2-"+c.compress+c.level, func(t *testing.T) {
+			out := filepath.Join(dir, "vm-"+c.compress+c.level+".qcow2")
+			args := []string{"export", point, "--format", "qcow2", "-o", out, "--json"}
+			if c.compress != "" {
+				args = append(args, "--compress", c.compress)
+			}
+			if c.level != "" {
+				args = append(args, "--level", c.level)
+			}
+			var res exportJSON
+			mustJSON(t, mustCairn(t, vault, args...), &res)
+			checkQcow2(t, out, restored, c.compress)
+			want := c.compress
+			if want == "" {
+				want = "zlib"
+			}
+			if res.Format != "qcow2" || res.Compression != want || res.Disk != "disk" || res.Point != point ||
+				res.VirtualSize != size || res.FileSize != fileSize(t, out) || res.Seconds <= 0 {
+				t.Errorf("--json: %+v", res)
+			}
+			if c.compress != "none" && res.Ratio < 2 {
+				t.Errorf("compressed qcow2 of an ext4 disk with 24 MiB of source code: ratio %.2f", res.Ratio)
+			}
+		})
+	}
+
+	for _, codec := range []string{"none", "zstd", "lz4", "gzip"} {
+		t.Run("raw-"+codec, func(t *testing.T) {
+			if codec != "none" {
+				needTool(t, codec)
+			}
+			out := filepath.Join(dir, "vm.raw."+codec)
+			var res exportJSON
+			mustJSON(t, mustCairn(t, vault, "export", point, "--format", "raw", "--compress", codec, "-o", out, "--json"), &res)
+			plain := out
+			if codec != "none" {
+				plain = out + ".plain"
+				sh(t, "sh", "-c", codec+" -d -c <'"+out+"' >'"+plain+"'")
+				if res.Ratio < 2 {
+					t.Errorf("ratio %.2f", res.Ratio)
+				}
+			} else if a := allocated(t, out); a > allocated(t, restored)+1<<20 || a > size/2 {
+				// The sparse raw holds the stored blocks only.
+				t.Errorf("sparse raw export occupies %d bytes (restored %d, disk %d)", a, allocated(t, restored), size)
+			}
+			sameFile(t, restored, plain)
+			if res.FileSize != fileSize(t, out) || res.VirtualSize != size {
+				t.Errorf("--json: %+v (file %d)", res, fileSize(t, out))
+			}
+			if codec == "none" || codec == "zstd" {
+				sh(t, "e2fsck", "-fn", plain)
+			}
+		})
+	}
+	testExportStdout(t, vault, point, restored, dir)
+}
+
+// testExportStdout streams images through a pipe, locally and through a
+// daemon that owns the vault (whose stdout is a framed stream).
+func testExportStdout(t *testing.T, vault, point, restored, dir string) {
+	pipe := func(t *testing.T, out string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command("sh", append([]string{"-c", `"$0" "$@" | cat >"$OUT"`, cairnBin}, args...)...)
+		cmd.Env = append(os.Environ(), "CAIRN_VAULT="+vault, "OUT="+out)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("cairn %v | cat: %v: %s", args, err, stderr.String())
+		}
+		return stderr.String()
+	}
+	run := func(t *testing.T) {
+		q := filepath.Join(dir, "stdout.qcow2")
+		stderr := pipe(t, q, "export", point, "--format", "qcow2", "-o", "-", "--json")
+		checkQcow2(t, q, restored, "zlib")
+		var res exportJSON
+		mustJSON(t, stderr, &res) // with -o -, --json goes to stderr
+		if res.FileSize != fileSize(t, q) {
+			t.Errorf("--json file_size %d, stdout carried %d bytes", res.FileSize, fileSize(t, q))
+		}
+		r := filepath.Join(dir, "stdout.raw")
+		pipe(t, r, "export", point, "--format", "raw", "-o", "-")
+		sameFile(t, restored, r)
+		z := filepath.Join(dir, "stdout.raw.zst")
+		pipe(t, z, "export", point, "--format", "raw", "--compress", "zstd", "-o", "-")
+		sh(t, "zstd", "-q", "-d", "-f", z, "-o", r)
+		sameFile(t, restored, r)
+	}
+	t.Run("stdout-local", run)
+	t.Run("stdout-daemon", func(t *testing.T) {
+		cmd := exec.Command(cairnBin, "daemon")
+		cmd.Env = append(os.Environ(), "CAIRN_VAULT="+vault)
+		var log syncBuffer
+		cmd.Stdout, cmd.Stderr = &log, &log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			cmd.Process.Signal(os.Interrupt)
+			cmd.Wait()
+		}()
+		if !waitFor(10*time.Second, func() bool { return strings.Contains(log.String(), "serving") }) {
+			t.Fatalf("daemon did not start:\n%s", log.String())
+		}
+		run(t)
+		if n := strings.Count(log.String(), "running export"); n != 3 {
+			t.Errorf("%d exports ran in the daemon, want 3:\n%s", n, log.String())
+		}
+	})
+}
+
+// TestExportBadFlags checks wrong combinations get one usage line, exit
+// 2, and create nothing; an existing file needs --force.
+func TestExportBadFlags(t *testing.T) {
+	needTool(t, "mkfs.ext4")
+	dir := t.TempDir()
+	vault := filepath.Join(dir, "vault")
+	img := makeExt4(t, dir, "16M", 1<<20)
+	mustCairn(t, vault, "init")
+	point := strings.TrimSpace(mustCairn(t, vault, "backup", "--name", "vm", img))
+	out := filepath.Join(dir, "out.img")
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"qcow2 gzip", []string{"--format", "qcow2", "--compress", "gzip", "-o", out}, 2, "does not go with"},
+		{"raw zlib", []string{"--format", "raw", "--compress", "zlib", "-o", out}, 2, "does not go with"},
+		{"qcow2 lz4", []string{"--format", "qcow2", "--compress", "lz4", "-o", out}, 2, "does not go with"},
+		{"no format", []string{"-o", out}, 2, "--format"},
+		{"bad format", []string{"--format", "vmdk", "-o", out}, 2, "raw or qcow2"},
+		{"no output", []string{"--format", "raw"}, 2, "-o"},
+		{"level without codec", []string{"--format", "raw", "--level", "3", "-o", out}, 2, "--level"},
+		{"level too high", []string{"--format", "qcow2", "--level", "10", "-o", out}, 2, "1 to 9"},
+		{"unknown disk", []string{"--format", "raw", "--disk", "vdz", "-o", out}, 1, "no disk"},
+		{"output is a directory", []string{"--format", "raw", "-o", dir}, 1, "not a regular file"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := cairn(t, vault, append([]string{"export", point}, c.args...)...)
+			if r.code != c.code || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, c.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d and one line with %q", r.code, r.stderr, c.code, c.want)
+			}
+			if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("output created: %v", err)
+			}
+		})
+	}
+	createSized(t, out, 5)
+	if r := cairn(t, vault, "export", point, "--format", "raw", "-o", out); r.code != 1 || !strings.Contains(r.stderr, "--force") {
+		t.Errorf("existing output: exit %d %q", r.code, r.stderr)
+	}
+	mustCairn(t, vault, "export", point, "--format", "raw", "-o", out, "--force")
+	sameFile(t, img, out)
+	leftovers(t, dir, "out.img")
+}
+
+// leftovers fails when a temporary file of name remains in dir.
+func leftovers(t *testing.T, dir, name string) {
+	t.Helper()
+	if m, _ := filepath.Glob(filepath.Join(dir, name+".tmp-*")); len(m) > 0 {
+		t.Errorf("temporary files left: %v", m)
+	}
+}
+
+// TestExportDamaged damages a stored block: every export fails naming the
+// offset and leaves no file under the final name nor a temporary one.
+func TestExportDamaged(t *testing.T) {
+	dir := t.TempDir()
+	vault := filepath.Join(dir, "vault")
+	disk := createSized(t, filepath.Join(dir, "d.raw"), 8<<20)
+	scribble(t, disk, 9, 1, 8<<20-1, 0, 8<<20)
+	mustCairn(t, vault, "init", "--compression", "none")
+	point := strings.TrimSpace(mustCairn(t, vault, "backup", "--name", "r", disk))
+	packs, _ := filepath.Glob(filepath.Join(vault, "packs", "*", "*.pack"))
+	if len(packs) != 1 {
+		t.Fatalf("packs: %v", packs)
+	}
+	// Without compression, disk offset X sits near pack offset X.
+	f, err := os.OpenFile(packs[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("DAMAGE"), 4<<20)
+	f.Close()
+
+	for _, c := range [][]string{{"raw", "none"}, {"raw", "zstd"}, {"qcow2", "zlib"}, {"qcow2", "none"}} {
+		out := filepath.Join(dir, "out."+c[0]+"."+c[1])
+		r := cairn(t, vault, "export", point, "--format", c[0], "--compress", c[1], "-o", out)
+		m := regexp.MustCompile(`disk d at offset (\d+):`).FindStringSubmatch(r.stderr)
+		off := int64(-1)
+		if m != nil {
+			off, _ = strconv.ParseInt(m[1], 10, 64)
+		}
+		// The damage sits in the block at about 4 MiB (pack headers shift it).
+		if r.code != 1 || off < 3<<20 || off > 4<<20 || !strings.Contains(r.stderr, point) ||
+			strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q; want exit 1 naming the damaged offset", c, r.code, r.stderr)
+		}
+		if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%v: output left under its final name: %v", c, err)
+		}
+		leftovers(t, dir, filepath.Base(out))
+	}
+	// To a pipe the damage is an error too (the bytes before it went out).
+	cmd := exec.Command(cairnBin, "export", point, "--format", "raw", "-o", "-")
+	cmd.Env = append(os.Environ(), "CAIRN_VAULT="+vault)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &bytes.Buffer{}, &stderr
+	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "offset") {
+		t.Errorf("export to stdout of a damaged point: %v %q", err, stderr.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a process writing while the test
+// reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
