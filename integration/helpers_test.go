@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -107,7 +106,7 @@ func sh(t testing.TB, name string, args ...string) string {
 // present wherever the tests build) into dir, up to about limit bytes.
 func sourceTree(t testing.TB, dir string, limit int64) {
 	t.Helper()
-	src := filepath.Join(runtime.GOROOT(), "src")
+	src := filepath.Join(goRoot(t), "src")
 	var total int64
 	stop := errors.New("enough")
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
@@ -230,4 +229,15 @@ func allocated(t testing.TB, p string) int64 {
 		t.Fatal(err)
 	}
 	return st.Blocks * 512
+}
+
+// goRoot is the Go installation the tests run with; its source tree is a
+// ready supply of real files.
+func goRoot(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
+	}
+	return strings.TrimSpace(string(out))
 }

@@ -10,11 +10,10 @@ import (
 // DiskReader reads one disk of a point. ReadAt is stateless and safe for
 // concurrent use; every byte returned was verified against its hash.
 type DiskReader struct {
-	v    *Vault
-	p    *Point
-	d    *Disk
-	bs   int64
-	zero []byte
+	v  *Vault
+	p  *Point
+	d  *Disk
+	bs int64
 }
 
 // OpenDisk returns a reader for disk name of point p. An empty name

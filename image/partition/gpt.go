@@ -17,7 +17,6 @@ type gptHeader struct {
 	myLBA, altLBA         uint64
 	firstUsable           uint64
 	lastUsable            uint64
-	diskGUID              string
 	entriesLBA            uint64
 	numEntries, entrySize uint32
 	entriesCRC            uint32

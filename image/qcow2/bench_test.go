@@ -3,8 +3,9 @@ package qcow2
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -14,7 +15,8 @@ func benchSource(b *testing.B) *rawSource {
 	b.Helper()
 	const size = 256 << 20
 	buf := make([]byte, 0, size)
-	root := filepath.Join(runtime.GOROOT(), "src")
+	goroot, _ := exec.Command("go", "env", "GOROOT").Output()
+	root := filepath.Join(strings.TrimSpace(string(goroot)), "src")
 	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 		if err != nil || len(buf) >= size || d.IsDir() || filepath.Ext(p) != ".go" {
 			return nil

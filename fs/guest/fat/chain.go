@@ -2,7 +2,6 @@ package fat
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -96,8 +95,6 @@ const (
 	badCluster = 0x0FFFFFF7
 	eocMin     = 0x0FFFFFF8
 )
-
-var errChain = errors.New("bad cluster chain")
 
 // chainOf returns the whole chain starting at first, walking the FAT once
 // and caching the result. maxClusters caps the walk beyond the loop guard
