@@ -169,9 +169,9 @@ func TestQcow2BadSources(t *testing.T) {
 		}
 	}
 	patch("l1-outside.qcow2", 40, 1<<40, 8) // l1_table_offset
-	patch("version9.qcow2", 4, 9, 4)         // version
-	patch("cluster-bits.qcow2", 20, 40, 4)   // cluster_bits
-	patch("l1-huge.qcow2", 36, 1<<31, 4)     // l1_size
+	patch("version9.qcow2", 4, 9, 4)        // version
+	patch("cluster-bits.qcow2", 20, 40, 4)  // cluster_bits
+	patch("l1-huge.qcow2", 36, 1<<31, 4)    // l1_size
 	// A backing chain whose base is gone, and one that loops.
 	sh(t, "qemu-img", "convert", "-O", "qcow2", raw, q("gone-base.qcow2"))
 	sh(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", "gone-base.qcow2", "-F", "qcow2", q("orphan.qcow2"))
