@@ -118,5 +118,8 @@ func (v *Vault) Blocks(ctx context.Context, p *Point, name string, fn func(off i
 	if err == nil {
 		err = mapErr
 	}
+	if err == nil {
+		err = ctx.Err() // cancelled before any block was queued
+	}
 	return err
 }
