@@ -127,7 +127,7 @@ func TestRoundTrip(t *testing.T) {
 	const chunk = 64 << 10
 	ps, want := sample(1, chunk)
 	for _, codec := range []string{Zstd, LZ4, Gzip} {
-		for _, level := range []int{0, 1, 9} {
+		for _, level := range []int{0, 1} {
 			t.Run(fmt.Sprintf("%s-%d", codec, level), func(t *testing.T) {
 				b := compress(t, Options{Codec: codec, Level: level, ChunkSize: chunk, Workers: 3}, ps)
 				if got := goDecode(t, codec, b); !bytes.Equal(got, want) {
