@@ -176,7 +176,11 @@ func exportFile(ctx context.Context, env *cmdEnv, v *snapshot.Vault, r *snapshot
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-")
 	if err != nil {
-		return 0, err
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // name the output, not the temporary file
+		}
+		return 0, fmt.Errorf("%s: %w", path, err)
 	}
 	ok := false
 	defer func() {
