@@ -20,7 +20,7 @@ import (
 type mounted struct {
 	cmd  *exec.Cmd
 	dir  string
-	log  *bytes.Buffer
+	log  *lockedBuffer
 	done chan error
 }
 
@@ -32,7 +32,7 @@ func startMount(t *testing.T, vault string, extra ...string) *mounted {
 	dir := filepath.Join(t.TempDir(), "mnt")
 	os.Mkdir(dir, 0o755)
 	args := append([]string{"mount", dir}, extra...)
-	m := &mounted{cmd: exec.Command(cairnBin, args...), dir: dir, log: &bytes.Buffer{}, done: make(chan error, 1)}
+	m := &mounted{cmd: exec.Command(cairnBin, args...), dir: dir, log: &lockedBuffer{}, done: make(chan error, 1)}
 	m.cmd.Env = append(os.Environ(), "CAIRN_VAULT="+vault)
 	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
 	if err := m.cmd.Start(); err != nil {
@@ -364,10 +364,10 @@ func TestDaemonSocket(t *testing.T) {
 	img := makeExt4(t, dir, "256M", 120<<20)
 	mustCairn(t, vault, "init", "--chunk-size", "64K")
 
-	start := func() (*exec.Cmd, *bytes.Buffer, chan error) {
+	start := func() (*exec.Cmd, *lockedBuffer, chan error) {
 		cmd := exec.Command(cairnBin, "daemon")
 		cmd.Env = append(os.Environ(), "CAIRN_VAULT="+vault)
-		log := &bytes.Buffer{}
+		log := &lockedBuffer{}
 		cmd.Stdout, cmd.Stderr = log, log
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
