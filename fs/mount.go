@@ -56,6 +56,8 @@ func Mount(mountpoint string, v Vault, o MountOptions) (*fuse.Server, error) {
 		AttrTimeout:     &dyn,
 		NegativeTimeout: &zero, // new points must appear at once
 		RootStableAttr:  &gofs.StableAttr{Ino: 1},
+		// A guest file of mode 0000 stays 0000; go-fuse would show 0644.
+		NullPermissions: true,
 		MountOptions: fuse.MountOptions{
 			FsName:     o.FsName,
 			Name:       "cairn",
