@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math/rand"
@@ -532,4 +533,47 @@ func execInput(t *testing.T, input, name string, args ...string) string {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// TestGuestDamaged scribbles over a directory block of a guest ext4: the
+// directory reads as EIO with a log line naming point, disk and inode,
+// the rest of the filesystem still reads, and cairn ls says "damaged
+// filesystem" on one line.
+func TestGuestDamaged(t *testing.T) {
+	needTool(t, "mkfs.ext4", "debugfs", "dd")
+	needFUSE(t)
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	os.MkdirAll(filepath.Join(tree, "d"), 0o755)
+	os.MkdirAll(filepath.Join(tree, "ok"), 0o755)
+	for i := 0; i < 50; i++ {
+		os.WriteFile(filepath.Join(tree, "d", fmt.Sprintf("f%d", i)), []byte("x"), 0o644)
+	}
+	os.WriteFile(filepath.Join(tree, "ok", "fine"), []byte("fine\n"), 0o644)
+	img := filepath.Join(dir, "e.img")
+	sh(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-d", tree, img, "32M")
+	blk := strings.TrimSpace(sh(t, "debugfs", "-R", "bmap /d 0", img))
+	blk = blk[strings.LastIndex(blk, "\n")+1:]
+	junk := filepath.Join(dir, "junk")
+	os.WriteFile(junk, bytes.Repeat([]byte{0xA5, 0x7F, 0x13}, 4096/3+1)[:4096], 0o644)
+	sh(t, "dd", "if="+junk, "of="+img, "bs=4096", "seek="+blk, "conv=notrunc", "status=none")
+	vault := filepath.Join(dir, "vault")
+	mustCairn(t, vault, "init")
+	point := strings.TrimSpace(mustCairn(t, vault, "backup", "--name", "db01", "vdb="+img))
+	m := startMount(t, vault)
+	root := filepath.Join(m.dir, "db01", "latest", "vdb")
+	if _, err := os.ReadDir(filepath.Join(root, "d")); !errors.Is(err, syscall.EIO) {
+		t.Errorf("damaged directory: %v, want EIO", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "ok", "fine")); err != nil || string(b) != "fine\n" {
+		t.Errorf("intact file: %q, %v", b, err)
+	}
+	r := cairn(t, vault, "ls", point+":vdb/d")
+	if r.code == 0 || !strings.Contains(r.stderr, "damaged filesystem") || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("ls of a damaged directory: exit %d %q", r.code, r.stderr)
+	}
+	m.stop(t)
+	if log := m.log.String(); !strings.Contains(log, point+" disk vdb inode") {
+		t.Errorf("no log line naming point, disk and inode:\n%s", log)
+	}
 }
