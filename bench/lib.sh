@@ -170,28 +170,61 @@ change_disk() {
 }
 
 # warm reads every file given (directories recursively) once, so a timed
-# step starts with its inputs in the page cache.
+# step starts with its inputs in the page cache, after waiting for a quiet
+# machine.
 warm() {
 	local p
 	sync
+	quiet
 	for p in "$@"; do
 		[ -e "$p" ] || continue
 		find "$p" -type f -exec cat {} + >/dev/null
 	done
 }
 
+# busy_jiffies prints the machine's busy CPU time so far, in clock ticks.
+busy_jiffies() {
+	awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
+# quiet waits, up to $BENCH_QUIET_WAIT seconds (default 20), until the
+# other work on the machine uses less than a quarter of a core over two
+# seconds, so that a timed step does not share the cores. It goes on
+# anyway after the wait and says so.
+quiet() {
+	local limit=${BENCH_QUIET_WAIT:-20} t0=$SECONDS a b hz
+	hz=$(getconf CLK_TCK)
+	while :; do
+		a=$(busy_jiffies)
+		sleep 2
+		b=$(busy_jiffies)
+		[ $((b - a)) -lt $((hz / 2)) ] && return
+		if [ $((SECONDS - t0)) -ge "$limit" ]; then
+			log "machine still busy ($(((b - a) * 50 / hz))% of a core) after ${limit}s; measuring anyway"
+			return
+		fi
+	done
+}
+
 # timed OUT -- CMD... runs CMD under /usr/bin/time -v and sets wall, cpu
-# (user+sys, s) and rss_kb. CMD's stdout goes to OUT.out.
+# (user+sys, s), rss_kb and other_cpu (s of CPU used by the rest of the
+# machine meanwhile). CMD's stdout goes to OUT.out.
 timed() {
 	local out=$1
 	shift 2
+	local b0 b1
+	b0=$(busy_jiffies)
 	if ! /usr/bin/time -v -o "$out.time" "$@" >"$out.out" 2>"$out.err"; then
 		cat "$out.err" "$out.time" >&2
 		die "failed: $*"
 	fi
+	b1=$(busy_jiffies)
 	wall=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, a, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + a[i]; print s }' "$out.time")
 	cpu=$(awk -F': ' '/User time/ { u = $2 } /System time/ { s = $2 } END { printf "%.2f", u + s }' "$out.time")
 	rss_kb=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out.time")
+	# CPU that other processes used while the step ran.
+	other_cpu=$(awk -v j=$((b1 - b0)) -v hz="$(getconf CLK_TCK)" -v own="$cpu" \
+		'BEGIN { x = j / hz - own; printf "%.2f", x < 0 ? 0 : x }')
 }
 
 # json_field FILE NAME prints the first numeric field NAME of a JSON file.

@@ -20,7 +20,7 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 cur=$work/cur/disk.img
 mkdir -p "$work/cur"
 results=$work/results.tsv
-printf 'tool\tround\tstep\twall\tcpu\trss_kb\trepo_bytes\tadded\tchanged\n' >"$results"
+printf 'tool\tround\tstep\twall\tcpu\trss_kb\trepo_bytes\tadded\tchanged\tother_cpu\n' >"$results"
 rm -rf "$work/runs"
 
 export RESTIC_PASSWORD=cairn-bench
@@ -58,9 +58,9 @@ backup() {
 	fi
 	local repo
 	repo=$(dusize "$d/repo")
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$r" "$step" "$wall" "$cpu" "$rss_kb" "$repo" "$added" "$changed" >>"$results"
-	log "$(printf '%-10s round %d %-11s wall %6.2f s  cpu %6.2f s  rss %5d MiB  repo %6d MiB' \
-		"$t" "$r" "$step" "$wall" "$cpu" $((rss_kb / 1024)) $((repo >> 20)))"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$r" "$step" "$wall" "$cpu" "$rss_kb" "$repo" "$added" "$changed" "$other_cpu" >>"$results"
+	log "$(printf '%-10s round %d %-11s wall %6.2f s  cpu %6.2f s  rss %5d MiB  repo %6d MiB  (others: %.1f cpu s)' \
+		"$t" "$r" "$step" "$wall" "$cpu" $((rss_kb / 1024)) $((repo >> 20)) "$other_cpu")"
 }
 
 for r in $(seq 1 "$rounds"); do
