@@ -66,6 +66,15 @@ cp --sparse=always "$work/mnt/demo/$first/vda.raw" "$work/first.img"
 cmp "$work/first.img" "$work/vda-v1.img"
 echo "copied $first/vda.raw: byte-identical to the disk before the change"
 
+step "restoring one file from inside the first point's disk with cp"
+ls "$work/mnt/demo/$first/vda/"
+file=$(cd "$work/tree" && find doc -type f -size +1k | sort | head -1)
+cp -a "$work/mnt/demo/$first/vda/$file" "$work/restored-file"
+cmp "$work/restored-file" "$work/tree/$file"
+echo "vda/$file copied out of the backup: identical to the original"
+echo "(the same without a mount:) cairn ls demo@latest:vda"
+"$cairn" ls demo@latest:vda
+
 step "cairn umount"
 "$cairn" umount "$work/mnt"
 wait $mount_pid
