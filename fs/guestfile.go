@@ -8,6 +8,8 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/cairn-backup/cairn/fs/guest"
 )
 
 // guestFile is a regular file of a guest filesystem. Reads are stateless
@@ -21,6 +23,7 @@ var (
 	_ gofs.NodeOpener    = (*guestFile)(nil)
 	_ gofs.NodeReader    = (*guestFile)(nil)
 	_ gofs.NodeGetattrer = (*guestFile)(nil)
+	_ gofs.NodeLseeker   = (*guestFile)(nil)
 )
 
 func (f *guestFile) Open(_ context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
@@ -36,4 +39,40 @@ func (f *guestFile) Read(_ context.Context, _ gofs.FileHandle, dest []byte, off 
 		return nil, f.vol.errno("read", f.gi, err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// Lseek answers SEEK_DATA and SEEK_HOLE from the guest's block map, so
+// cp --sparse and tar skip holes without reading them. A reader that
+// cannot tell reports the whole file as data, as Linux does.
+func (f *guestFile) Lseek(_ context.Context, _ gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	const seekData, seekHole = 3, 4
+	if whence != seekData && whence != seekHole {
+		return 0, syscall.EINVAL
+	}
+	a, err := f.vol.gfs.Stat(f.gi)
+	if err != nil {
+		return 0, f.vol.errno("seek", f.gi, err)
+	}
+	size := a.Size
+	if off >= size {
+		return 0, syscall.ENXIO
+	}
+	start, end := off, size
+	if ds, ok := f.vol.gfs.(guest.DataSeeker); ok {
+		s, e, err := ds.NextData(f.gi, int64(off))
+		if err != nil {
+			return 0, f.vol.errno("seek", f.gi, err)
+		}
+		start, end = uint64(s), uint64(e)
+	}
+	if whence == seekData {
+		if start >= size {
+			return 0, syscall.ENXIO
+		}
+		return start, 0
+	}
+	if start > off {
+		return off, 0 // off is in a hole
+	}
+	return end, 0
 }

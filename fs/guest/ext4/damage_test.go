@@ -70,6 +70,14 @@ func walk(fsys *FS, maxInodes int, maxRead int) error {
 				_, err := fsys.ReadAt(ino, buf[:100], int64(a.Size)-50)
 				note(err)
 			}
+			for off, n := int64(0), 0; off < int64(a.Size) && n < 64; n++ {
+				_, end, err := fsys.NextData(ino, off)
+				note(err)
+				if err != nil || end <= off {
+					break
+				}
+				off = end
+			}
 		}
 	}
 	return first

@@ -1,0 +1,81 @@
+package ext4
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/cairn-backup/cairn/fs/guest"
+)
+
+var _ guest.DataSeeker = (*FS)(nil)
+
+// maxSeekRuns bounds the runs one NextData call maps, so that a badly
+// fragmented or damaged file costs a bounded amount of work per call.
+// Past it the answer errs towards data, which reads back correctly.
+const maxSeekRuns = 1 << 16
+
+// NextData returns the first range [start, end) at or after off that
+// holds written data of file ino, clipped to the file size; start and end
+// are the size when none follows. Holes and unwritten extents are not
+// data; a file kept inline in its inode is data throughout. end may fall
+// short of the next hole when the data is split in very many runs.
+func (fs *FS) NextData(ino uint64, off int64) (int64, int64, error) {
+	in, err := fs.inode(ino)
+	if err != nil {
+		return 0, 0, err
+	}
+	if in.isDir() {
+		return 0, 0, fmt.Errorf("ext4: inode %d: %w", ino, guest.ErrIsDir)
+	}
+	if off < 0 {
+		return 0, 0, fmt.Errorf("ext4: inode %d: negative offset %d", ino, off)
+	}
+	size := min(in.size, math.MaxInt64)
+	if !in.isReg() && !in.isLink() {
+		size = 0 // device, fifo, socket: i_block holds no data map
+	}
+	if uint64(off) >= size {
+		return int64(size), int64(size), nil
+	}
+	if in.inline() {
+		return off, int64(size), nil
+	}
+	bs := uint64(fs.sb.blockSize)
+	last := (size - 1) / bs // last logical block inside the file
+	lblk := uint64(off) / bs
+	runs := 0
+	var r run
+	// Skip holes up to the first data run.
+	for {
+		if lblk > last {
+			return int64(size), int64(size), nil
+		}
+		if runs++; runs > maxSeekRuns {
+			// Too many holes: call one block data and let the caller
+			// read it and ask again from there.
+			return int64(max(lblk*bs, uint64(off))), int64(min((lblk+1)*bs, size)), nil
+		}
+		if r, err = fs.mapBlock(in, lblk); err != nil {
+			return 0, 0, err
+		}
+		if !r.zero {
+			break
+		}
+		lblk += r.n
+	}
+	start := max(lblk*bs, uint64(off))
+	// Extend over the data runs that follow directly.
+	end := lblk + r.n
+	for end <= last && runs < maxSeekRuns {
+		runs++
+		r, err := fs.mapBlock(in, end)
+		if err != nil {
+			return 0, 0, err
+		}
+		if r.zero {
+			break
+		}
+		end += r.n
+	}
+	return int64(start), int64(min(end*bs, size)), nil
+}

@@ -1,0 +1,13 @@
+package guest
+
+// DataSeeker is implemented by readers that know which parts of a file
+// hold data, so the mount can answer SEEK_DATA and SEEK_HOLE and tools
+// such as cp --sparse skip holes without reading them.
+type DataSeeker interface {
+	// NextData returns the first range [start, end) at or after off that
+	// holds mapped data of file ino, clipped to the file size. When no
+	// data follows off, start and end are the file size. A range may be
+	// followed directly by another one: end is not promised to start a
+	// hole, only that [start, end) is data. off must not be negative.
+	NextData(ino uint64, off int64) (start, end int64, err error)
+}
