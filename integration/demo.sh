@@ -61,14 +61,14 @@ echo "(cairn points, while the mount owns the vault, runs through its socket:)"
 "$cairn" points demo
 
 step "copying the first point's disk out of the mount"
-first=$(ls "$work/mnt/demo" | grep -v latest | head -1)
+first=$(ls "$work/mnt/demo" | grep -v latest | awk 'NR == 1')
 cp --sparse=always "$work/mnt/demo/$first/vda.raw" "$work/first.img"
 cmp "$work/first.img" "$work/vda-v1.img"
 echo "copied $first/vda.raw: byte-identical to the disk before the change"
 
 step "restoring one file from inside the first point's disk with cp"
 ls "$work/mnt/demo/$first/vda/"
-file=$(cd "$work/tree" && find doc -type f -size +1k | sort | head -1)
+file=$(cd "$work/tree" && find doc -type f -size +1k | sort | awk 'NR == 1')
 cp -a "$work/mnt/demo/$first/vda/$file" "$work/restored-file"
 cmp "$work/restored-file" "$work/tree/$file"
 echo "vda/$file copied out of the backup: identical to the original"
