@@ -133,6 +133,30 @@ func TestExportRoundTrips(t *testing.T) {
 		})
 	}
 	testExportStdout(t, vault, point, restored, dir)
+
+	// Ctrl-C stops an export and leaves no file behind.
+	t.Run("interrupt", func(t *testing.T) {
+		out := filepath.Join(dir, "interrupted.raw.gz")
+		cmd := exec.Command(cairnBin, "export", point, "--format", "raw", "--compress", "gzip", "--level", "9", "-o", out)
+		cmd.Env = append(os.Environ(), "CAIRN_VAULT="+vault)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond)
+		cmd.Process.Signal(os.Interrupt)
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if err == nil {
+			t.Skip("the export finished before the interrupt")
+		}
+		if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+			t.Errorf("interrupted export: %v, want exit 130", err)
+		}
+		if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("interrupted export left its output: %v", err)
+		}
+		leftovers(t, dir, filepath.Base(out))
+	})
 }
 
 // testExportStdout streams images through a pipe, locally and through a
