@@ -52,7 +52,7 @@ func newExportCommand(env *cmdEnv) *cli.Command {
 			"default, readable by every qemu) or zstd, or stores them plain with none; zero regions stay\n" +
 			"unallocated.\n\n" +
 			"-o - writes the image to stdout (qcow2 included: it is staged in a temporary file first, which\n" +
-			"needs free space in $TMPDIR); with -o -, --json prints its result to stderr. A file appears\n" +
+			"needs free space in $TMPDIR, the daemon's when one runs); with -o -, --json prints its result to stderr. A file appears\n" +
 			"under its name only once it is complete; an existing file is replaced only with --force.\n" +
 			"Every block is verified as it is read: a damaged block stops the export with an error naming\n" +
 			"its offset.",
@@ -61,7 +61,7 @@ func newExportCommand(env *cmdEnv) *cli.Command {
 			&cli.StringFlag{Name: "disk", Usage: "the disk to export, for points with several disks"},
 			&cli.StringFlag{Name: "format", Usage: "raw or qcow2"},
 			&cli.StringFlag{Name: "compress", Usage: "raw: none (default), zstd, lz4, gzip; qcow2: zlib (default), zstd, none"},
-			&cli.IntFlag{Name: "level", Usage: "compression level: zstd 1-22, zlib, gzip and lz4 1-9 (default: the codec's)"},
+			&cli.IntFlag{Name: "level", Usage: "compression level: zstd 1-22; zlib, gzip and lz4 1-9", DefaultText: "the codec's"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the image file, or - for stdout"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing output file"},
 			jsonFlag(),
