@@ -52,8 +52,8 @@ func newExportCommand(env *cmdEnv) *cli.Command {
 			"default, readable by every qemu) or zstd, or stores them plain with none; zero regions stay\n" +
 			"unallocated.\n\n" +
 			"-o - writes the image to stdout (qcow2 included: it is staged in a temporary file first, which\n" +
-			"needs free space in $TMPDIR, the daemon's when one runs); with -o -, --json prints its result to stderr. A file appears\n" +
-			"under its name only once it is complete; an existing file is replaced only with --force.\n" +
+			"needs free space in $TMPDIR, the daemon's when one runs); with -o -, --json prints to stderr.\n" +
+			"A file appears under its name only once it is complete; --force replaces an existing one.\n" +
 			"Every block is verified as it is read: a damaged block stops the export with an error naming\n" +
 			"its offset.",
 		ArgsUsage: "POINT",
