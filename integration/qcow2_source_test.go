@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/binary"
 	"os"
 	"path/filepath"
@@ -179,8 +180,30 @@ func TestQcow2BadSources(t *testing.T) {
 	sh(t, "qemu-img", "create", "-q", "-f", "qcow2", q("loop.qcow2"), "24M")
 	sh(t, "qemu-img", "rebase", "-u", "-f", "qcow2", "-b", "loop.qcow2", "-F", "qcow2", q("loop.qcow2"))
 
+	// Damage inside the data, found only while reading: a compressed
+	// cluster whose bytes are garbage (0xff opens no valid deflate block
+	// nor zstd frame), and a zero flag in a version 2 image.
+	for _, f := range []struct{ name, opts string }{{"zlib", "-c"}, {"zstd", "-c -o compression_type=zstd"}} {
+		p := q("bad-data-" + f.name + ".qcow2")
+		sh(t, "sh", "-c", "qemu-img convert -O qcow2 "+f.opts+" '"+raw+"' '"+p+"'")
+		at, e := lastL2Entry(t, p)
+		host := int64(e & (1<<54 - 1)) // compressed: offset bits 0..53 at 64 KiB clusters
+		if e&(1<<62) == 0 {
+			t.Fatalf("%s: last cluster is not compressed (entry %#x at %d)", p, e, at)
+		}
+		writeAt(t, p, host, bytes.Repeat([]byte{0xff}, 16))
+	}
+	sh(t, "qemu-img", "convert", "-O", "qcow2", "-o", "compat=0.10", raw, q("v2-zero-flag.qcow2"))
+	at, e := lastL2Entry(t, q("v2-zero-flag.qcow2"))
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, e|1)
+	writeAt(t, q("v2-zero-flag.qcow2"), at, b)
+
 	before := vaultState(t, vault)
 	for _, c := range []struct{ file, want string }{
+		{"bad-data-zlib.qcow2", "decompress"},
+		{"bad-data-zstd.qcow2", "decompress"},
+		{"v2-zero-flag.qcow2", "zero flag"},
 		{"luks.qcow2", "encrypted"},
 		{"trunc-zlib.qcow2", "truncated"},
 		{"trunc-zstd.qcow2", "truncated"},
@@ -205,4 +228,42 @@ func TestQcow2BadSources(t *testing.T) {
 		t.Errorf("bad sources changed the vault:\nbefore %s\nafter %s", before, after)
 	}
 	mustCairn(t, vault, "verify", "--data")
+}
+
+// lastL2Entry returns the file offset and value of the last allocated
+// entry of the first L2 table of a qcow2 image with 64 KiB clusters.
+func lastL2Entry(t *testing.T, path string) (int64, uint64) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if binary.BigEndian.Uint32(b[20:]) != 16 {
+		t.Fatalf("%s: cluster_bits %d, want 16", path, binary.BigEndian.Uint32(b[20:]))
+	}
+	l1 := binary.BigEndian.Uint64(b[40:])
+	l2 := binary.BigEndian.Uint64(b[l1:]) & 0x00fffffffffffe00
+	if l2 == 0 {
+		t.Fatalf("%s: no L2 table", path)
+	}
+	for i := int64(8191); i >= 0; i-- {
+		at := int64(l2) + 8*i
+		if e := binary.BigEndian.Uint64(b[at:]); e&^(1<<63) != 0 {
+			return at, e
+		}
+	}
+	t.Fatalf("%s: empty L2 table", path)
+	return 0, 0
+}
+
+func writeAt(t *testing.T, path string, off int64, p []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(p, off); err != nil {
+		t.Fatal(err)
+	}
 }
