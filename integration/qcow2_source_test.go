@@ -217,6 +217,7 @@ func TestQcow2BadSources(t *testing.T) {
 	} {
 		t.Run(c.file, func(t *testing.T) {
 			r := cairn(t, vault, "backup", "--name", "vm", q(c.file))
+			t.Log(strings.TrimSpace(r.stderr))
 			lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
 			if r.code != 1 || len(lines) != 1 || !strings.HasPrefix(lines[0], "cairn: ") ||
 				!strings.Contains(r.stderr, c.file) || !strings.Contains(r.stderr, c.want) {
