@@ -11,3 +11,19 @@ type DataSeeker interface {
 	// hole, only that [start, end) is data. off must not be negative.
 	NextData(ino uint64, off int64) (start, end int64, err error)
 }
+
+// Extent is a stretch of a volume's bytes: Len bytes from byte Off.
+type Extent struct {
+	Off, Len int64
+}
+
+// Mapper is implemented by readers that can tell where a file's bytes
+// lie on their volume, so the mount can load them ahead of a sequential
+// reader.
+type Mapper interface {
+	// MapFile appends to dst the extents of the volume that hold the
+	// bytes [off, off+n) of file ino, in file order, clipped to the file
+	// size. Holes and data kept inside metadata (inline files) have no
+	// extent. It may stop early on heavily fragmented files.
+	MapFile(dst []Extent, ino uint64, off, n int64) ([]Extent, error)
+}

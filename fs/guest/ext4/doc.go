@@ -15,6 +15,9 @@
 //   - File reads map each run anew (extent tree or block map through the
 //     block cache) and read a contiguous run with one ReadAt of the
 //     volume, straight into the caller's buffer.
+//   - NextData (SEEK_DATA/SEEK_HOLE) and MapFile (read-ahead) walk the
+//     same runs as reads, a bounded number per call: holes and unwritten
+//     extents are not data, inline files are data without an extent.
 //   - Every length and block number read from disk is checked before use:
 //     superblock geometry, extent depth (at most 5, each level exactly one
 //     below its parent, so no cycle), block numbers inside the volume,

@@ -79,3 +79,51 @@ func (fs *FS) NextData(ino uint64, off int64) (int64, int64, error) {
 	}
 	return int64(start), int64(min(end*bs, size)), nil
 }
+
+var _ guest.Mapper = (*FS)(nil)
+
+// maxMapRuns bounds the runs one MapFile call maps.
+const maxMapRuns = 256
+
+// MapFile appends the volume extents holding bytes [off, off+n) of file
+// ino; see guest.Mapper.
+func (fs *FS) MapFile(dst []guest.Extent, ino uint64, off, n int64) ([]guest.Extent, error) {
+	in, err := fs.inode(ino)
+	if err != nil {
+		return dst, err
+	}
+	if in.isDir() {
+		return dst, fmt.Errorf("ext4: inode %d: %w", ino, guest.ErrIsDir)
+	}
+	if off < 0 || n < 0 {
+		return dst, fmt.Errorf("ext4: inode %d: negative range %d+%d", ino, off, n)
+	}
+	size := min(in.size, math.MaxInt64)
+	if !in.isReg() && !in.isLink() || in.inline() {
+		return dst, nil
+	}
+	pos := uint64(off)
+	end := min(uint64(off)+uint64(n), size)
+	bs := uint64(fs.sb.blockSize)
+	for runs := 0; pos < end && runs < maxMapRuns; runs++ {
+		r, err := fs.mapBlock(in, pos/bs)
+		if err != nil {
+			return dst, err
+		}
+		within := pos % bs
+		chunk := end - pos
+		if r.n <= (chunk+within)/bs { // the run ends first; r.n is small here
+			chunk = r.n*bs - within
+		}
+		if !r.zero {
+			e := guest.Extent{Off: int64(r.phys*bs + within), Len: int64(chunk)}
+			if k := len(dst) - 1; k >= 0 && dst[k].Off+dst[k].Len == e.Off {
+				dst[k].Len += e.Len
+			} else {
+				dst = append(dst, e)
+			}
+		}
+		pos += chunk
+	}
+	return dst, nil
+}

@@ -100,6 +100,11 @@ func TestNextData(t *testing.T) {
 			t.Parallel()
 			img := mkfs(t, v.prog, src, v.size, v.opts...)
 			fsys := openImage(t, img)
+			imgFile, err := os.Open(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer imgFile.Close()
 			bs := int64(fsys.BlockSize())
 			for name, pieces := range files {
 				ino := lookupPath(t, fsys, name)
@@ -140,6 +145,7 @@ func TestNextData(t *testing.T) {
 						}
 					}
 				}
+				checkMapFile(t, fsys, imgFile, ino, spans, size)
 				if name == "full" && (len(spans) != 1 || spans[0] != (span{0, size})) {
 					t.Errorf("full: data %v, want [0, %d)", spans, size)
 				}
@@ -237,5 +243,44 @@ func TestNextDataInline(t *testing.T) {
 	ino := lookupPath(t, fsys, "tiny")
 	if s, e, err := fsys.NextData(ino, 5); s != 5 || e != 40 || err != nil {
 		t.Errorf("inline: %d, %d, %v", s, e, err)
+	}
+}
+
+// checkMapFile checks that the extents MapFile gives for windows of file
+// ino hold, on the volume img, the bytes of the data ranges (spans) in
+// each window: MapFile leaves out exactly the holes NextData skips.
+// Windows longer than 16 MiB may be cut short.
+func checkMapFile(t *testing.T, fsys *FS, img *os.File, ino uint64, spans []span, size int64) {
+	t.Helper()
+	for _, w := range []span{{0, size}, {0, 1}, {4000, 1 << 20}, {size - 10, size + 100}, {size / 3, size}, {3<<20 + 5, 7<<20 + 1}} {
+		if w.start < 0 || w.start > size {
+			continue
+		}
+		exts, err := fsys.MapFile(nil, ino, w.start, w.end-w.start)
+		if err != nil {
+			t.Fatalf("MapFile(%d, %d): %v", w.start, w.end-w.start, err)
+		}
+		var got, want []byte
+		for _, e := range exts {
+			b := make([]byte, e.Len)
+			if _, err := img.ReadAt(b, e.Off); err != nil {
+				t.Fatalf("extent %+v: %v", e, err)
+			}
+			got = append(got, b...)
+		}
+		for _, s := range spans {
+			lo, hi := max(s.start, w.start), min(s.end, w.end)
+			if lo < hi {
+				b := make([]byte, hi-lo)
+				if _, err := fsys.ReadAt(ino, b, lo); err != nil && lo+int64(len(b)) < size {
+					t.Fatal(err)
+				}
+				want = append(want, b...)
+			}
+		}
+		// Over long windows MapFile may stop early (maxMapRuns).
+		if !bytes.Equal(got, want) && (w.end-w.start <= 16<<20 || !bytes.HasPrefix(want, got)) {
+			t.Errorf("MapFile(%d, %d): %d bytes in %d extents, data ranges hold %d other bytes", w.start, w.end-w.start, len(got), len(exts), len(want))
+		}
 	}
 }

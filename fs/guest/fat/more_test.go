@@ -97,6 +97,7 @@ func TestFragmentedFile(t *testing.T) {
 			t.Fatalf("read at %d differs", off)
 		}
 	}
+	checkMapFile(t, fs, img, ino, data)
 }
 
 func readEntry(t testing.TB, img string, ino uint64) []byte {

@@ -1,7 +1,9 @@
 package fat
 
 import (
+	"bytes"
 	"errors"
+	"os"
 	"testing"
 
 	"github.com/cairn-backup/cairn/fs/guest"
@@ -27,5 +29,33 @@ func TestNextData(t *testing.T) {
 	}
 	if _, _, err := fs.NextData(12345, 0); !errors.Is(err, guest.ErrNotFound) {
 		t.Errorf("bad inode: %v", err)
+	}
+}
+
+// checkMapFile checks that the extents MapFile gives for windows of
+// file ino hold, on the volume img, exactly the window's bytes of data.
+func checkMapFile(t *testing.T, fs *FS, img string, ino uint64, data []byte) {
+	t.Helper()
+	vol, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int64(len(data))
+	for _, w := range [][2]int64{{0, size}, {0, 1}, {1000, 9000}, {size - 10, 100}, {size / 3, size}, {size, 10}, {0, 1 << 40}} {
+		exts, err := fs.MapFile(nil, ino, w[0], w[1])
+		if err != nil {
+			t.Fatalf("MapFile(%d, %d): %v", w[0], w[1], err)
+		}
+		var got []byte
+		for _, e := range exts {
+			if e.Off < 0 || e.Len <= 0 || e.Off+e.Len > int64(len(vol)) {
+				t.Fatalf("MapFile(%d, %d): extent %+v on a %d-byte volume", w[0], w[1], e, len(vol))
+			}
+			got = append(got, vol[e.Off:e.Off+e.Len]...)
+		}
+		lo, hi := min(w[0], size), min(w[0]+min(w[1], size), size)
+		if !bytes.Equal(got, data[lo:hi]) {
+			t.Errorf("MapFile(%d, %d): %d bytes that differ from the file's %d", w[0], w[1], len(got), hi-lo)
+		}
 	}
 }
