@@ -76,7 +76,8 @@ func (d *diskDir) guestVol(v *volume.Volume) (*guestVol, syscall.Errno) {
 		return nil, syscall.EIO
 	}
 	p := d.r.Point()
-	return &guestVol{fsys: d.fsys, gfs: gfs, ident: [4]string{p.Resource, p.ID, d.r.Disk().Name, v.Name}}, 0
+	return &guestVol{fsys: d.fsys, gfs: gfs, ident: [4]string{p.Resource, p.ID, d.r.Disk().Name, v.Name},
+		disk: d.r, start: v.Start}, 0
 }
 
 func (d *diskDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {

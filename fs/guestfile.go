@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync/atomic"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -13,10 +14,12 @@ import (
 )
 
 // guestFile is a regular file of a guest filesystem. Reads are stateless
-// ReadAt calls on the guest reader.
+// ReadAt calls on the guest reader; a sequential reader gets the disk
+// blocks under the next window of the file loaded ahead.
 type guestFile struct {
 	gofs.Inode
 	guestNode
+	next atomic.Int64 // where a sequential reader will read next
 }
 
 var (
@@ -34,11 +37,36 @@ func (f *guestFile) Open(_ context.Context, flags uint32) (gofs.FileHandle, uint
 }
 
 func (f *guestFile) Read(_ context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	end := off + int64(len(dest))
+	if last := f.next.Swap(end); off >= last-seqSlack && off <= last+seqSlack {
+		f.readAhead(end)
+	}
 	n, err := f.vol.gfs.ReadAt(f.gi, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, f.vol.errno("read", f.gi, err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// readAhead queues the disk blocks that hold the read-ahead window of
+// the file after off, as the guest reader maps them. Mapping errors are
+// left to the reads themselves to report.
+func (f *guestFile) readAhead(off int64) {
+	v := f.vol
+	ra := v.fsys.ra
+	m, ok := v.gfs.(guest.Mapper)
+	if !ok || v.disk == nil || ra == nil || ra.window <= 0 {
+		return
+	}
+	exts, err := m.MapFile(nil, f.gi, off, ra.window)
+	if err != nil {
+		return
+	}
+	for _, e := range exts {
+		if e.Off < 0 || e.Off > v.disk.Size()-v.start || !ra.span(v.disk, v.start+e.Off, e.Len) {
+			return
+		}
+	}
 }
 
 // Lseek answers SEEK_DATA and SEEK_HOLE from the guest's block map, so

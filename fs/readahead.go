@@ -46,9 +46,15 @@ func (ra *readAhead) after(r *snapshot.DiskReader, off int64) {
 	if ra == nil || ra.window <= 0 {
 		return
 	}
+	ra.span(r, off, ra.window)
+}
+
+// span queues the blocks of r in [off, off+n) that are neither cached
+// nor already queued; it reports false when the queue is full.
+func (ra *readAhead) span(r *snapshot.DiskReader, off, n int64) bool {
 	bs := r.BlockSize()
-	end := min(off+ra.window, r.Size())
-	for b := off / bs * bs; b < end; b += bs {
+	end := min(off+n, r.Size())
+	for b := max(off, 0) / bs * bs; b < end; b += bs {
 		k := pendingKey{r, b}
 		ra.mu.Lock()
 		busy := ra.pending[k]
@@ -65,9 +71,10 @@ func (ra *readAhead) after(r *snapshot.DiskReader, off int64) {
 			ra.mu.Lock()
 			delete(ra.pending, k)
 			ra.mu.Unlock()
-			return
+			return false
 		}
 	}
+	return true
 }
 
 // stop ends the workers once the mount is gone.
