@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -69,6 +70,13 @@ func walk(fsys *FS, maxInodes int, maxRead int) error {
 			if a.Size > 4096 {
 				_, err := fsys.ReadAt(ino, buf[:100], int64(a.Size)-50)
 				note(err)
+			}
+			exts, err := fsys.MapFile(nil, ino, 0, 8<<20)
+			note(err)
+			for _, e := range exts {
+				if e.Off < 0 || e.Len <= 0 || e.Off+e.Len > fsys.size {
+					note(fmt.Errorf("extent %+v outside the volume", e))
+				}
 			}
 			for off, n := int64(0), 0; off < int64(a.Size) && n < 64; n++ {
 				_, end, err := fsys.NextData(ino, off)

@@ -157,6 +157,9 @@ func exercise(t *testing.T, d *rleDisk, extra string) (found int) {
 			case syscall.S_IFREG:
 				fsys.ReadAt(ino, buf, 0)
 				fsys.ReadAt(ino, buf, int64(a.Size)-100)
+				if m, ok := fsys.(guest.Mapper); ok {
+					m.MapFile(nil, ino, 0, 1<<20)
+				}
 				if ds, ok := fsys.(guest.DataSeeker); ok {
 					if s, e, err := ds.NextData(ino, 0); err == nil && (s < 0 || e < s || uint64(e) > a.Size) {
 						t.Fatalf("NextData of %q: [%d, %d) in %d bytes", p, s, e, a.Size)
