@@ -1,5 +1,3 @@
-// Command cairn backs up disks into a deduplicated vault whose every
-// point can be restored, verified and mounted.
 package main
 
 import (
