@@ -13,14 +13,28 @@ import (
 	"github.com/cairn-backup/cairn/snapshot"
 )
 
-// diskFile is a whole disk of a point, read-only. Reads go straight to
-// the point's block map; there is no per-open state.
+// diskFile is a read-only window [start, start+size) of a point's disk:
+// the whole disk (DISK.raw) or one partition (DISK/partN.raw). Reads go
+// straight to the point's block map; there is no per-open state.
 type diskFile struct {
 	gofs.Inode
 	readOnly
-	fsys *FS
-	r    *snapshot.DiskReader
-	next atomic.Int64 // where a sequential reader will read next
+	fsys        *FS
+	r           *snapshot.DiskReader
+	start, size int64
+	allocated   int64        // bytes reported as st_blocks
+	next        atomic.Int64 // where a sequential reader will read next
+}
+
+// newDiskFile serves the whole disk of r.
+func newDiskFile(fsys *FS, r *snapshot.DiskReader) *diskFile {
+	return &diskFile{fsys: fsys, r: r, size: r.Size(), allocated: r.Disk().Allocated}
+}
+
+// newPartFile serves the partition at [start, start+size) of r. Its
+// holes are not counted in st_blocks: that would take a map walk.
+func newPartFile(fsys *FS, r *snapshot.DiskReader, start, size int64) *diskFile {
+	return &diskFile{fsys: fsys, r: r, start: start, size: size, allocated: size}
 }
 
 // seqSlack is how far from the previous read's end a read may start and
@@ -35,12 +49,11 @@ var (
 )
 
 func (f *diskFile) fill(a *fuse.Attr) {
-	d := f.r.Disk()
 	a.Mode = syscall.S_IFREG | 0o444
 	a.Nlink = 1
-	a.Size = uint64(d.Size)
-	a.Blocks = uint64(d.Allocated+511) / 512
-	a.Blksize = uint32(min(d.BlockSize, 1<<20))
+	a.Size = uint64(f.size)
+	a.Blocks = uint64(f.allocated+511) / 512
+	a.Blksize = uint32(min(f.r.BlockSize(), 1<<20))
 	setTimes(a, f.r.Point().Time)
 }
 
@@ -59,14 +72,18 @@ func (f *diskFile) Open(_ context.Context, flags uint32) (gofs.FileHandle, uint3
 }
 
 func (f *diskFile) Read(_ context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if off >= f.size {
+		return fuse.ReadResultData(nil), 0
+	}
+	dest = dest[:min(int64(len(dest)), f.size-off)]
 	// The kernel sends a sequential reader's requests a few at a time and
 	// not always in order: anything near the last end counts as
 	// sequential.
 	end := off + int64(len(dest))
 	if last := f.next.Swap(end); off >= last-seqSlack && off <= last+seqSlack {
-		f.fsys.ra.after(f.r, end)
+		f.fsys.ra.after(f.r, f.start+end)
 	}
-	n, err := f.r.ReadAt(dest, off)
+	n, err := f.r.ReadAt(dest, f.start+off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		f.fsys.logf("read error: %v", err)
 		return nil, syscall.EIO
@@ -78,18 +95,19 @@ func (f *diskFile) Read(_ context.Context, _ gofs.FileHandle, dest []byte, off i
 // --sparse and qemu-img skip holes without reading them.
 func (f *diskFile) Lseek(_ context.Context, _ gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
 	const seekData, seekHole = 3, 4
-	size := uint64(f.r.Size())
-	if off >= size {
+	if off >= uint64(f.size) {
 		return 0, syscall.ENXIO
 	}
-	start, end, err := f.r.NextData(int64(off))
+	start, end, err := f.r.NextData(f.start + int64(off))
 	if err != nil {
 		f.fsys.logf("seek: %v", err)
 		return 0, syscall.EIO
 	}
+	start = min(max(start-f.start, 0), f.size)
+	end = min(max(end-f.start, 0), f.size)
 	switch whence {
 	case seekData:
-		if uint64(start) >= size {
+		if start >= f.size {
 			return 0, syscall.ENXIO
 		}
 		return uint64(start), 0

@@ -98,7 +98,7 @@ func (d *diskDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		if v == nil {
 			return nil, syscall.ENOENT
 		}
-		f := &partFile{fsys: d.fsys, r: d.r, start: v.Start, size: v.Size}
+		f := newPartFile(d.fsys, d.r, v.Start, v.Size)
 		f.fill(&out.Attr)
 		out.SetEntryTimeout(immutableTimeout)
 		out.SetAttrTimeout(immutableTimeout)

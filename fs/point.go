@@ -51,7 +51,7 @@ func (n *pointDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		d := &diskDir{fsys: n.fsys, r: r}
 		return n.NewInode(ctx, d, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoOf("diskdir", n.point.Resource, n.point.ID, diskName)}), 0
 	}
-	f := &diskFile{fsys: n.fsys, r: r}
+	f := newDiskFile(n.fsys, r)
 	f.fill(&out.Attr)
 	out.SetEntryTimeout(immutableTimeout)
 	out.SetAttrTimeout(immutableTimeout)
