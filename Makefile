@@ -26,7 +26,7 @@ demo: deps build
 	@integration/demo.sh
 
 bench: deps build
-	@bench/run.sh
+	@integration/bench/run.sh
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -10,7 +10,7 @@
 set -euo pipefail
 export LC_ALL=C
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 work=${BENCH_DIR:-/var/tmp/cairn-bench}
 seed=${BENCH_SEED:-42}
 nblocks=${BENCH_BLOCKS:-24}
@@ -37,7 +37,7 @@ bench_setup() {
 	for t in mkfs.ext4 debugfs restic borg /usr/bin/time; do
 		command -v "$t" >/dev/null || die "$t missing: run scripts/install-deps.sh"
 	done
-	(cd "$root" && go build -o "$benchtool" ./bench/benchtool) || die "cannot build bench/benchtool"
+	(cd "$root" && go build -o "$benchtool" ./integration/bench/benchtool) || die "cannot build integration/bench/benchtool"
 }
 
 # list_sources prints "SIZE<TAB>PATH" of the files the test disk is made

@@ -123,6 +123,6 @@ changed4k=$(awk '$1 == 4096 { print $2 }' "$work/disk.diff")
 } | tee "$work/report.md"
 
 if [ "${BENCH_CHUNKS:-0}" = 1 ]; then
-	"$root/bench/chunksize.sh"
+	"$root/integration/bench/chunksize.sh"
 fi
 [ "$check" = pass ]
