@@ -233,3 +233,67 @@ json_field() {
 }
 
 dusize() { du -sb "$1" | cut -f1; }
+
+# The repositories the mount and export benchmarks read: $work/repos/TOOL
+# (cairn, restic, borg) each hold a full backup of disk.img and then an
+# incremental one of disk2.img, made from the path $work/cur/disk.img, so
+# their latest point is disk2.img. run.sh leaves its last round's
+# repositories here; ensure_repos makes them (untimed) when they are
+# missing or were made from other disks or another cairn binary.
+repos=$work/repos
+
+repos_want() {
+	echo "$(cat "$work/disk2.stamp") cairn=$(sha256sum <"$cairn" | cut -c1-16)"
+}
+
+export RESTIC_PASSWORD=cairn-bench
+export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+
+ensure_repos() {
+	local want
+	want=$(repos_want)
+	if [ "$(cat "$repos/stamp" 2>/dev/null)" = "$want" ]; then
+		log "reusing the repositories in $repos"
+		return
+	fi
+	log "making cairn, restic and borg repositories of disk.img then disk2.img (untimed)"
+	rm -rf "$repos"
+	mkdir -p "$repos/cairn" "$repos/restic" "$repos/borg" "$work/cur"
+	"$cairn" --vault "$repos/cairn/repo" init >/dev/null
+	RESTIC_CACHE_DIR=$repos/restic/cache restic -q -r "$repos/restic/repo" init >/dev/null
+	BORG_BASE_DIR=$repos/borg/base borg init -e none "$repos/borg/repo"
+	local img step
+	for img in disk.img disk2.img; do
+		step=full
+		[ "$img" = disk.img ] || step=incremental
+		ln -f "$work/$img" "$work/cur/disk.img"
+		"$cairn" --vault "$repos/cairn/repo" backup --name disk "$work/cur/disk.img" >/dev/null
+		RESTIC_CACHE_DIR=$repos/restic/cache restic -q -r "$repos/restic/repo" backup "$work/cur/disk.img" >/dev/null
+		BORG_BASE_DIR=$repos/borg/base borg create "$repos/borg/repo::$step" "$work/cur/disk.img"
+	done
+	echo "$want" >"$repos/stamp"
+}
+
+# keep_repos TOOL DIR moves a run's repository DIR (repo, caches) to
+# $repos/TOOL; once all three are there, the stamp is written.
+keep_repos() {
+	rm -rf "${repos:?}/$1" "$repos/stamp"
+	mkdir -p "$repos"
+	mv "$2" "$repos/$1"
+	if [ -d "$repos/cairn" ] && [ -d "$repos/restic" ] && [ -d "$repos/borg" ]; then
+		repos_want >"$repos/stamp"
+	fi
+}
+
+# drop_caches empties the page cache and then reads the given inputs (the
+# repository, its caches) once, so that what follows pays for its own work
+# (a mount's decompression, FUSE) but not for refilling the vault from the
+# virtual disk.
+drop_caches() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+	warm "$@"
+}
+
+# now prints the time in seconds with nanoseconds.
+now() { date +%s.%N; }

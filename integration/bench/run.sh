@@ -23,8 +23,6 @@ results=$work/results.tsv
 printf 'tool\tround\tstep\twall\tcpu\trss_kb\trepo_bytes\tadded\tchanged\tother_cpu\n' >"$results"
 rm -rf "$work/runs"
 
-export RESTIC_PASSWORD=cairn-bench
-export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 
 # prepare TOOL DIR creates an empty repository for TOOL in DIR (untimed).
 prepare() {
@@ -71,9 +69,16 @@ for r in $(seq 1 "$rounds"); do
 		backup "$t" "$d" full
 		ln -f "$work/disk2.img" "$cur"
 		backup "$t" "$d" incremental
-		# Keep the last cairn vault for the checks below; peers' repositories
-		# are only measured.
-		[ "$t" = cairn ] || rm -rf "$d/repo" "$d/cache" "$d/base"
+		# The last round's repositories stay for mount.sh and export.sh
+		# (the cairn vault also for the checks below).
+		if [ "$r" = "$rounds" ]; then
+			case $t in
+			restic) keep_repos restic "$d" ;;
+			borg-lz4) keep_repos borg "$d" ;;
+			esac
+		else
+			[ "$t" = cairn ] || rm -rf "$d/repo" "$d/cache" "$d/base"
+		fi
 	done
 done
 
@@ -108,6 +113,8 @@ if [ -d "$vault" ]; then
 	fi
 fi
 
+[ -d "$vault" ] && keep_repos cairn "$work/runs/r$rounds/cairn"
+
 changed4k=$(awk '$1 == 4096 { print $2 }' "$work/disk.diff")
 {
 	echo
@@ -122,6 +129,12 @@ changed4k=$(awk '$1 == 4096 { print $2 }' "$work/disk.diff")
 	echo "- cairn correctness (restore both points, cmp, verify --data): $check"
 } | tee "$work/report.md"
 
+# Mount reads (issue 3), many small files (issue 4), exports (issue 5).
+if [ "${BENCH_MORE:-1}" = 1 ]; then
+	"$root/integration/bench/mount.sh"
+	"$root/integration/bench/files.sh"
+	"$root/integration/bench/export.sh"
+fi
 if [ "${BENCH_CHUNKS:-0}" = 1 ]; then
 	"$root/integration/bench/chunksize.sh"
 fi

@@ -17,6 +17,7 @@ func main() {
 		"randread": runRandRead,
 		"profile":  runProfile,
 		"codecs":   runCodecs,
+		"preads":   runPreads,
 	}
 	fn, ok := cmds[os.Args[1]]
 	if !ok {
@@ -29,6 +30,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: benchtool offsets|diff|report|chunks|randread|profile|codecs ARGS (see doc.go)")
+	fmt.Fprintln(os.Stderr, "usage: benchtool offsets|diff|report|chunks|randread|profile|codecs|preads ARGS (see doc.go)")
 	os.Exit(2)
 }
