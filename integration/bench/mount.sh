@@ -111,10 +111,11 @@ for r in $(seq 1 "$rounds"); do
 		mount_start "$t"
 		row "$t" "$r" ttfb "$ttfb"
 		drop_caches "$(inputs "$t")"
-		rr1=$("$benchtool" preads -image "$img" -n "$nreads" -j 1 -seed $((seed * 1000 + r)) "$file" | awk '{ print $6 }')
-		rr4=$("$benchtool" preads -image "$img" -n "$nreads" -j 4 -seed $((seed * 1000 + 500 + r)) "$file" | awk '{ print $6 }')
-		row "$t" "$r" rand1 "$rr1"
-		row "$t" "$r" rand4 "$rr4"
+		"$benchtool" preads -image "$img" -n "$nreads" -j 1 -seed $((seed * 1000 + r)) "$file" >"$out/rr1" 2>>"$out/preads.err"
+		"$benchtool" preads -image "$img" -n "$nreads" -j 4 -seed $((seed * 1000 + 500 + r)) "$file" >"$out/rr4" 2>>"$out/preads.err"
+		row "$t" "$r" rand1 "$(awk '{ print $6 }' "$out/rr1")"
+		row "$t" "$r" rand4 "$(awk '{ print $6 }' "$out/rr4")"
+		row "$t" "$r" failed "$(awk '{ s += $8 } END { print s + 0 }' "$out/rr1" "$out/rr4")"
 		mount_stop "$t"
 		log "$(awk -F '\t' -v t="$t" -v r="$r" '$1 == t && $2 == r { printf "%s %s  ", $3, $4 }' "$tsv")"
 	done
@@ -130,12 +131,13 @@ for r in $(seq 1 "$rounds"); do
 done
 
 # Checks: what each mount serves is the disk, byte for byte.
+served=
 for t in $tools; do
 	mount_start "$t"
-	cmp "$file" "$img" || die "$t mount serves other bytes than disk2.img"
+	if cmp -s "$file" "$img"; then served="$served $t: exact;"; else served="$served $t: DIFFERS or fails;"; fi
 	mount_stop "$t"
 done
-log "every mount serves disk2.img exactly"
+log "whole-disk cmp through each mount:$served"
 
 {
 	echo
@@ -153,15 +155,16 @@ log "every mount serves disk2.img exactly"
 	}
 	NR > 1 { vals[$1 SUBSEP $3] = vals[$1 SUBSEP $3] " " $4; if (!($1 in seen)) { seen[$1] = 1; order[++nt] = $1 } }
 	END {
-		print "| tool | seq cold MiB/s | seq warm MiB/s | random 4 KiB reads/s, 1 reader | random, 4 readers | mount to first byte s |"
-		print "|---|---:|---:|---:|---:|---:|"
+		print "| tool | seq cold MiB/s | seq warm MiB/s | random 4 KiB reads/s, 1 reader | random, 4 readers | failed random reads | mount to first byte s |"
+		print "|---|---:|---:|---:|---:|---:|---:|"
 		for (i = 1; i <= nt; i++) {
 			t = order[i]
 			for (m = 1; m <= 5; m++) { split("seq_cold seq_warm rand1 rand4 ttfb", ms, " "); med[t, ms[m]] = median(t SUBSEP ms[m]) }
-			printf "| %s | %.0f (%.0f–%.0f) | %.0f (%.0f–%.0f) | %.0f | %.0f | %.2f |\n", t,
+			nf = split(vals[t SUBSEP "failed"], fa, " "); fs = 0; for (m = 1; m <= nf; m++) fs += fa[m]
+			printf "| %s | %.0f (%.0f–%.0f) | %.0f (%.0f–%.0f) | %.0f | %.0f | %d | %.2f |\n", t,
 				med[t, "seq_cold"], lo[t SUBSEP "seq_cold"], hi[t SUBSEP "seq_cold"],
 				med[t, "seq_warm"], lo[t SUBSEP "seq_warm"], hi[t SUBSEP "seq_warm"],
-				med[t, "rand1"], med[t, "rand4"], med[t, "ttfb"]
+				med[t, "rand1"], med[t, "rand4"], fs, med[t, "ttfb"]
 		}
 		print ""
 		if (!("cairn" in seen)) exit
@@ -179,4 +182,6 @@ log "every mount serves disk2.img exactly"
 			if (best > 0) printf "- %s random 4 KiB reads, %d reader%s, ≥ 20× the better peer (%s): %.1f×\n", (med["cairn", m] >= 20 * best ? "PASS" : "MISS"), k, (k > 1 ? "s" : ""), bt, med["cairn", m] / best
 		}
 	}' "$tsv"
+	echo "- whole disk read through each mount, cmp against disk2.img:$served"
+	[ ! -s "$out/preads.err" ] || sed 's/^/- /' "$out/preads.err"
 } | tee "$work/mount.md"
