@@ -71,7 +71,7 @@ fi
 
 {
 	echo
-	echo "## Export: cairn $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?') vs $(qemu-img --version | head -1) and $(zstd --version | awk '{ print $NF }' | tr -d ,v | sed 's/^/zstd /')"
+	echo "## Export: cairn $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?') vs $(qemu-img --version | head -1) and zstd $(zstd --version | grep -o 'v[0-9][0-9.]*' | head -1)"
 	echo
 	echo "Latest point (disk2.img, $((size >> 20)) MiB, $(($(du -B1 "$raw" | cut -f1) >> 20)) MiB allocated); peers read the disk restored once to a raw file; $rounds rounds, medians; the input (vault or raw file) read once after dropping the page cache before each step."
 	echo
@@ -102,7 +102,7 @@ fi
 			printf "| %s | %.2f (%s) | %.2f | %.0f | %.1f | %.1f | %s |\n", s, w[s], col[s, "walls"], c[s], med(s, "rss") / 1024, b[s] / 1048576, med(s, "other"), r
 		}
 		print ""
-		if ("zstd-T0-1" in seen && "cairn-raw-zstd" in seen) printf "- cairn raw+zstd against zstd -T0 -1: %.2f× its wall time faster, output %.3f× its size\n", w["zstd-T0-1"] / w["cairn-raw-zstd"], b["cairn-raw-zstd"] / b["zstd-T0-1"]
+		if ("zstd-T0-1" in seen && "cairn-raw-zstd" in seen) printf "- cairn raw+zstd against zstd -T0 -1: its wall time / cairn\x27s %.2f× (above 1: cairn faster), output %.3f× its size\n", w["zstd-T0-1"] / w["cairn-raw-zstd"], b["cairn-raw-zstd"] / b["zstd-T0-1"]
 		split("cairn-qcow2-zlib 4 cairn-qcow2-zstd 2", tg, " ")
 		for (i = 1; i <= 3; i += 2) {
 			s = tg[i]; p = peer[s]; f = tg[i + 1]
