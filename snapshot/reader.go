@@ -74,6 +74,11 @@ func (r *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 	if rest := r.d.Size - off; int64(len(p)) > rest {
 		p, eof = p[:rest], io.EOF
 	}
+	// A read spanning several blocks decompresses them side by side: the
+	// loop below finds the later ones loaded or loading.
+	for i := off/r.bs + 1; i <= (off+int64(len(p))-1)/r.bs; i++ {
+		go r.Prefetch(i * r.bs)
+	}
 	n := 0
 	for n < len(p) {
 		pos := off + int64(n)
