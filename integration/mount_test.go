@@ -299,6 +299,13 @@ func TestMountServesEveryPoint(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, "owns this vault") {
 			t.Errorf("second mount: %d %q", r.code, r.stderr)
 		}
+		// Another vault cannot mount over a busy mount point.
+		other := filepath.Join(dir, "other-vault")
+		mustCairn(t, other, "init")
+		r = cairn(t, other, "mount", m.dir)
+		if r.code != 1 || !strings.Contains(r.stderr, "already mounted") {
+			t.Errorf("mount over a mounted directory: %d %q", r.code, r.stderr)
+		}
 		if fi, err := os.Stat(filepath.Join(vault, "cairn.sock")); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("socket: %v %v", fi, err)
 		}
