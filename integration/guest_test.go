@@ -20,7 +20,8 @@ import (
 // gtManyEntries is the size of the big directory. mkfs.ext4 -d needs
 // about 3.5 s for 5,000 empty files but 3 min 25 s for 50,000 (its
 // directory insertion is quadratic; debugfs "write" is no faster: 19 s
-// for 20,000), so 50,000 is opt-in: CAIRN_GUEST_ENTRIES=50000.
+// for 20,000), so these trees, built four times, use 5,000;
+// TestGuestHugeDirectory builds one 50,000-entry directory once.
 func gtManyEntries() int {
 	if n, err := strconv.Atoi(os.Getenv("CAIRN_GUEST_ENTRIES")); err == nil && n > 0 {
 		return n

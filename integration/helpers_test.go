@@ -260,3 +260,10 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// execCombined runs a tool and returns its combined output, leaving the
+// exit status to the caller (e2fsck exits 1 when it changed something).
+func execCombined(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}
