@@ -67,8 +67,17 @@ func (f *diskFile) Open(_ context.Context, flags uint32) (gofs.FileHandle, uint3
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	// A point never changes: the kernel may keep its pages across opens.
-	return nil, fuse.FOPEN_KEEP_CACHE, 0
+	return openImmutable()
+}
+
+// openImmutable answers a read-only open of a file that never changes.
+// ENOSYS tells the kernel (FUSE_NO_OPEN_SUPPORT) that no file of this
+// mount needs OPEN or RELEASE requests at all; it then keeps page cache
+// across opens, as FOPEN_KEEP_CACHE would, and a copy of many small
+// files saves two round trips per file. Write opens never get here: the
+// mount is read-only.
+func openImmutable() (gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, 0, syscall.ENOSYS
 }
 
 func (f *diskFile) Read(_ context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {

@@ -33,7 +33,7 @@ func (f *guestFile) Open(_ context.Context, flags uint32) (gofs.FileHandle, uint
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	return nil, fuse.FOPEN_KEEP_CACHE, 0
+	return openImmutable()
 }
 
 func (f *guestFile) Read(_ context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
