@@ -52,7 +52,7 @@ func (fs *FS) Lookup(dir uint64, name string) (uint64, error) {
 
 // dir returns the shared, sorted listing of directory ino.
 func (fs *FS) dir(ino uint64) ([]guest.DirEntry, error) {
-	if ents, ok := fs.dirs.get(ino); ok {
+	if ents, ok := fs.dirs.Get(ino); ok {
 		return ents, nil
 	}
 	in, err := fs.inode(ino)
@@ -99,7 +99,7 @@ func (fs *FS) dir(ino uint64) ([]guest.DirEntry, error) {
 		return nil, err
 	}
 	slices.SortFunc(ents, func(a, b guest.DirEntry) int { return strings.Compare(a.Name, b.Name) })
-	fs.dirs.add(ino, ents, cost)
+	fs.dirs.Add(ino, ents, cost)
 	return ents, nil
 }
 

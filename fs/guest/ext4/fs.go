@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/cairn-backup/cairn/fs/guest"
+	"github.com/cairn-backup/cairn/fs/guest/lru"
 )
 
 var _ guest.FS = (*FS)(nil)
@@ -25,9 +26,9 @@ type FS struct {
 	size int64
 	sb   superblock
 
-	blocks *lru[uint64, []byte]
-	inodes *lru[uint64, *inode]
-	dirs   *lru[uint64, []guest.DirEntry]
+	blocks *lru.Cache[uint64, []byte]
+	inodes *lru.Cache[uint64, *inode]
+	dirs   *lru.Cache[uint64, []guest.DirEntry]
 }
 
 // Probe reports whether r starts with an ext2/3/4 superblock magic.
@@ -60,9 +61,9 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 		r:      r,
 		size:   size,
 		sb:     sb,
-		blocks: newLRU[uint64, []byte](max(blockCacheBytes, 16*int(sb.blockSize))),
-		inodes: newLRU[uint64, *inode](inodeCacheCount),
-		dirs:   newLRU[uint64, []guest.DirEntry](dirCacheBytes),
+		blocks: lru.New[uint64, []byte](max(blockCacheBytes, 16*int(sb.blockSize))),
+		inodes: lru.New[uint64, *inode](inodeCacheCount),
+		dirs:   lru.New[uint64, []guest.DirEntry](dirCacheBytes),
 	}
 	root, err := fs.inode(rootIno)
 	if err != nil {
@@ -105,7 +106,7 @@ func (fs *FS) checkRange(blk, n uint64) bool {
 // block returns the metadata block blk through the cache. The result is
 // shared: callers must not modify it.
 func (fs *FS) block(blk uint64) ([]byte, error) {
-	if b, ok := fs.blocks.get(blk); ok {
+	if b, ok := fs.blocks.Get(blk); ok {
 		return b, nil
 	}
 	if !fs.checkRange(blk, 1) {
@@ -115,7 +116,7 @@ func (fs *FS) block(blk uint64) ([]byte, error) {
 	if err := fs.readRaw(b, blk*uint64(fs.sb.blockSize)); err != nil {
 		return nil, err
 	}
-	fs.blocks.add(blk, b, len(b))
+	fs.blocks.Add(blk, b, len(b))
 	return b, nil
 }
 

@@ -55,7 +55,7 @@ func (fs *FS) inode(ino uint64) (*inode, error) {
 	if ino == 0 || ino > uint64(fs.sb.inodesCount) {
 		return nil, fmt.Errorf("ext4: inode %d out of range: %w", ino, guest.ErrNotFound)
 	}
-	if in, ok := fs.inodes.get(ino); ok {
+	if in, ok := fs.inodes.Get(ino); ok {
 		return in, nil
 	}
 	group := (ino - 1) / uint64(fs.sb.inodesPerGroup)
@@ -79,7 +79,7 @@ func (fs *FS) inode(ino uint64) (*inode, error) {
 	if err != nil {
 		return nil, err
 	}
-	fs.inodes.add(ino, in, 1)
+	fs.inodes.Add(ino, in, 1)
 	return in, nil
 }
 

@@ -36,7 +36,7 @@ func (c *chain) locate(i uint32) (disk, contiguous uint32, ok bool) {
 
 // fatBlock returns the cached 4 KiB block of the FAT at block index bi.
 func (fs *FS) fatBlock(bi int64) ([]byte, error) {
-	if b, ok := fs.fatCache.get(bi); ok {
+	if b, ok := fs.fatCache.Get(bi); ok {
 		return b, nil
 	}
 	off := bi * fatBlockSize
@@ -45,7 +45,7 @@ func (fs *FS) fatBlock(bi int64) ([]byte, error) {
 	if err := fs.readFull(b, fs.l.fatStart+off); err != nil {
 		return nil, err
 	}
-	fs.fatCache.add(bi, b, 1)
+	fs.fatCache.Add(bi, b, 1)
 	return b, nil
 }
 
@@ -100,7 +100,7 @@ const (
 // and caching the result. maxClusters caps the walk beyond the loop guard
 // (directories may not exceed 2 MiB).
 func (fs *FS) chainOf(first uint32, maxClusters uint32) (*chain, error) {
-	if c, ok := fs.chains.get(first); ok {
+	if c, ok := fs.chains.Get(first); ok {
 		return c, nil
 	}
 	if !fs.l.valid(first) {
@@ -136,7 +136,7 @@ func (fs *FS) chainOf(first uint32, maxClusters uint32) (*chain, error) {
 		cur = nx
 	}
 	ch.runs = ch.runs[:len(ch.runs):len(ch.runs)]
-	fs.chains.add(first, ch, len(ch.runs))
+	fs.chains.Add(first, ch, len(ch.runs))
 	return ch, nil
 }
 

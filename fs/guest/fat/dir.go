@@ -155,7 +155,7 @@ func shortName(e []byte, cased bool) string {
 // readDir returns the parsed directory of inode ino, from the cache or
 // from disk.
 func (fs *FS) readDir(ino uint64) (*dir, error) {
-	if d, ok := fs.dirs.get(ino); ok {
+	if d, ok := fs.dirs.Get(ino); ok {
 		return d, nil
 	}
 	var d *dir
@@ -191,7 +191,7 @@ func (fs *FS) readDir(ino uint64) (*dir, error) {
 			return fs.l.clusterOffset(disk) + int64(i)%cs
 		})
 	}
-	fs.dirs.add(ino, d, len(d.ents)+1)
+	fs.dirs.Add(ino, d, len(d.ents)+1)
 	return d, nil
 }
 

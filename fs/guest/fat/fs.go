@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cairn-backup/cairn/fs/guest"
+	"github.com/cairn-backup/cairn/fs/guest/lru"
 )
 
 // RootIno is the inode number of the root directory.
@@ -26,9 +27,9 @@ const (
 type FS struct {
 	r        io.ReaderAt
 	l        *layout
-	fatCache *lru[int64, []byte]
-	chains   *lru[uint32, *chain]
-	dirs     *lru[uint64, *dir]
+	fatCache *lru.Cache[int64, []byte]
+	chains   *lru.Cache[uint32, *chain]
+	dirs     *lru.Cache[uint64, *dir]
 }
 
 var _ guest.FS = (*FS)(nil)
@@ -51,9 +52,9 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 	return &FS{
 		r:        r,
 		l:        l,
-		fatCache: newLRU[int64, []byte](fatCacheBlocks),
-		chains:   newLRU[uint32, *chain](chainCacheRuns),
-		dirs:     newLRU[uint64, *dir](dirCacheEnts),
+		fatCache: lru.New[int64, []byte](fatCacheBlocks),
+		chains:   lru.New[uint32, *chain](chainCacheRuns),
+		dirs:     lru.New[uint64, *dir](dirCacheEnts),
 	}, nil
 }
 

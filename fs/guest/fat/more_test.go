@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/cairn-backup/cairn/fs/guest"
+	"github.com/cairn-backup/cairn/fs/guest/lru"
 )
 
 func names(t testing.TB, fs *FS, ino uint64) []string {
@@ -118,8 +119,8 @@ func TestConcurrentReads(t *testing.T) {
 	p, files := makeImage(t, "32", 40000, false)
 	fs := openImage(t, p)
 	// A tiny chain budget forces eviction while readers run.
-	fs.chains = newLRU[uint32, *chain](2)
-	fs.dirs = newLRU[uint64, *dir](40)
+	fs.chains = lru.New[uint32, *chain](2)
+	fs.dirs = lru.New[uint64, *dir](40)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for g := range 8 {
