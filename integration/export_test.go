@@ -263,7 +263,7 @@ func TestExportBadFlags(t *testing.T) {
 // leftovers fails when a temporary file of name remains in dir.
 func leftovers(t *testing.T, dir, name string) {
 	t.Helper()
-	if m, _ := filepath.Glob(filepath.Join(dir, name+".tmp-*")); len(m) > 0 {
+	if m, _ := filepath.Glob(filepath.Join(dir, "."+name+".cairn-*")); len(m) > 0 {
 		t.Errorf("temporary files left: %v", m)
 	}
 }

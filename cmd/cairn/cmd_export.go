@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -160,9 +159,7 @@ func runExport(ctx context.Context, env *cmdEnv, v *snapshot.Vault, o exportOpti
 	return nil
 }
 
-// exportFile writes the image to a temporary file beside the output and
-// renames it once complete and synced; on any error the temporary file
-// is removed, so nothing half-written ever carries the final name.
+// exportFile writes the image to the output file through replaceFile.
 func exportFile(ctx context.Context, env *cmdEnv, v *snapshot.Vault, r *snapshot.DiskReader, o exportOptions) (int64, error) {
 	path := o.output
 	st, err := os.Stat(path)
@@ -174,36 +171,12 @@ func exportFile(ctx context.Context, env *cmdEnv, v *snapshot.Vault, r *snapshot
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return 0, err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-")
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err // name the output, not the temporary file
-		}
-		return 0, fmt.Errorf("%s: %w", path, err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	n, err := exportTo(ctx, env, v, r, o, f)
-	if err != nil {
-		return 0, err
-	}
-	if err := f.Sync(); err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return 0, err
-	}
-	ok = true
-	return n, nil
+	var n int64
+	err = replaceFile(path, func(f *os.File) error {
+		n, err = exportTo(ctx, env, v, r, o, f)
+		return err
+	})
+	return n, err
 }
 
 // exportTo writes the image to w, a new empty file or a stream, and

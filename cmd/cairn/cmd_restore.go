@@ -107,8 +107,7 @@ func runRestore(ctx context.Context, env *cmdEnv, v *snapshot.Vault, o restoreOp
 }
 
 // restoreDisk writes one disk to path: a block device in place, a file
-// through a temporary name that is renamed over path once complete and
-// synced, so no half-written file ever carries the final name.
+// through replaceFile, so no half-written file ever carries its name.
 func restoreDisk(ctx context.Context, env *cmdEnv, v *snapshot.Vault, p *snapshot.Point, d *snapshot.Disk, path string, force bool) (int64, error) {
 	st, err := os.Stat(path)
 	if err == nil && st.Mode()&fs.ModeDevice != 0 && st.Mode()&fs.ModeCharDevice == 0 {
@@ -123,39 +122,17 @@ func restoreDisk(ctx context.Context, env *cmdEnv, v *snapshot.Vault, p *snapsho
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".cairn-*")
-	if err != nil {
-		return 0, err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(f.Name())
+	err = replaceFile(path, func(f *os.File) error {
+		if err := f.Truncate(d.Size); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
 		}
-	}()
-	if err := f.Truncate(d.Size); err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
-	}
-	bar := env.newProgress("restore", false)
-	err = v.Restore(ctx, p, d.Name, f, snapshot.RestoreOptions{Progress: bar.update})
-	bar.done()
+		bar := env.newProgress("restore", false)
+		defer bar.done()
+		return v.Restore(ctx, p, d.Name, f, snapshot.RestoreOptions{Progress: bar.update})
+	})
 	if err != nil {
 		return 0, err
 	}
-	if err := f.Sync(); err != nil {
-		return 0, err
-	}
-	if err := f.Chmod(0o600); err != nil {
-		return 0, err
-	}
-	if err := f.Close(); err != nil {
-		return 0, err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return 0, err
-	}
-	ok = true
 	return d.Allocated, nil
 }
 
