@@ -275,18 +275,7 @@ func TestVerifyNamesDamagedPoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Damage one block only point a uses.
-	h, _ := v.blockHash(&pa.Disks[0], 3)
-	loc, err := v.idx.Block(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*", loc.Pack.String()+".pack"))
-	f, err := os.OpenFile(packs[0], os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteAt([]byte("XXXX"), int64(loc.Offset)+100)
-	f.Close()
+	damageBlock(t, v, &pa.Disks[0], 3)
 
 	rep, err := v.Verify(ctx, VerifyOptions{})
 	if err != nil || !rep.OK() {
@@ -319,5 +308,31 @@ func TestIncompressibleBlocks(t *testing.T) {
 	}
 	if got := restoreAll(t, v, p, ""); !bytes.Equal(got, data) {
 		t.Fatal("restore differs")
+	}
+}
+
+// damageBlock overwrites four bytes inside the stored payload of block i
+// of disk d, in its pack file.
+func damageBlock(t testing.TB, v *Vault, d *Disk, i int64) {
+	t.Helper()
+	h, err := v.blockHash(d, i)
+	if err != nil || h.IsZero() {
+		t.Fatalf("block %d: hash %s, %v", i, h, err)
+	}
+	loc, err := v.idx.Block(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	packs, _ := filepath.Glob(filepath.Join(v.Dir(), "packs", "*", loc.Pack.String()+".pack"))
+	if len(packs) != 1 {
+		t.Fatalf("pack %s: found %v", loc.Pack, packs)
+	}
+	f, err := os.OpenFile(packs[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte("XXXX"), int64(loc.Offset)+100); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -90,18 +88,7 @@ func TestBlocksDamaged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, _ := v.blockHash(&p.Disks[0], 5)
-	loc, err := v.idx.Block(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*", loc.Pack.String()+".pack"))
-	f, err := os.OpenFile(packs[0], os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteAt([]byte("XXXX"), int64(loc.Offset)+100)
-	f.Close()
+	damageBlock(t, v, &p.Disks[0], 5)
 
 	var last int64 = -1
 	err = v.Blocks(ctx, p, "", func(off int64, _ []byte) error { last = off; return nil })
