@@ -39,9 +39,6 @@ func New(be Backend, idx *index.DB, o Options) *Store {
 // Close releases open pack files.
 func (s *Store) Close() error { return s.packs.closeAll() }
 
-// Backend returns the storage the packs live in.
-func (s *Store) Backend() Backend { return s.be }
-
 // Has reports whether block h is stored.
 func (s *Store) Has(h Hash) (bool, error) { return s.idx.HasBlock(h) }
 

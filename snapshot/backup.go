@@ -7,7 +7,6 @@ import (
 	"io"
 	"runtime"
 	"sync"
-	"sync/atomic"
 
 	"github.com/cairn-backup/cairn/chunkstore"
 	"github.com/cairn-backup/cairn/index"
@@ -227,7 +226,6 @@ func (v *Vault) backupDisk(ctx context.Context, ds DiskSource, parent *Disk, pw 
 		parentMap = newMapCursor(v, parent)
 	}
 	pages := newPageBuilder(v, pw, nblocks)
-	var changed atomic.Int64
 	fail := func(err error) (*Disk, error) {
 		cancel()
 		for it := range ordered { // drain so the reader and workers end
@@ -242,7 +240,7 @@ func (v *Vault) backupDisk(ctx context.Context, ds DiskSource, parent *Disk, pw 
 		}
 		if it.holes > 0 {
 			for i := int64(0); i < it.holes; i++ {
-				if err := v.noteChange(parentMap, it.first+i, index.Hash{}, 0, &changed); err != nil {
+				if err := v.noteChange(parentMap, it.first+i, index.Hash{}, 0, &d.Changed); err != nil {
 					return fail(err)
 				}
 				if err := pages.add(index.Hash{}, &d.Added); err != nil {
@@ -263,7 +261,7 @@ func (v *Vault) backupDisk(ctx context.Context, ds DiskSource, parent *Disk, pw 
 				d.Added += added
 			}
 		}
-		if err := v.noteChange(parentMap, it.first, it.hash, n, &changed); err != nil {
+		if err := v.noteChange(parentMap, it.first, it.hash, n, &d.Changed); err != nil {
 			return fail(err)
 		}
 		if err := pages.add(it.hash, &d.Added); err != nil {
@@ -282,16 +280,15 @@ func (v *Vault) backupDisk(ctx context.Context, ds DiskSource, parent *Disk, pw 
 	if d.Pages, err = pages.finish(&d.Added); err != nil {
 		return nil, err
 	}
-	d.Changed = changed.Load()
 	return d, nil
 }
 
 // noteChange counts block i as changed when its hash differs from the
 // parent's. Without a parent every allocated byte counts as changed.
-func (v *Vault) noteChange(parent *mapCursor, i int64, h index.Hash, n int64, changed *atomic.Int64) error {
+func (v *Vault) noteChange(parent *mapCursor, i int64, h index.Hash, n int64, changed *int64) error {
 	if parent == nil || i >= parent.d.Blocks() {
 		if !h.IsZero() {
-			changed.Add(n)
+			*changed += n
 		}
 		return nil
 	}
@@ -303,7 +300,7 @@ func (v *Vault) noteChange(parent *mapCursor, i int64, h index.Hash, n int64, ch
 		if n == 0 { // now a hole; count what was there
 			n = min(int64(parent.d.BlockSize), parent.d.Size-i*int64(parent.d.BlockSize))
 		}
-		changed.Add(n)
+		*changed += n
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"runtime"
 	"sync"
-	"sync/atomic"
 
 	"github.com/cairn-backup/cairn/index"
 )
@@ -41,16 +40,21 @@ func (v *Vault) Restore(ctx context.Context, p *Point, name string, w io.WriterA
 		h index.Hash
 	}
 	jobs := make(chan job, 2*o.Workers)
-	var done atomic.Int64
+	var (
+		progMu sync.Mutex
+		done   int64
+	)
 	var firstErr error
 	var errOnce sync.Once
 	setErr := func(err error) {
 		errOnce.Do(func() { firstErr = err; cancel() })
 	}
 	report := func(n int64) {
-		t := done.Add(n)
+		progMu.Lock()
+		defer progMu.Unlock()
+		done += n
 		if o.Progress != nil {
-			o.Progress(t, d.Size)
+			o.Progress(done, d.Size)
 		}
 	}
 	bs := int64(d.BlockSize)
@@ -59,7 +63,6 @@ func (v *Vault) Restore(ctx context.Context, p *Point, name string, w io.WriterA
 		zeros = make([]byte, bs)
 	}
 	var wg sync.WaitGroup
-	var progMu sync.Mutex
 	for w0 := 0; w0 < o.Workers; w0++ {
 		wg.Add(1)
 		go func() {
@@ -90,9 +93,7 @@ func (v *Vault) Restore(ctx context.Context, p *Point, name string, w io.WriterA
 					setErr(fmt.Errorf("write at offset %d: %w", off, err))
 					continue
 				}
-				progMu.Lock()
 				report(n)
-				progMu.Unlock()
 			}
 		}()
 	}
@@ -105,9 +106,7 @@ func (v *Vault) Restore(ctx context.Context, p *Point, name string, w io.WriterA
 			break
 		}
 		if h.IsZero() && !o.WriteZeros {
-			progMu.Lock()
 			report(min(bs, d.Size-i*bs))
-			progMu.Unlock()
 			continue
 		}
 		jobs <- job{i, h}

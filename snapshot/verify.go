@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/cairn-backup/cairn/chunkstore"
@@ -140,7 +141,7 @@ func (v *Vault) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, err
 		whats = append(whats, bad[what])
 	}
 	for what := range affected {
-		if !contains(whats, what) {
+		if !slices.Contains(whats, what) {
 			whats = append(whats, what)
 		}
 	}
@@ -149,15 +150,6 @@ func (v *Vault) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, err
 		rep.Problems = append(rep.Problems, Problem{What: what, Points: affected[what]})
 	}
 	return rep, nil
-}
-
-func contains(s []string, x string) bool {
-	for _, y := range s {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // checkDisk returns the problems that make disk d unreadable, each once.
