@@ -65,7 +65,8 @@ func runDaemon(ctx context.Context, env *cmdEnv, o daemonOptions) error {
 	if o.mountpoint != "" {
 		d.mpoint = o.mountpoint
 		d.mount, err = cairnfs.Mount(o.mountpoint, v, cairnfs.MountOptions{
-			AllowOther: o.allowOther, Logf: logger.Printf, FsName: "cairn:" + o.vault})
+			AllowOther: o.allowOther, Logf: logger.Printf, FsName: "cairn:" + o.vault,
+			Debug: env.getenv("CAIRN_FUSE_DEBUG") != ""})
 		if err != nil {
 			return err
 		}

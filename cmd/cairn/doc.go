@@ -16,6 +16,7 @@
 // 2 wrong command line, 130 interrupted.
 //
 // This is the only package that reads the environment: CAIRN_VAULT,
-// CAIRN_SOCKET, and CAIRN_CPUPROFILE (write a CPU profile of the
-// process to that file).
+// CAIRN_SOCKET, CAIRN_CPUPROFILE (write a CPU profile of the process to
+// that file) and CAIRN_FUSE_DEBUG (non-empty: log every FUSE request of a
+// mount to stderr).
 package main
