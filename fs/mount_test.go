@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cairn-backup/cairn/snapshot"
 )
@@ -24,6 +25,12 @@ func mountTest(t *testing.T, data []byte, holes [][2]int64) (string, *snapshot.P
 		t.Skip("FUSE tests need root and /dev/fuse")
 	}
 	v := snapshot.TestVault(t, snapshot.Config{BlockSize: 64 << 10})
+	return mountVault(t, v, data, holes)
+}
+
+// mountVault backs up data into v as resource "r", disk "d", and mounts v.
+func mountVault(t *testing.T, v *snapshot.Vault, data []byte, holes [][2]int64) (string, *snapshot.Point) {
+	t.Helper()
 	p, err := v.Backup(context.Background(), "r", []snapshot.DiskSource{{Name: "d", Src: &snapshot.MemSource{Data: data, Holes: holes}}}, snapshot.BackupOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -39,6 +46,37 @@ func mountTest(t *testing.T, data []byte, holes [][2]int64) (string, *snapshot.P
 		}
 	})
 	return dir, p
+}
+
+// The kernel caches symlinks for good, so "latest" must still move: a
+// new point, then its deletion, each show within a second or so.
+func TestLatestFollowsNewAndDeletedPoints(t *testing.T) {
+	v := snapshot.TestVault(t, snapshot.Config{BlockSize: 64 << 10})
+	dir, p1 := mountVault(t, v, []byte("one"), nil)
+	latest := filepath.Join(dir, "r", "latest")
+	waitLatest := func(want string) {
+		t.Helper()
+		var got string
+		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			if got, _ = os.Readlink(latest); got == want {
+				return
+			}
+		}
+		t.Fatalf("latest -> %q, want %q", got, want)
+	}
+	waitLatest(p1.ID)
+	p2, err := v.Backup(context.Background(), "r", []snapshot.DiskSource{{Name: "d", Src: &snapshot.MemSource{Data: []byte("two")}}}, snapshot.BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitLatest(p2.ID)
+	if b, err := os.ReadFile(filepath.Join(latest, "d.raw")); err != nil || string(b) != "two" {
+		t.Errorf("latest/d.raw = %q %v", b, err)
+	}
+	if err := v.Delete([]*snapshot.Point{p2}); err != nil {
+		t.Fatal(err)
+	}
+	waitLatest(p1.ID)
 }
 
 func TestDiskFileReadsSeeksAndRefusesWrites(t *testing.T) {

@@ -40,6 +40,11 @@ func (readOnly) Link(context.Context, gofs.InodeEmbedder, string, *fuse.EntryOut
 func (readOnly) Write(context.Context, gofs.FileHandle, []byte, int64) (uint32, syscall.Errno) {
 	return 0, syscall.EROFS
 }
+
+// Flush answers ENOSYS: nothing is ever written, and the kernel, told so
+// once, stops sending a FLUSH on every close.
+func (readOnly) Flush(context.Context, gofs.FileHandle) syscall.Errno { return syscall.ENOSYS }
+
 func (readOnly) Allocate(context.Context, gofs.FileHandle, uint64, uint64, uint32) syscall.Errno {
 	return syscall.EROFS
 }
@@ -58,4 +63,5 @@ var (
 	_ gofs.NodeLinker        = readOnly{}
 	_ gofs.NodeWriter        = readOnly{}
 	_ gofs.NodeAllocater     = readOnly{}
+	_ gofs.NodeFlusher       = readOnly{}
 )

@@ -36,18 +36,14 @@ func (n *resourceDir) Getattr(_ context.Context, _ gofs.FileHandle, out *fuse.At
 func (n *resourceDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	out.SetEntryTimeout(dynamicTimeout)
 	if name == latestName {
-		ids, err := n.fsys.vault.PointIDs(n.name)
-		if err != nil {
-			return nil, n.fsys.errno("list points of "+n.name, err)
+		target, errno := n.latest()
+		if errno != 0 {
+			return nil, errno
 		}
-		if len(ids) == 0 {
-			return nil, syscall.ENOENT
-		}
-		target := ids[len(ids)-1]
-		link := &latestLink{fsys: n.fsys, resource: n.name}
-		link.fill(&out.Attr, target)
-		out.SetAttrTimeout(dynamicTimeout)
-		return n.NewInode(ctx, link, gofs.StableAttr{Mode: syscall.S_IFLNK, Ino: inoOf("latest", n.name)}), 0
+		link := &latestLink{fsys: n.fsys, target: target}
+		link.fill(&out.Attr)
+		out.SetAttrTimeout(immutableTimeout)
+		return n.NewInode(ctx, link, gofs.StableAttr{Mode: syscall.S_IFLNK, Ino: inoOf("latest", n.name, target)}), 0
 	}
 	p, err := n.fsys.vault.Point(n.name, name)
 	if errors.Is(err, snapshot.ErrNoPoint) {
@@ -69,7 +65,8 @@ func (n *resourceDir) Readdir(context.Context) (gofs.DirStream, syscall.Errno) {
 	}
 	entries := make([]fuse.DirEntry, 0, len(ids)+1)
 	if len(ids) > 0 {
-		entries = append(entries, fuse.DirEntry{Name: latestName, Mode: syscall.S_IFLNK, Ino: inoOf("latest", n.name)})
+		latest := ids[len(ids)-1]
+		entries = append(entries, fuse.DirEntry{Name: latestName, Mode: syscall.S_IFLNK, Ino: inoOf("latest", n.name, latest)})
 	}
 	for _, id := range ids {
 		entries = append(entries, fuse.DirEntry{Name: id, Mode: syscall.S_IFDIR, Ino: inoOf("point", n.name, id)})
@@ -77,24 +74,11 @@ func (n *resourceDir) Readdir(context.Context) (gofs.DirStream, syscall.Errno) {
 	return gofs.NewListDirStream(entries), 0
 }
 
-// latestLink points at the newest point of a resource; it moves when a
-// new point is committed.
-type latestLink struct {
-	gofs.Inode
-	readOnly
-	fsys     *FS
-	resource string
-}
-
-var (
-	_ gofs.NodeReadlinker = (*latestLink)(nil)
-	_ gofs.NodeGetattrer  = (*latestLink)(nil)
-)
-
-func (l *latestLink) target() (string, syscall.Errno) {
-	ids, err := l.fsys.vault.PointIDs(l.resource)
+// latest returns the ID of the resource's newest point.
+func (n *resourceDir) latest() (string, syscall.Errno) {
+	ids, err := n.fsys.vault.PointIDs(n.name)
 	if err != nil {
-		return "", l.fsys.errno("list points of "+l.resource, err)
+		return "", n.fsys.errno("list points of "+n.name, err)
 	}
 	if len(ids) == 0 {
 		return "", syscall.ENOENT
@@ -102,24 +86,35 @@ func (l *latestLink) target() (string, syscall.Errno) {
 	return ids[len(ids)-1], 0
 }
 
-func (l *latestLink) fill(a *fuse.Attr, target string) {
+// latestLink is the "latest" symlink as it was looked up: one inode per
+// target, so the kernel may cache its text for good (symlink caching is
+// on). When a newer point is committed, the next lookup of "latest",
+// at most dynamicTimeout later, returns a new inode with the new target.
+type latestLink struct {
+	gofs.Inode
+	readOnly
+	fsys   *FS
+	target string
+}
+
+var (
+	_ gofs.NodeReadlinker = (*latestLink)(nil)
+	_ gofs.NodeGetattrer  = (*latestLink)(nil)
+)
+
+func (l *latestLink) fill(a *fuse.Attr) {
 	a.Mode = syscall.S_IFLNK | 0o777
-	a.Size = uint64(len(target))
+	a.Size = uint64(len(l.target))
 	a.Nlink = 1
 	setTimes(a, l.fsys.mounted)
 }
 
 func (l *latestLink) Readlink(context.Context) ([]byte, syscall.Errno) {
-	t, errno := l.target()
-	return []byte(t), errno
+	return []byte(l.target), 0
 }
 
 func (l *latestLink) Getattr(_ context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	t, errno := l.target()
-	if errno != 0 {
-		return errno
-	}
-	l.fill(&out.Attr, t)
-	out.SetTimeout(dynamicTimeout)
+	l.fill(&out.Attr)
+	out.SetTimeout(immutableTimeout)
 	return 0
 }
