@@ -53,7 +53,7 @@ func (s *Store) CheckPack(id index.PackID, fn func(BlobCheck)) error {
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				raw := make([]byte, j.hdr.RawLen)
+				raw := newBlockBuf(int(j.hdr.RawLen))
 				if err := decompress(j.hdr.Codec, j.payload, raw); err != nil {
 					j.c.Err = fmt.Errorf("%w: %v", ErrCorrupt, err)
 				} else if Sum(raw) != j.hdr.Hash {

@@ -84,8 +84,8 @@ func (s *Store) readBlob(h Hash, loc index.Location, dst []byte) ([]byte, error)
 	if err != nil {
 		return nil, fmt.Errorf("block %s in pack %s at %d: %w", h, loc.Pack, loc.Offset, err)
 	}
-	if cap(dst) < int(hdr.RawLen) {
-		dst = make([]byte, hdr.RawLen)
+	if cap(dst) < int(hdr.RawLen)+decodeSlack {
+		dst = newBlockBuf(int(hdr.RawLen))
 	}
 	dst = dst[:hdr.RawLen]
 	if err := decompress(hdr.Codec, buf[blobHeaderSize:], dst); err != nil {
