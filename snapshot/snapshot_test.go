@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -334,5 +336,57 @@ func damageBlock(t testing.TB, v *Vault, d *Disk, i int64) {
 	defer f.Close()
 	if _, err := f.WriteAt([]byte("XXXX"), int64(loc.Offset)+100); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A SequentialReader returns the same bytes as the disk, read by several
+// workers slightly out of order, and loads the blocks after a read into
+// the cache before anyone asks for them.
+func TestSequentialReaderReadsAhead(t *testing.T) {
+	v := TestVault(t, Config{BlockSize: 64 << 10})
+	data := make([]byte, 4<<20)
+	rand.New(rand.NewSource(3)).Read(data)
+	clear(data[1<<20 : 2<<20]) // a hole
+	p, err := v.Backup(context.Background(), "r", []DiskSource{{Name: "d", Src: &MemSource{Data: data}}}, BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dr, err := v.OpenDisk(p, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr := dr.Sequential(3)
+	buf := make([]byte, 16<<10)
+	if _, err := sr.ReadAt(buf, 0); err != nil || !bytes.Equal(buf, data[:len(buf)]) {
+		t.Fatalf("first read: %v", err)
+	}
+	for _, off := range []int64{64 << 10, 128 << 10, 192 << 10} {
+		deadline := time.Now().Add(5 * time.Second)
+		for !dr.Cached(off) {
+			if time.Now().After(deadline) {
+				t.Fatalf("block at %d was not loaded ahead", off)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := make([]byte, 16<<10)
+			for off := int64(w) * int64(len(b)); off < int64(len(data)); off += 4 * int64(len(b)) {
+				if _, err := sr.ReadAt(b, off); err != nil || !bytes.Equal(b, data[off:off+int64(len(b))]) {
+					errs <- fmt.Errorf("read at %d: %v", off, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

@@ -186,7 +186,9 @@ func exportTo(ctx context.Context, env *cmdEnv, v *snapshot.Vault, r *snapshot.D
 	bar := env.newProgress("export", false)
 	defer bar.done()
 	if o.format == "qcow2" {
-		return qcow2.Write(ctx, w, r, qcow2.WriterOptions{Compression: o.compress, Level: o.level},
+		// Two blocks ahead keep the vault reads off the compressing
+		// workers' critical path.
+		return qcow2.Write(ctx, w, r.Sequential(4), qcow2.WriterOptions{Compression: o.compress, Level: o.level},
 			func(done int64) { bar.update(done, size) })
 	}
 	p, d := r.Point(), r.Disk()
