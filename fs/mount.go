@@ -70,7 +70,7 @@ func Mount(mountpoint string, v Vault, o MountOptions) (*fuse.Server, error) {
 			// for every READ reply, find no file to splice from and
 			// fall back to writev anyway.
 			DisableSplice: true,
-			Options:      []string{"default_permissions"},
+			Options:       []string{"default_permissions"},
 			// Symlinks never change: guest ones are immutable and each
 			// "latest" target gets its own inode. Caching them saves a
 			// READLINK on every path walk through "latest".
