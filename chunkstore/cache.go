@@ -7,74 +7,155 @@ import (
 
 // blockCache is an LRU of decompressed, verified blocks bounded by bytes.
 // Concurrent misses on the same hash share one load.
+//
+// Most reads copy a few bytes out of a block and let go of it (readAt),
+// so the buffer of an evicted block is recycled for the next load once no
+// reader is copying from it: a long sequential read then runs in the
+// cache's own memory instead of growing the heap to twice its size with
+// garbage, and fresh memory is what a cold machine pays most for. Blocks
+// handed out whole (get) are never recycled; the garbage collector frees
+// them.
 type blockCache struct {
 	mu       sync.Mutex
 	max, cur int64
 	lru      *list.List // front = most recent; values are *cacheEntry
 	byHash   map[Hash]*list.Element
 	loading  map[Hash]*load
+	free     [][]byte // buffers of evicted blocks, for the next loads
 }
 
+// maxFree bounds the recycled buffers kept between loads.
+const maxFree = 8
+
 type cacheEntry struct {
-	hash Hash
-	data []byte
+	hash    Hash
+	data    []byte
+	refs    int  // readers copying out of data right now
+	shared  bool // handed out by get: never recycled
+	evicted bool // no longer in the cache
 }
 
 type load struct {
 	done chan struct{}
-	data []byte
 	err  error
 }
+
+// fillFunc loads a block, into buf if it is large enough.
+type fillFunc func(buf []byte) ([]byte, error)
 
 func newBlockCache(max int64) *blockCache {
 	return &blockCache{max: max, lru: list.New(), byHash: map[Hash]*list.Element{}, loading: map[Hash]*load{}}
 }
 
-// get returns the cached block or calls fill once for all concurrent
-// callers asking for the same hash. The returned slice is shared and
-// must not be modified.
-func (c *blockCache) get(h Hash, fill func() ([]byte, error)) ([]byte, error) {
+// get returns the cached block, or loads it with fill. The returned slice
+// is shared and must not be modified.
+func (c *blockCache) get(h Hash, fill fillFunc) ([]byte, error) {
+	e, err := c.acquire(h, fill)
+	if err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
-	if e, ok := c.byHash[h]; ok {
-		c.lru.MoveToFront(e)
-		data := e.Value.(*cacheEntry).data
-		c.mu.Unlock()
-		return data, nil
-	}
-	if l, ok := c.loading[h]; ok {
-		c.mu.Unlock()
-		<-l.done
-		return l.data, l.err
-	}
-	l := &load{done: make(chan struct{})}
-	c.loading[h] = l
+	e.shared = true
+	data := e.data
+	c.release(e)
 	c.mu.Unlock()
-
-	l.data, l.err = fill()
-
-	c.mu.Lock()
-	delete(c.loading, h)
-	if l.err == nil {
-		c.add(h, l.data)
-	}
-	c.mu.Unlock()
-	close(l.done)
-	return l.data, l.err
+	return data, nil
 }
 
-func (c *blockCache) add(h Hash, data []byte) {
-	size := int64(len(data))
+// readAt copies the block's bytes from off into p and returns how many
+// it copied: fewer than len(p) only at the end of the block.
+func (c *blockCache) readAt(h Hash, p []byte, off int, fill fillFunc) (int, error) {
+	e, err := c.acquire(h, fill)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	if off < len(e.data) {
+		n = copy(p, e.data[off:])
+	}
+	c.mu.Lock()
+	c.release(e)
+	c.mu.Unlock()
+	return n, nil
+}
+
+// acquire returns the entry of block h with a reference held, loading it
+// on a miss; the caller must release it.
+func (c *blockCache) acquire(h Hash, fill fillFunc) (*cacheEntry, error) {
+	for {
+		c.mu.Lock()
+		if el, ok := c.byHash[h]; ok {
+			c.lru.MoveToFront(el)
+			e := el.Value.(*cacheEntry)
+			e.refs++
+			c.mu.Unlock()
+			return e, nil
+		}
+		if l, ok := c.loading[h]; ok {
+			c.mu.Unlock()
+			<-l.done
+			if l.err != nil {
+				return nil, l.err
+			}
+			continue // cached now, unless already evicted: then load again
+		}
+		l := &load{done: make(chan struct{})}
+		c.loading[h] = l
+		var buf []byte
+		if n := len(c.free); n > 0 {
+			buf, c.free = c.free[n-1], c.free[:n-1]
+		}
+		c.mu.Unlock()
+
+		data, err := fill(buf)
+
+		c.mu.Lock()
+		delete(c.loading, h)
+		l.err = err
+		var e *cacheEntry
+		if err == nil {
+			e = &cacheEntry{hash: h, data: data, refs: 1}
+			c.add(e)
+		}
+		c.mu.Unlock()
+		close(l.done)
+		return e, err
+	}
+}
+
+// release drops a reference; c.mu is held.
+func (c *blockCache) release(e *cacheEntry) {
+	e.refs--
+	c.recycle(e)
+}
+
+// recycle keeps the buffer of an evicted, unreferenced, unshared block
+// for the next load; c.mu is held.
+func (c *blockCache) recycle(e *cacheEntry) {
+	if e.evicted && e.refs == 0 && !e.shared && e.data != nil && len(c.free) < maxFree {
+		c.free = append(c.free, e.data)
+		e.data = nil
+	}
+}
+
+// add inserts e and evicts the least recent blocks beyond the bound; c.mu
+// is held. A block larger than the whole cache is not kept.
+func (c *blockCache) add(e *cacheEntry) {
+	size := int64(len(e.data))
 	if size > c.max {
+		e.evicted = true
 		return
 	}
-	c.byHash[h] = c.lru.PushFront(&cacheEntry{h, data})
+	c.byHash[e.hash] = c.lru.PushFront(e)
 	c.cur += size
 	for c.cur > c.max {
-		e := c.lru.Back()
-		ce := e.Value.(*cacheEntry)
-		c.lru.Remove(e)
-		delete(c.byHash, ce.hash)
-		c.cur -= int64(len(ce.data))
+		el := c.lru.Back()
+		old := el.Value.(*cacheEntry)
+		c.lru.Remove(el)
+		delete(c.byHash, old.hash)
+		c.cur -= int64(len(old.data))
+		old.evicted = true
+		c.recycle(old)
 	}
 }
 

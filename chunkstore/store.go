@@ -43,9 +43,26 @@ func (s *Store) Close() error { return s.packs.closeAll() }
 func (s *Store) Has(h Hash) (bool, error) { return s.idx.HasBlock(h) }
 
 // Get returns block h, verified, through the cache. The returned slice is
-// shared: callers must not modify it.
+// shared: callers must not modify it. Prefer ReadAt, which lets the
+// cache recycle the block's memory.
 func (s *Store) Get(h Hash) ([]byte, error) {
-	return s.cache.get(h, func() ([]byte, error) { return s.Load(h, nil) })
+	return s.cache.get(h, s.fill(h))
+}
+
+// ReadAt copies block h's bytes from off into p, through the cache, and
+// returns how many it copied: fewer than len(p) only at the block's end.
+func (s *Store) ReadAt(h Hash, p []byte, off int) (int, error) {
+	return s.cache.readAt(h, p, off, s.fill(h))
+}
+
+// Warm loads block h into the cache, unless it is there; errors are left
+// for a later read to report.
+func (s *Store) Warm(h Hash) {
+	s.cache.readAt(h, nil, 0, s.fill(h))
+}
+
+func (s *Store) fill(h Hash) fillFunc {
+	return func(buf []byte) ([]byte, error) { return s.Load(h, buf) }
 }
 
 // Cached reports whether block h is in (or on its way into) the cache.
@@ -64,13 +81,23 @@ func (s *Store) Load(h Hash, dst []byte) ([]byte, error) {
 	return s.readBlob(h, loc, dst)
 }
 
+// storedBufs recycles the buffers blobs are read into before they are
+// decompressed: each is needed for a moment per block read, and fresh
+// memory is what a cold read pays most for.
+var storedBufs = sync.Pool{New: func() any { return new([]byte) }}
+
 // readBlob reads, checks and decompresses the blob at loc, which must be
 // block h.
 func (s *Store) readBlob(h Hash, loc index.Location, dst []byte) ([]byte, error) {
 	if loc.Length < blobHeaderSize || loc.Length > MaxBlockSize+blobHeaderSize+1024 {
 		return nil, fmt.Errorf("%w: block %s: bad location length %d", ErrCorrupt, h, loc.Length)
 	}
-	buf := make([]byte, loc.Length)
+	bp := storedBufs.Get().(*[]byte)
+	defer storedBufs.Put(bp)
+	if cap(*bp) < int(loc.Length) {
+		*bp = make([]byte, (loc.Length+0xffff)&^0xffff)
+	}
+	buf := (*bp)[:loc.Length]
 	if err := s.packs.readAt(loc.Pack, buf, int64(loc.Offset)); err != nil {
 		return nil, fmt.Errorf("block %s in pack %s at %d: %w", h, loc.Pack, loc.Offset, err)
 	}

@@ -93,14 +93,13 @@ func (r *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 		if h.IsZero() {
 			clear(p[n : n+int(chunk)])
 		} else {
-			b, err := r.v.store.Get(h)
+			got, err := r.v.store.ReadAt(h, p[n:n+int(chunk)], int(within))
 			if err != nil {
 				return n, r.fail(pos, err)
 			}
-			if int64(len(b)) < within+chunk {
-				return n, r.fail(pos, fmt.Errorf("block %s is %d bytes, too short", h, len(b)))
+			if int64(got) < chunk {
+				return n, r.fail(pos, fmt.Errorf("block %s is %d bytes, too short", h, within+int64(got)))
 			}
-			copy(p[n:], b[within:within+chunk])
 		}
 		n += int(chunk)
 	}
@@ -128,7 +127,7 @@ func (r *DiskReader) Prefetch(off int64) {
 	if err != nil || h.IsZero() || r.v.store.Cached(h) {
 		return
 	}
-	r.v.store.Get(h)
+	r.v.store.Warm(h)
 }
 
 // Cached reports whether reading the block holding off needs no
