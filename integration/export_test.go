@@ -190,6 +190,10 @@ func testExportStdout(t *testing.T, vault, point, restored, dir string) {
 		if res.FileSize != fileSize(t, q) {
 			t.Errorf("--json file_size %d, stdout carried %d bytes", res.FileSize, fileSize(t, q))
 		}
+		// Uncompressed qcow2 streams tables first, with no temporary file.
+		p := filepath.Join(dir, "stdout-plain.qcow2")
+		pipe(t, p, "export", point, "--format", "qcow2", "--compress", "none", "-o", "-")
+		checkQcow2(t, p, restored, "none")
 		r := filepath.Join(dir, "stdout.raw")
 		pipe(t, r, "export", point, "--format", "raw", "-o", "-")
 		sameFile(t, restored, r)
@@ -215,8 +219,8 @@ func testExportStdout(t *testing.T, vault, point, restored, dir string) {
 			t.Fatalf("daemon did not start:\n%s", log.String())
 		}
 		run(t)
-		if n := strings.Count(log.String(), "running export"); n != 3 {
-			t.Errorf("%d exports ran in the daemon, want 3:\n%s", n, log.String())
+		if n := strings.Count(log.String(), "running export"); n != 4 {
+			t.Errorf("%d exports ran in the daemon, want 4:\n%s", n, log.String())
 		}
 	})
 }

@@ -50,8 +50,9 @@ func newExportCommand(env *cmdEnv) *cli.Command {
 			"into the exact disk. qcow2 (version 3, 64 KiB clusters) compresses clusters with zlib (the\n" +
 			"default, readable by every qemu) or zstd, or stores them plain with none; zero regions stay\n" +
 			"unallocated.\n\n" +
-			"-o - writes the image to stdout (qcow2 included: it is staged in a temporary file first, which\n" +
-			"needs free space in $TMPDIR, the daemon's when one runs); with -o -, --json prints to stderr.\n" +
+			"-o - writes the image to stdout, qcow2 included: with --compress none it streams, tables first;\n" +
+			"compressed qcow2 is staged in a temporary file first, which needs free space in $TMPDIR (the\n" +
+			"daemon's when one runs). With -o -, --json prints to stderr.\n" +
 			"A file appears under its name only once it is complete; --force replaces an existing one.\n" +
 			"Every block is verified as it is read: a damaged block stops the export with an error naming\n" +
 			"its offset.",

@@ -111,8 +111,10 @@ type job struct {
 // unallocated. The virtual size is src.Size() rounded up to 512 bytes.
 //
 // When w is a file positioned at its start (an io.WriterAt and io.Seeker
-// whose offset is 0), the body is written in place and the header last;
-// otherwise (a pipe, stdout) the body is spooled to a temporary file in
+// whose offset is 0), the body is written in place and the header last.
+// Otherwise (a pipe, stdout) an uncompressed image is streamed with its
+// tables first (streamPlain), and a compressed one, whose table entries
+// depend on compressed sizes, has its body spooled to a temporary file in
 // os.TempDir(), which needs room for the whole image, and then streamed
 // after the header. progress, if not nil, is called from the calling
 // goroutine with the guest offset reached.
@@ -156,6 +158,9 @@ func Write(ctx context.Context, w io.Writer, src image.Source, opt WriterOptions
 	if inPlace {
 		pos, err := wf.Seek(0, io.SeekCurrent)
 		inPlace = err == nil && pos == 0
+	}
+	if !inPlace && opt.Compression == "none" {
+		return streamPlain(ctx, w, src, cbits, vsize, l1Size, progress)
 	}
 	if inPlace {
 		body = io.NewOffsetWriter(wf, csize)
@@ -257,30 +262,18 @@ func pump(ctx context.Context, src image.Source, csize int64, workers int, comps
 	go func() {
 		defer close(order)
 		defer close(work)
-		next := int64(0) // first guest cluster not yet queued
-		for off := int64(0); off < size; {
-			s, e, err := src.NextData(off)
-			if err != nil {
-				prodErr = fmt.Errorf("qcow2: source: %w", err)
-				return
+		prodErr = forEachDataCluster(src, csize, func(gc int64) error {
+			var j *job
+			select {
+			case j = <-free:
+			case <-ctx.Done():
+				return ctx.Err()
 			}
-			if s >= size || e <= s {
-				return
-			}
-			for gc := max(s/csize, next); gc*csize < e; gc++ {
-				var j *job
-				select {
-				case j = <-free:
-				case <-ctx.Done():
-					return
-				}
-				j.gc, j.err = gc, nil
-				order <- j
-				work <- j
-				next = gc + 1
-			}
-			off = e
-		}
+			j.gc, j.err = gc, nil
+			order <- j
+			work <- j
+			return nil
+		})
 	}()
 
 	zeros := make([]byte, csize)

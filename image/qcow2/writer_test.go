@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -142,6 +143,32 @@ func writeImage(t *testing.T, path, mode string, src *rawSource, opt WriterOptio
 		t.Fatal(err)
 	}
 	return n
+}
+
+// An uncompressed image streams with its tables first and needs no spool
+// file: with no usable temporary directory it still streams, while a
+// compressed one fails with a clear error.
+func TestStreamPlainNeedsNoSpool(t *testing.T) {
+	needTool(t, "qemu-img")
+	dir := t.TempDir()
+	srcPath := makeRaw(t, dir, 9<<20+512, 7)
+	data, _ := os.ReadFile(srcPath)
+	src := &rawSource{b: data, chunk: 4096}
+	t.Setenv("TMPDIR", filepath.Join(dir, "missing"))
+	out := filepath.Join(dir, "plain.qcow2")
+	writeImage(t, out, "pipe", src, WriterOptions{Compression: "none"}, nil)
+	checkQemu(t, out, srcPath, int64(len(data)))
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	go io.Copy(io.Discard, pr)
+	_, err = Write(context.Background(), pw, src, WriterOptions{Compression: "zlib"}, nil)
+	pw.Close()
+	if err == nil || !strings.Contains(err.Error(), "spool") {
+		t.Errorf("compressed qcow2 to a pipe without a temporary directory: %v, want a spool error", err)
+	}
 }
 
 // Small clusters make many L2 tables and refcount blocks, so the
