@@ -13,6 +13,11 @@
 //     only, so new points appear and deleted ones vanish while mounted.
 //   - Everything inside a point is immutable, so its entries, attributes
 //     and file data are cached by the kernel for long (FOPEN_KEEP_CACHE).
+//   - Symlinks never change, so the kernel caches their text: each target
+//     of "latest" is its own inode, and a lookup of "latest" a second
+//     after a new point finds the new one.
+//   - The kernel is told once that files need no OPEN, RELEASE or FLUSH
+//     (ENOSYS): copying many small files costs a few requests per file.
 //   - Inode numbers derive from identity (resource, point, disk), never
 //     from a counter, so they are stable across mounts.
 //   - Reads are stateless ReadAt calls on the point's disk; they run in
