@@ -205,7 +205,7 @@ func (r *DiskReader) Sequential(ahead int) *SequentialReader {
 // ReadAt reads like DiskReader.ReadAt and queues the blocks after it.
 func (s *SequentialReader) ReadAt(p []byte, off int64) (int, error) {
 	if off >= 0 {
-		first := (off+int64(len(p)))/s.bs + 1 // the first block after this read
+		first := (off+int64(len(p))-1)/s.bs + 1 // the first block after this read
 		s.mu.Lock()
 		s.queued = max(s.queued, first)
 	queue:
