@@ -24,8 +24,14 @@
 //     directory record lengths, xattr offsets, symlink sizes. Damage gives
 //     an error wrapping guest.ErrCorrupt that names the inode; never a
 //     panic, a hang or an allocation sized by unchecked input.
-//   - Checksums (metadata_csum) are not verified and the journal is not
-//     replayed: the reader shows the filesystem as last checkpointed.
+//   - Checksums (metadata_csum) are not verified.
+//   - A filesystem that needs recovery (backed up while mounted) is shown
+//     as the kernel would mount it: Open replays the internal jbd2
+//     journal in memory (journal.go), mapping each block its committed
+//     transactions rewrite to the newest copy in the log, revokes
+//     honoured, and reads the volume through that overlay. The volume is
+//     never written. A journal the reader cannot follow (unknown
+//     features, damage) leaves the filesystem as last checkpointed.
 //   - Directories are read linearly, htree or not (an htree's index blocks
 //     read as empty entries). Lookup searches a cached, sorted listing.
 //   - All methods are safe for concurrent use; caches lock only around

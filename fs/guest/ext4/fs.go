@@ -57,13 +57,18 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	fs := &FS{
-		r:      r,
-		size:   size,
-		sb:     sb,
-		blocks: lru.New[uint64, []byte](max(blockCacheBytes, 16*int(sb.blockSize))),
-		inodes: lru.New[uint64, *inode](inodeCacheCount),
-		dirs:   lru.New[uint64, []guest.DirEntry](dirCacheBytes),
+	fs := newFS(r, size, sb)
+	if sb.has(incompatRecover) && sb.journalIno != 0 {
+		// Replay what the journal committed, in memory. A journal this
+		// reader cannot follow leaves the volume as it lies, as before.
+		if copies, err := fs.replayJournal(); err == nil && len(copies) > 0 {
+			ov := &journalOverlay{r: r, bs: int64(sb.blockSize), copies: copies}
+			if n, _ := ov.ReadAt(b, superOffset); n == len(b) {
+				if sb2, err := parseSuper(b); err == nil {
+					fs = newFS(ov, size, sb2)
+				}
+			}
+		}
 	}
 	root, err := fs.inode(rootIno)
 	if err != nil {
@@ -73,6 +78,17 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 		return nil, fmt.Errorf("ext4: root inode is not a directory: %w", guest.ErrCorrupt)
 	}
 	return fs, nil
+}
+
+func newFS(r io.ReaderAt, size int64, sb superblock) *FS {
+	return &FS{
+		r:      r,
+		size:   size,
+		sb:     sb,
+		blocks: lru.New[uint64, []byte](max(blockCacheBytes, 16*int(sb.blockSize))),
+		inodes: lru.New[uint64, *inode](inodeCacheCount),
+		dirs:   lru.New[uint64, []guest.DirEntry](dirCacheBytes),
+	}
 }
 
 // Root returns the inode number of the root directory, always 2.

@@ -20,6 +20,7 @@ const (
 
 	incompatCompression = 0x1
 	incompatFiletype    = 0x2
+	incompatRecover     = 0x4 // the journal holds transactions to replay
 	incompatJournalDev  = 0x8
 	incompatMetaBG      = 0x10
 	incompatExtents     = 0x40
@@ -46,6 +47,7 @@ type superblock struct {
 	firstMetaBG    uint32
 	backupBGs      [2]uint32
 	groups         uint64
+	journalIno     uint32 // 0 without an internal journal
 }
 
 func (sb *superblock) has(incompat uint32) bool { return sb.incompat&incompat != 0 }
@@ -77,6 +79,7 @@ func parseSuper(b []byte) (superblock, error) {
 		sb.roCompat = le.Uint32(b[0x64:])
 	}
 	sb.firstMetaBG = le.Uint32(b[0x104:])
+	sb.journalIno = le.Uint32(b[0xE0:])
 	sb.backupBGs = [2]uint32{le.Uint32(b[0x24C:]), le.Uint32(b[0x250:])}
 
 	if sb.incompat&incompatJournalDev != 0 {
