@@ -61,19 +61,25 @@ func (d *diskDir) open() (*volume.Disk, syscall.Errno) {
 }
 
 // guestVol opens v's filesystem. ENOENT when it holds none we read; EIO,
-// logged, when it is damaged.
+// logged, when it is damaged. A warning about a filesystem that opened
+// (a journal not replayed) is logged once.
 func (d *diskDir) guestVol(v *volume.Volume) (*guestVol, syscall.Errno) {
+	where := func() string {
+		if v.Name != "" {
+			return d.where() + " " + v.Name
+		}
+		return d.where()
+	}
 	gfs, err := v.FS()
 	if errors.Is(err, volume.ErrNoFilesystem) {
 		return nil, syscall.ENOENT
 	}
 	if err != nil {
-		where := d.where()
-		if v.Name != "" {
-			where += " " + v.Name
-		}
-		d.fsys.logf("%s: %v", where, err)
+		d.fsys.logf("%s: %v", where(), err)
 		return nil, syscall.EIO
+	}
+	if w := v.TakeWarning(); w != nil {
+		d.fsys.logf("%s: %v", where(), w)
 	}
 	p := d.r.Point()
 	return &guestVol{fsys: d.fsys, gfs: gfs, ident: [4]string{p.Resource, p.ID, d.r.Disk().Name, v.Name},

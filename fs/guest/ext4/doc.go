@@ -31,7 +31,8 @@
 //     transactions rewrite to the newest copy in the log, revokes
 //     honoured, and reads the volume through that overlay. The volume is
 //     never written. A journal the reader cannot follow (unknown
-//     features, damage) leaves the filesystem as last checkpointed.
+//     features, damage) leaves the filesystem as last checkpointed, and
+//     JournalErr says why (the mount logs it once per volume).
 //   - Directories are read linearly, htree or not (an htree's index blocks
 //     read as empty entries). Lookup searches a cached, sorted listing.
 //   - All methods are safe for concurrent use; caches lock only around

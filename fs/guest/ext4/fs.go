@@ -29,6 +29,8 @@ type FS struct {
 	blocks *lru.Cache[uint64, []byte]
 	inodes *lru.Cache[uint64, *inode]
 	dirs   *lru.Cache[uint64, []guest.DirEntry]
+
+	journalErr error // why a journal that needs recovery was not replayed
 }
 
 // Probe reports whether r starts with an ext2/3/4 superblock magic.
@@ -60,15 +62,19 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 	fs := newFS(r, size, sb)
 	if sb.has(incompatRecover) && sb.journalIno != 0 {
 		// Replay what the journal committed, in memory. A journal this
-		// reader cannot follow leaves the volume as it lies, as before.
-		if copies, err := fs.replayJournal(); err == nil && len(copies) > 0 {
+		// reader cannot follow leaves the volume as it lies, as before,
+		// and says so through JournalErr.
+		copies, err := fs.replayJournal()
+		if err == nil && len(copies) > 0 {
 			ov := &journalOverlay{r: r, bs: int64(sb.blockSize), copies: copies}
-			if n, _ := ov.ReadAt(b, superOffset); n == len(b) {
-				if sb2, err := parseSuper(b); err == nil {
+			var sb2 superblock
+			if _, err = ov.ReadAt(b, superOffset); err == nil {
+				if sb2, err = parseSuper(b); err == nil {
 					fs = newFS(ov, size, sb2)
 				}
 			}
 		}
+		fs.journalErr = err
 	}
 	root, err := fs.inode(rootIno)
 	if err != nil {
@@ -90,6 +96,11 @@ func newFS(r io.ReaderAt, size int64, sb superblock) *FS {
 		dirs:   lru.New[uint64, []guest.DirEntry](dirCacheBytes),
 	}
 }
+
+// JournalErr reports why the journal of a filesystem that needs recovery
+// could not be replayed; the filesystem then reads as last checkpointed.
+// It is nil when there was nothing to replay or the replay succeeded.
+func (fs *FS) JournalErr() error { return fs.journalErr }
 
 // Root returns the inode number of the root directory, always 2.
 func (fs *FS) Root() uint64 { return rootIno }

@@ -205,3 +205,43 @@ func FuzzJournal(f *testing.F) {
 		_ = walk(fsys, 64, 64<<10)
 	})
 }
+
+// A journal that needs recovery but cannot be followed (here: a feature
+// this reader does not know) leaves the filesystem as checkpointed, and
+// JournalErr says why.
+func TestJournalNotFollowed(t *testing.T) {
+	needTool(t, "debugfs")
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "keep.txt"), []byte("unchanged\n"))
+	img := mkfs(t, "mkfs.ext4", src, "8M", "-b", "4096")
+	want := treeView(t, openImage(t, img))
+	fsys := openImage(t, img)
+	ext, err := fsys.MapFile(nil, lookupPath(t, fsys, "keep.txt"), 0, 10)
+	if err != nil || len(ext) != 1 {
+		t.Fatalf("map keep.txt: %v %v", ext, err)
+	}
+	junk := filepath.Join(t.TempDir(), "junk")
+	writeFile(t, junk, bytes.Repeat([]byte("J"), 4096))
+	debugfsScript(t, img, "jo", "jw -b "+strconv.FormatInt(ext[0].Off/4096, 10)+" "+junk, "jc")
+	if fsys := openImage(t, img); fsys.JournalErr() != nil || treeView(t, fsys) == want {
+		t.Fatalf("the logged block was not replayed (journal error %v)", fsys.JournalErr())
+	}
+	// Set an unknown incompatible feature in the journal superblock.
+	jext, err := fsys.MapFile(nil, uint64(fsys.sb.journalIno), 0, 4096)
+	if err != nil || len(jext) != 1 {
+		t.Fatalf("map journal: %v %v", jext, err)
+	}
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0x80, 0, 0, 0}, jext[0].Off+0x28)
+	f.Close()
+	fsys = openImage(t, img)
+	if err := fsys.JournalErr(); err == nil || !strings.Contains(err.Error(), "unknown features") {
+		t.Errorf("JournalErr = %v, want unknown features", err)
+	}
+	if got := treeView(t, fsys); got != want {
+		t.Errorf("unreplayed image reads\n%s\nwant\n%s", got, want)
+	}
+}

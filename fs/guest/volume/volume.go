@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cairn-backup/cairn/fs/guest"
 	"github.com/cairn-backup/cairn/fs/guest/ext4"
@@ -47,6 +48,9 @@ type Volume struct {
 	fsys   guest.FS
 	fsType string
 	err    error
+
+	warning error       // something to tell about a filesystem that opened
+	warned  atomic.Bool // warning was handed out
 }
 
 // Open reads the partition table of the disk r of size bytes. It returns
@@ -112,6 +116,9 @@ func (v *Volume) FS() (guest.FS, error) {
 			var f *ext4.FS
 			if f, v.err = ext4.Open(v.r, v.Size); v.err == nil {
 				v.fsys = f
+				if err := f.JournalErr(); err != nil {
+					v.warning = fmt.Errorf("%s: journal not replayed, showing the filesystem as last checkpointed: %w", v.fsType, err)
+				}
 			}
 		}
 		if v.err != nil && !errors.Is(v.err, ErrNoFilesystem) {
@@ -119,6 +126,16 @@ func (v *Volume) FS() (guest.FS, error) {
 		}
 	})
 	return v.fsys, v.err
+}
+
+// TakeWarning returns, once, what a reader should log about the opened
+// filesystem (a journal that could not be replayed); nil otherwise.
+func (v *Volume) TakeWarning() error {
+	v.FS()
+	if v.warning == nil || v.warned.Swap(true) {
+		return nil
+	}
+	return v.warning
 }
 
 // Type names the filesystem found ("ext4", "ext3", "ext2", "FAT32", ...),

@@ -2,9 +2,11 @@ package volume
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cairn-backup/cairn/fs/guest"
@@ -161,5 +163,59 @@ func TestBlank(t *testing.T) {
 	}
 	if _, _, _, err := d.Resolve("x", false); !errors.Is(err, ErrNoVolume) {
 		t.Errorf("resolve on blank disk: %v", err)
+	}
+}
+
+// A filesystem whose journal needs recovery but cannot be replayed opens,
+// with a warning handed out once for the mount to log.
+func TestJournalWarningOnce(t *testing.T) {
+	needTool(t, "debugfs")
+	f, size := image(t, "mkfs.ext4")
+	img := f.Name()
+	blk := filepath.Join(t.TempDir(), "blk")
+	os.WriteFile(blk, make([]byte, 4096), 0o644)
+	script := filepath.Join(t.TempDir(), "cmds")
+	os.WriteFile(script, []byte("jo\njw -b 100 "+blk+"\njc\n"), 0o644)
+	run(t, "debugfs", "-w", "-f", script, img)
+	d, err := Open(f, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := d.Volumes[0].TakeWarning(); w != nil {
+		t.Fatalf("a replayable journal warns: %v", w)
+	}
+	// Set an unknown feature in the journal superblock (inode 8, block 0).
+	out, err := exec.Command("debugfs", "-R", "bmap <8> 0", img).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jblk int64
+	fmt.Sscan(string(out), &jblk)
+	bsOut, _ := exec.Command("dumpe2fs", "-h", img).Output()
+	bs := int64(1024)
+	for _, line := range strings.Split(string(bsOut), "\n") {
+		if strings.HasPrefix(line, "Block size:") {
+			fmt.Sscan(strings.TrimPrefix(line, "Block size:"), &bs)
+		}
+	}
+	w, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteAt([]byte{0x80, 0, 0, 0}, jblk*bs+0x28)
+	w.Close()
+	d, err = Open(f, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := d.Volumes[0]
+	if _, err := v.FS(); err != nil {
+		t.Fatalf("open with an unreadable journal: %v", err)
+	}
+	if w := v.TakeWarning(); w == nil || !strings.Contains(w.Error(), "journal not replayed") {
+		t.Errorf("first warning: %v", w)
+	}
+	if w := v.TakeWarning(); w != nil {
+		t.Errorf("second warning: %v", w)
 	}
 }
