@@ -2,7 +2,6 @@ package ext4
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,63 +11,20 @@ import (
 	"time"
 
 	"github.com/cairn-backup/cairn/fs/guest"
+	"github.com/cairn-backup/cairn/fs/guest/fuzzimg"
 	"golang.org/x/sys/unix"
 )
 
-// Fuzz inputs are images in a run-length form, so that seeds of real
-// images (mostly zeros and bitmap fill) stay a few KB: repeated (run
-// count, run byte, literal count, literal bytes), counts as uvarints.
+// Fuzz inputs are images in fuzzimg's run-length form, at most
+// maxFuzzImage bytes once unpacked.
 const maxFuzzImage = 1 << 20
 
 func unpackImage(b []byte) []byte {
 	var img []byte
-	for len(b) > 0 {
-		rep, n := binary.Uvarint(b)
-		if n <= 0 || len(b) < n+1 || rep > maxFuzzImage-uint64(len(img)) {
-			break
-		}
-		img = append(img, bytes.Repeat([]byte{b[n]}, int(rep))...)
-		b = b[n+1:]
-		lit, n := binary.Uvarint(b)
-		if n <= 0 {
-			break
-		}
-		b = b[n:]
-		lit = min(lit, uint64(len(b)), maxFuzzImage-uint64(len(img)))
-		img = append(img, b[:lit]...)
-		b = b[lit:]
-	}
+	fuzzimg.Decode(b, maxFuzzImage,
+		func(n int64, fill byte) { img = append(img, bytes.Repeat([]byte{fill}, int(n))...) },
+		func(p []byte) { img = append(img, p...) })
 	return img
-}
-
-func packImage(img []byte) []byte {
-	const minRun = 8
-	runAt := func(i int) bool {
-		return i+minRun <= len(img) && bytes.Count(img[i:i+minRun], img[i:i+1]) == minRun
-	}
-	var out []byte
-	for i := 0; i < len(img); {
-		r := i
-		if runAt(i) {
-			for r < len(img) && img[r] == img[i] {
-				r++
-			}
-		}
-		e := r
-		for e < len(img) && !runAt(e) {
-			e++
-		}
-		var fill byte
-		if r > i {
-			fill = img[i]
-		}
-		out = binary.AppendUvarint(out, uint64(r-i))
-		out = append(out, fill)
-		out = binary.AppendUvarint(out, uint64(e-r))
-		out = append(out, img[r:e]...)
-		i = e
-	}
-	return out
 }
 
 // seedImages builds tiny images of a small tree with mke2fs.
@@ -101,7 +57,7 @@ func seedImages(t testing.TB) map[string][]byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		seeds[name] = packImage(img)
+		seeds[name] = fuzzimg.Pack(img)
 	}
 	return seeds
 }

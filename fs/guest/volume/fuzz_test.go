@@ -2,7 +2,6 @@ package volume
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,11 +16,10 @@ import (
 	"time"
 
 	"github.com/cairn-backup/cairn/fs/guest"
+	"github.com/cairn-backup/cairn/fs/guest/fuzzimg"
 )
 
-// Fuzz inputs are disks in a run-length form, so that seeds of real
-// images (mostly zeros) stay a few KB: repeated (run count, run byte,
-// literal count, literal bytes), counts as uvarints. The disk is read
+// Fuzz inputs are disks in fuzzimg's run-length form. The disk is read
 // from the runs without being built, so it may be far larger than the
 // input; maxFuzzDisk bounds it.
 const maxFuzzDisk = 64 << 20
@@ -47,22 +45,9 @@ func unpackDisk(b []byte) *rleDisk {
 			d.size += s.n
 		}
 	}
-	for len(b) > 0 {
-		rep, n := binary.Uvarint(b)
-		if n <= 0 || len(b) < n+1 || rep > uint64(maxFuzzDisk-d.size) {
-			break
-		}
-		add(segment{n: int64(rep), fill: b[n]})
-		b = b[n+1:]
-		lit, n := binary.Uvarint(b)
-		if n <= 0 {
-			break
-		}
-		b = b[n:]
-		lit = min(lit, uint64(len(b)), uint64(maxFuzzDisk-d.size))
-		add(segment{n: int64(lit), lit: b[:lit]})
-		b = b[lit:]
-	}
+	fuzzimg.Decode(b, maxFuzzDisk,
+		func(n int64, fill byte) { add(segment{n: n, fill: fill}) },
+		func(p []byte) { add(segment{n: int64(len(p)), lit: p}) })
 	return d
 }
 
@@ -92,36 +77,6 @@ func (d *rleDisk) ReadAt(p []byte, off int64) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
-}
-
-func packDisk(img []byte) []byte {
-	const minRun = 8
-	runAt := func(i int) bool {
-		return i+minRun <= len(img) && bytes.Count(img[i:i+minRun], img[i:i+1]) == minRun
-	}
-	var out []byte
-	for i := 0; i < len(img); {
-		r := i
-		if runAt(i) {
-			for r < len(img) && img[r] == img[i] {
-				r++
-			}
-		}
-		e := r
-		for e < len(img) && !runAt(e) {
-			e++
-		}
-		var fill byte
-		if r > i {
-			fill = img[i]
-		}
-		out = binary.AppendUvarint(out, uint64(r-i))
-		out = append(out, fill)
-		out = binary.AppendUvarint(out, uint64(e-r))
-		out = append(out, img[r:e]...)
-		i = e
-	}
-	return out
 }
 
 // fuzzPaths are resolved on every input, on top of the fuzzed one.
@@ -208,7 +163,7 @@ var updateSeeds = flag.Bool("volume.update-seeds", false, "rewrite testdata/fuzz
 // with -volume.update-seeds writes them as the FuzzResolve corpus.
 func TestFuzzSeeds(t *testing.T) {
 	for name, img := range seedDisks(t) {
-		packed := packDisk(img)
+		packed := fuzzimg.Pack(img)
 		if len(packed) > 20<<10 {
 			t.Errorf("%s: seed of %d bytes", name, len(packed))
 		}
