@@ -101,13 +101,15 @@ func streamPlain(ctx context.Context, w io.Writer, src image.Source, cbits uint,
 		return written, err
 	}
 	// Every cluster of the image is used once.
-	rb := make([]byte, c)
+	counts := make([]uint16, rcN)
 	for i := range nb {
-		clear(rb)
-		for j := int64(0); j < rcN && i*rcN+j < total; j++ {
-			be.PutUint16(rb[2*j:], 1)
+		for j := range counts {
+			counts[j] = 0
+			if i*rcN+int64(j) < total {
+				counts[j] = 1
+			}
 		}
-		if err := put(rb); err != nil {
+		if err := put(encodeRefcounts(counts)); err != nil {
 			return written, err
 		}
 	}
