@@ -12,8 +12,9 @@
 //     later).
 //
 // Invariants:
-//   - Every byte handed to a caller has been decompressed and re-hashed;
-//     a mismatch is ErrCorrupt, never data.
+//   - Every byte handed to a caller has been decompressed and re-hashed,
+//     blocks handed out as stored (AppendStored) included; a mismatch is
+//     ErrCorrupt, never data.
 //   - The index (package index) only holds locations of blobs in
 //     committed packs, so a crash at any moment leaves at worst an
 //     uncommitted temporary pack, which is ignored and later removed.

@@ -71,10 +71,7 @@ func (s *Store) Cached(h Hash) bool { return s.cache.contains(h) }
 // Load reads block h into dst (reallocated if too small), bypassing the
 // cache; for restore, export and verify, which read each block once.
 func (s *Store) Load(h Hash, dst []byte) ([]byte, error) {
-	loc, err := s.idx.Block(h)
-	if errors.Is(err, index.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %s", ErrMissing, h)
-	}
+	loc, err := s.location(h)
 	if err != nil {
 		return nil, err
 	}
@@ -89,19 +86,31 @@ var storedBufs = sync.Pool{New: func() any { return new([]byte) }}
 // readBlob reads, checks and decompresses the blob at loc, which must be
 // block h.
 func (s *Store) readBlob(h Hash, loc index.Location, dst []byte) ([]byte, error) {
-	if loc.Length < blobHeaderSize || loc.Length > MaxBlockSize+blobHeaderSize+1024 {
-		return nil, fmt.Errorf("%w: block %s: bad location length %d", ErrCorrupt, h, loc.Length)
+	hdr, payload, bp, err := s.readStoredBlob(h, loc)
+	if err != nil {
+		return nil, err
 	}
-	bp := storedBufs.Get().(*[]byte)
 	defer storedBufs.Put(bp)
+	return s.decodeBlob(h, loc, hdr, payload, dst)
+}
+
+// readStoredBlob reads the blob at loc, which must be block h, into a
+// buffer from storedBufs (bp, for the caller to put back) and checks its
+// header against the index and its CRC.
+func (s *Store) readStoredBlob(h Hash, loc index.Location) (hdr blobHeader, payload []byte, bp *[]byte, err error) {
+	if loc.Length < blobHeaderSize || loc.Length > MaxBlockSize+blobHeaderSize+1024 {
+		return hdr, nil, nil, fmt.Errorf("%w: block %s: bad location length %d", ErrCorrupt, h, loc.Length)
+	}
+	bp = storedBufs.Get().(*[]byte)
 	if cap(*bp) < int(loc.Length) {
 		*bp = make([]byte, (loc.Length+0xffff)&^0xffff)
 	}
 	buf := (*bp)[:loc.Length]
 	if err := s.packs.readAt(loc.Pack, buf, int64(loc.Offset)); err != nil {
-		return nil, fmt.Errorf("block %s in pack %s at %d: %w", h, loc.Pack, loc.Offset, err)
+		storedBufs.Put(bp)
+		return hdr, nil, nil, fmt.Errorf("block %s in pack %s at %d: %w", h, loc.Pack, loc.Offset, err)
 	}
-	hdr, err := decodeBlobHeader(buf)
+	hdr, err = decodeBlobHeader(buf)
 	if err == nil && (hdr.Hash != h || hdr.RawLen != loc.RawLen || int(hdr.StoredLen) != len(buf)-blobHeaderSize) {
 		err = fmt.Errorf("%w: blob header does not match the index", ErrCorrupt)
 	}
@@ -109,19 +118,79 @@ func (s *Store) readBlob(h Hash, loc index.Location, dst []byte) ([]byte, error)
 		err = fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("block %s in pack %s at %d: %w", h, loc.Pack, loc.Offset, err)
+		storedBufs.Put(bp)
+		return hdr, nil, nil, fmt.Errorf("block %s in pack %s at %d: %w", h, loc.Pack, loc.Offset, err)
 	}
+	return hdr, buf[blobHeaderSize:], bp, nil
+}
+
+// decodeBlob decompresses a checked blob's payload into dst (reallocated
+// if too small) and verifies the result against h.
+func (s *Store) decodeBlob(h Hash, loc index.Location, hdr blobHeader, payload, dst []byte) ([]byte, error) {
 	if cap(dst) < int(hdr.RawLen)+decodeSlack {
 		dst = newBlockBuf(int(hdr.RawLen))
 	}
 	dst = dst[:hdr.RawLen]
-	if err := decompress(hdr.Codec, buf[blobHeaderSize:], dst); err != nil {
+	if err := decompress(hdr.Codec, payload, dst); err != nil {
 		return nil, fmt.Errorf("%w: block %s in pack %s at %d: %v", ErrCorrupt, h, loc.Pack, loc.Offset, err)
 	}
 	if Sum(dst) != h {
 		return nil, fmt.Errorf("%w: block %s in pack %s at %d: content does not match its hash", ErrCorrupt, h, loc.Pack, loc.Offset)
 	}
 	return dst, nil
+}
+
+// StoredLen returns the lengths of block h as stored (its compressed
+// payload) and raw, from the index alone. A block stored uncompressed has
+// stored == raw; a compressed one is always smaller.
+func (s *Store) StoredLen(h Hash) (stored, raw int, err error) {
+	loc, err := s.location(h)
+	if err != nil {
+		return 0, 0, err
+	}
+	if loc.Length < blobHeaderSize {
+		return 0, 0, fmt.Errorf("%w: block %s: bad location length %d", ErrCorrupt, h, loc.Length)
+	}
+	return int(loc.Length) - blobHeaderSize, int(loc.RawLen), nil
+}
+
+// AppendStored appends block h's payload as stored (compressed with the
+// returned codec) to dst, after the checks Load makes: the payload is
+// decompressed and re-hashed, and one whose content does not match h is
+// ErrCorrupt, never returned. For export, which can copy a compressed
+// block instead of compressing it again.
+func (s *Store) AppendStored(h Hash, dst []byte) (Codec, []byte, error) {
+	loc, err := s.location(h)
+	if err != nil {
+		return 0, nil, err
+	}
+	hdr, payload, bp, err := s.readStoredBlob(h, loc)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer storedBufs.Put(bp)
+	if hdr.Codec != CodecNone {
+		sp := scratchBufs.Get().(*[]byte)
+		defer scratchBufs.Put(sp)
+		if *sp, err = s.decodeBlob(h, loc, hdr, payload, *sp); err != nil {
+			return 0, nil, err
+		}
+	} else if Sum(payload) != h {
+		return 0, nil, fmt.Errorf("%w: block %s in pack %s at %d: content does not match its hash", ErrCorrupt, h, loc.Pack, loc.Offset)
+	}
+	return hdr.Codec, append(dst, payload...), nil
+}
+
+// scratchBufs holds blocks decompressed only to be verified.
+var scratchBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// location returns where block h is stored.
+func (s *Store) location(h Hash) (index.Location, error) {
+	loc, err := s.idx.Block(h)
+	if errors.Is(err, index.ErrNotFound) {
+		return loc, fmt.Errorf("%w: %s", ErrMissing, h)
+	}
+	return loc, err
 }
 
 // packFiles keeps an LRU of open pack objects. An evicted object is

@@ -5,6 +5,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/cairn-backup/cairn/chunkstore"
 	"github.com/cairn-backup/cairn/index"
 )
 
@@ -135,6 +136,47 @@ func (r *DiskReader) Prefetch(off int64) {
 func (r *DiskReader) Cached(off int64) bool {
 	h, err := r.BlockHash(off)
 	return err == nil && (h.IsZero() || r.v.store.Cached(h))
+}
+
+// Stored says how block i is kept, from the index alone: codec "" for a
+// hole, "none" for a block stored as it is, or the vault's compression,
+// with the length of its stored payload.
+func (r *DiskReader) Stored(i int64) (codec string, n int, err error) {
+	h, err := r.v.blockHash(r.d, i)
+	if err != nil || h.IsZero() {
+		return "", 0, r.failBlock(i, err)
+	}
+	stored, raw, err := r.v.store.StoredLen(h)
+	if err != nil {
+		return "", 0, r.failBlock(i, err)
+	}
+	if stored == raw {
+		return chunkstore.CodecNone.String(), stored, nil
+	}
+	return r.v.cfg.Compression, stored, nil
+}
+
+// AppendStored appends block i's payload as stored to dst and returns its
+// codec ("" and dst for a hole). The payload is verified first, as every
+// read is: it is decompressed and checked against the block's hash.
+func (r *DiskReader) AppendStored(dst []byte, i int64) (codec string, out []byte, err error) {
+	h, err := r.v.blockHash(r.d, i)
+	if err != nil || h.IsZero() {
+		return "", dst, r.failBlock(i, err)
+	}
+	c, out, err := r.v.store.AppendStored(h, dst)
+	if err != nil {
+		return "", dst, r.failBlock(i, err)
+	}
+	return c.String(), out, nil
+}
+
+// failBlock is fail for block i; nil stays nil.
+func (r *DiskReader) failBlock(i int64, err error) error {
+	if err == nil {
+		return nil
+	}
+	return r.fail(i*r.bs, err)
 }
 
 // BlockSize is the disk's block size.

@@ -8,9 +8,12 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/cairn-backup/cairn/chunkstore"
 )
@@ -388,5 +391,71 @@ func TestSequentialReaderReadsAhead(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// Stored and AppendStored hand out blocks as the vault keeps them: zstd
+// frames that decode to the disk's bytes, incompressible blocks as they
+// are, nothing for holes; a damaged block is an error naming its offset.
+func TestAppendStored(t *testing.T) {
+	const bs = 64 << 10
+	dir := t.TempDir() // not TestVault: its verify at cleanup would find the damage
+	if err := Init(dir, Config{BlockSize: bs}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	data := disk(3, 2<<20)
+	clear(data[bs : 2*bs])                              // a hole
+	rand.New(rand.NewSource(4)).Read(data[3*bs : 4*bs]) // incompressible
+	p, err := v.Backup(context.Background(), "r", []DiskSource{{Name: "d", Src: &MemSource{Data: data}}}, BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := v.OpenDisk(p, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, _ := zstd.NewReader(nil)
+	defer dec.Close()
+	kinds := map[string]int{}
+	for i := int64(0); i < int64(len(data))/bs; i++ {
+		want := data[i*bs : (i+1)*bs]
+		codec, n, err := r.Stored(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c2, got, err := r.AppendStored([]byte("prefix"), i)
+		if err != nil || c2 != codec || string(got[:6]) != "prefix" || len(got)-6 != n {
+			t.Fatalf("block %d: Stored %q %d, AppendStored %q %d bytes, %v", i, codec, n, c2, len(got)-6, err)
+		}
+		got = got[6:]
+		kinds[codec]++
+		switch codec {
+		case "":
+			if !chunkstore.IsZero(want) {
+				t.Fatalf("block %d reported as a hole", i)
+			}
+		case "none":
+			if !bytes.Equal(got, want) {
+				t.Fatalf("block %d stored as it is differs", i)
+			}
+		case "zstd":
+			if raw, err := dec.DecodeAll(got, nil); err != nil || !bytes.Equal(raw, want) {
+				t.Fatalf("block %d: frame decodes to %d bytes, %v", i, len(raw), err)
+			}
+		default:
+			t.Fatalf("block %d: codec %q", i, codec)
+		}
+	}
+	if kinds[""] != 1 || kinds["none"] != 1 || kinds["zstd"] != len(data)/bs-2 {
+		t.Fatalf("codecs %v", kinds)
+	}
+	damageBlock(t, v, r.Disk(), 5)
+	if _, _, err := r.AppendStored(nil, 5); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("at offset %d", 5*bs)) {
+		t.Fatalf("damaged block: %v", err)
 	}
 }
