@@ -136,6 +136,17 @@ func (a *allocator) startCluster(gc int64) error {
 	return nil
 }
 
+// add stores the cluster of job j: nothing for zeros.
+func (a *allocator) add(j *job) error {
+	switch {
+	case j.zero:
+		return nil
+	case j.plain:
+		return a.addPlain(j.gc, j.raw)
+	}
+	return a.addCompressed(j.gc, j.out)
+}
+
 // addPlain stores guest cluster gc uncompressed.
 func (a *allocator) addPlain(gc int64, p []byte) error {
 	if err := a.startCluster(gc); err != nil {

@@ -4,30 +4,46 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 
 	"github.com/cairn-backup/cairn/image"
 )
 
-// streamPlain writes an uncompressed image to a stream, tables first.
-// The layout comes from src's data ranges alone, before any data is read:
-// every guest cluster that meets a data range is allocated, in guest
-// order, after the header, L1 table, refcount table, refcount blocks and
-// L2 tables. Nothing is spooled, so a pipe receives the image as fast as
-// src is read. (Compressed clusters cannot be laid out ahead: their host
-// offsets depend on the compressed sizes of all the clusters before them.)
-func streamPlain(ctx context.Context, w io.Writer, src image.Source, cbits uint, vsize, l1Size int64, progress func(int64)) (int64, error) {
+// streamTablesFirst writes an image to a stream, tables first. The layout
+// comes from src's data ranges and, with frames, the frames' lengths,
+// before any data is read: every guest cluster that meets a data range is
+// allocated, in guest order, after the header, L1 table, refcount table,
+// refcount blocks and L2 tables; a zstd frame is packed right after the
+// one before, any other cluster is plain and cluster-aligned. Nothing is
+// spooled, so a pipe receives the image as fast as the workers fill it.
+// (Clusters compressed here cannot be laid out ahead: their host offsets
+// depend on the compressed sizes of all the clusters before them.)
+func streamTablesFirst(ctx context.Context, w io.Writer, src image.Source, frames FrameSource, cbits uint, vsize, l1Size int64, workers int, fill fillFunc, progress func(int64)) (int64, error) {
 	c := int64(1) << cbits
 	l2n := c / 8
-	size := src.Size()
 
-	// Pass 1 over the ranges: how many data clusters and L2 tables.
+	// Pass 1: the data clusters' lengths (0 for plain) and L2 tables.
 	hasL2 := make([]bool, l1Size)
-	var nData, nL2 int64
+	var nL2 int64
+	var lens []uint32
+	data := newPacker(c)
 	if err := forEachDataCluster(src, c, func(gc int64) error {
-		nData++
+		n := 0
+		if frames != nil {
+			zst, fn, err := frames.FrameLen(gc)
+			if err != nil {
+				return fmt.Errorf("qcow2: source: %w", err)
+			}
+			if zst {
+				if fn <= 0 || int64(fn) >= 2*c {
+					return fmt.Errorf("qcow2: source frame at offset %d: %d bytes cannot be a cluster", gc*c, fn)
+				}
+				n = fn
+			}
+		}
+		lens = append(lens, uint32(n))
+		data.place(n)
 		if !hasL2[gc/l2n] {
 			hasL2[gc/l2n] = true
 			nL2++
@@ -36,6 +52,7 @@ func streamPlain(ctx context.Context, w io.Writer, src image.Source, cbits uint,
 	}); err != nil {
 		return 0, err
 	}
+	nData := (data.end + c - 1) / c
 	l1Clusters := (l1Size*8 + c - 1) / c
 	// The refcount blocks and table count themselves: find the fixed point.
 	rcN := c / 2
@@ -60,27 +77,11 @@ func streamPlain(ctx context.Context, w io.Writer, src image.Source, cbits uint,
 	dataOff := l2Off + nL2*c
 
 	bw := bufio.NewWriterSize(w, 1<<20)
-	written := int64(0)
-	put := func(p []byte) error {
-		n, err := bw.Write(p)
-		written += int64(n)
-		return err
-	}
-	// putPadded writes p and zeros up to the next cluster boundary.
-	zeros := make([]byte, c)
-	putPadded := func(p []byte) error {
-		if err := put(p); err != nil {
-			return err
-		}
-		if r := written % c; r != 0 {
-			return put(zeros[:c-r])
-		}
-		return nil
-	}
+	out := &streamSink{w: bw, c: c, lens: lens, data: newPacker(c), zeros: make([]byte, c)}
 	be := binary.BigEndian
 
-	if err := put(makeHeader(false, cbits, vsize, l1Size, l1Off, rtOff, nrt)); err != nil {
-		return written, err
+	if err := out.put(makeHeader(frames != nil, cbits, vsize, l1Size, l1Off, rtOff, nrt)); err != nil {
+		return out.written, err
 	}
 	l1 := make([]byte, l1Size*8)
 	k := int64(0)
@@ -90,41 +91,50 @@ func streamPlain(ctx context.Context, w io.Writer, src image.Source, cbits uint,
 			k++
 		}
 	}
-	if err := putPadded(l1); err != nil {
-		return written, err
+	if err := out.putPadded(l1); err != nil {
+		return out.written, err
 	}
 	rt := make([]byte, nrt*c)
 	for i := range nb {
 		be.PutUint64(rt[8*i:], uint64(rbOff+i*c))
 	}
-	if err := put(rt); err != nil {
-		return written, err
+	if err := out.put(rt); err != nil {
+		return out.written, err
 	}
-	// Every cluster of the image is used once.
+	// Tables are used once each; data clusters as the packer counted.
 	counts := make([]uint16, rcN)
+	dataFirst := dataOff / c
 	for i := range nb {
 		for j := range counts {
-			counts[j] = 0
-			if i*rcN+int64(j) < total {
+			h := i*rcN + int64(j)
+			switch {
+			case h < dataFirst:
 				counts[j] = 1
+			case h < total:
+				counts[j] = data.refs[h-dataFirst]
+			default:
+				counts[j] = 0
 			}
 		}
-		if err := put(encodeRefcounts(counts)); err != nil {
-			return written, err
+		if err := out.put(encodeRefcounts(counts)); err != nil {
+			return out.written, err
 		}
 	}
 
-	// Pass 2: the L2 tables, in order.
+	// Pass 2: the L2 tables, in order, placing the data as pass 1 did.
 	l2 := make([]byte, c)
-	cur, next := int64(-1), int64(0) // L1 index of l2; data clusters so far
+	cur := int64(-1) // L1 index of l2
 	flush := func() error {
 		if cur < 0 {
 			return nil
 		}
-		err := put(l2)
+		err := out.put(l2)
 		clear(l2)
 		return err
 	}
+	x := 62 - (cbits - 8)
+	place := newPacker(c)
+	k = 0
 	if err := forEachDataCluster(src, c, func(gc int64) error {
 		if gc/l2n != cur {
 			if err := flush(); err != nil {
@@ -132,55 +142,133 @@ func streamPlain(ctx context.Context, w io.Writer, src image.Source, cbits uint,
 			}
 			cur = gc / l2n
 		}
-		be.PutUint64(l2[8*(gc%l2n):], uint64(dataOff+next*c)|flagCopied)
-		next++
+		n := int64(lens[k])
+		k++
+		off := dataOff + place.place(int(n))
+		e := uint64(off) | flagCopied
+		if n > 0 {
+			nsec := uint64((off%512+n+511)/512 - 1)
+			e = flagCompressed | nsec<<x | uint64(off)
+		}
+		be.PutUint64(l2[8*(gc%l2n):], e)
 		return nil
 	}); err != nil {
-		return written, err
+		return out.written, err
 	}
 	if err := flush(); err != nil {
-		return written, err
+		return out.written, err
 	}
-	if written != dataOff {
-		return written, fmt.Errorf("qcow2: stream layout: tables end at %d, want %d", written, dataOff)
+	if out.written != dataOff {
+		return out.written, fmt.Errorf("qcow2: stream layout: tables end at %d, want %d", out.written, dataOff)
 	}
 
-	// Pass 3: the data.
-	buf := make([]byte, c)
-	if err := forEachDataCluster(src, c, func(gc int64) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		off := gc * c
-		n := min(c, size-off)
-		got, err := src.ReadAt(buf[:n], off)
-		if int64(got) != n {
-			if err == nil || errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return fmt.Errorf("qcow2: read source at offset %d: %w", off, err)
-		}
-		clear(buf[n:])
-		if err := put(buf); err != nil {
-			return fmt.Errorf("qcow2: write: %w", err)
-		}
-		if progress != nil {
-			progress(off + n)
-		}
-		return nil
-	}); err != nil {
-		return written, err
+	// Pass 3: the data, filled by the workers and written in order.
+	out.base = dataOff
+	if err := pump(ctx, src, c, workers, fill, out.add, progress); err != nil {
+		return out.written, err
+	}
+	if out.k != len(lens) {
+		return out.written, fmt.Errorf("qcow2: stream wrote %d data clusters, laid out %d", out.k, len(lens))
+	}
+	if err := out.putPadded(nil); err != nil {
+		return out.written, err
 	}
 	if err := bw.Flush(); err != nil {
-		return written, fmt.Errorf("qcow2: write: %w", err)
+		return out.written, fmt.Errorf("qcow2: write: %w", err)
 	}
-	if written != total*c {
-		return written, fmt.Errorf("qcow2: stream wrote %d bytes, laid out %d", written, total*c)
+	if out.written != total*c {
+		return out.written, fmt.Errorf("qcow2: stream wrote %d bytes, laid out %d", out.written, total*c)
 	}
-	if progress != nil {
-		progress(size)
+	return out.written, nil
+}
+
+// packer places data clusters one after another from offset 0: a
+// compressed cluster of n bytes right after the previous one, a plain one
+// (n = 0) at the next cluster boundary, and counts the references of every
+// host cluster it fills, as qemu-img check will.
+type packer struct {
+	c    int64
+	end  int64    // next free byte
+	refs []uint16 // references per host cluster
+}
+
+func newPacker(c int64) *packer { return &packer{c: c} }
+
+// place returns the offset of the next cluster, n bytes compressed or
+// plain when n is 0.
+func (p *packer) place(n int) int64 {
+	if n == 0 || (p.end%p.c != 0 && p.refs[p.end/p.c] >= maxRefcount) {
+		p.end = (p.end + p.c - 1) / p.c * p.c
 	}
-	return written, nil
+	off := p.end
+	if n == 0 {
+		p.end += p.c
+	} else {
+		p.end += int64(n)
+	}
+	for h := off / p.c; h <= (p.end-1)/p.c; h++ {
+		if h == int64(len(p.refs)) {
+			p.refs = append(p.refs, 0)
+		}
+		p.refs[h]++
+	}
+	return off
+}
+
+// streamSink writes the data clusters of a stream in the packer's layout,
+// checking each against the length pass 1 laid out.
+type streamSink struct {
+	w       *bufio.Writer
+	c       int64
+	base    int64 // where the data starts
+	written int64
+	lens    []uint32
+	k       int // data clusters written
+	data    *packer
+	zeros   []byte
+}
+
+func (s *streamSink) put(p []byte) error {
+	n, err := s.w.Write(p)
+	s.written += int64(n)
+	return err
+}
+
+// putPadded writes p and zeros up to the next cluster boundary.
+func (s *streamSink) putPadded(p []byte) error {
+	if err := s.put(p); err != nil {
+		return err
+	}
+	if r := s.written % s.c; r != 0 {
+		return s.put(s.zeros[:s.c-r])
+	}
+	return nil
+}
+
+func (s *streamSink) add(j *job) error {
+	if s.k >= len(s.lens) {
+		return fmt.Errorf("data cluster %d was not laid out", j.gc)
+	}
+	n := int(s.lens[s.k])
+	s.k++
+	off := s.base + s.data.place(n)
+	if pad := off - s.written; pad > 0 {
+		if err := s.put(s.zeros[:pad]); err != nil {
+			return err
+		}
+	}
+	var p []byte
+	switch {
+	case n == 0 && j.zero:
+		p = s.zeros
+	case n == 0 && j.plain:
+		p = j.raw
+	case n > 0 && !j.zero && !j.plain && len(j.out) == n:
+		p = j.out
+	default:
+		return fmt.Errorf("guest cluster %d does not match the layout written ahead", j.gc)
+	}
+	return s.put(p)
 }
 
 // forEachDataCluster calls fn, in increasing order, with every guest

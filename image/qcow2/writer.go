@@ -42,6 +42,24 @@ type WriterOptions struct {
 	Workers int
 }
 
+// FrameSource is a Source that already holds its data as zstd frames of
+// FrameSize guest bytes each, as a cairn vault keeps its blocks. When the
+// compression is zstd at the default level and the cluster size is
+// FrameSize, Write copies those frames into compressed clusters instead of
+// compressing the data again, and lays out an image for a stream from
+// their lengths before any data is read.
+type FrameSource interface {
+	image.Source
+	FrameSize() int64
+	// FrameLen reports, without reading data, whether guest bytes
+	// [i*FrameSize, (i+1)*FrameSize) are held as one zstd frame, and its
+	// length. A frame never covers a partial last cluster.
+	FrameLen(i int64) (zstd bool, n int, err error)
+	// AppendFrame appends frame i to dst: the zstd frame when FrameLen
+	// says so, otherwise the guest bytes themselves (to the source's end).
+	AppendFrame(dst []byte, i int64) ([]byte, error)
+}
+
 // compressor compresses one cluster into dst, reusing its storage. Each
 // worker owns one.
 type compressor func(dst, src []byte) ([]byte, error)
@@ -112,11 +130,12 @@ type job struct {
 //
 // When w is a file positioned at its start (an io.WriterAt and io.Seeker
 // whose offset is 0), the body is written in place and the header last.
-// Otherwise (a pipe, stdout) an uncompressed image is streamed with its
-// tables first (streamPlain), and a compressed one, whose table entries
-// depend on compressed sizes, has its body spooled to a temporary file in
-// os.TempDir(), which needs room for the whole image, and then streamed
-// after the header. progress, if not nil, is called from the calling
+// Otherwise (a pipe, stdout) an image whose cluster sizes are known before
+// any data is read (uncompressed, or zstd frames copied from a
+// FrameSource) is streamed with its tables first (streamTablesFirst), and
+// one compressed here, whose table entries depend on compressed sizes, has
+// its body spooled to a temporary file in os.TempDir(), which needs room
+// for the whole image, and then streamed after the header. progress, if not nil, is called from the calling
 // goroutine with the guest offset reached.
 func Write(ctx context.Context, w io.Writer, src image.Source, opt WriterOptions, progress func(done int64)) (int64, error) {
 	csize := int64(opt.ClusterSize)
@@ -159,8 +178,17 @@ func Write(ctx context.Context, w io.Writer, src image.Source, opt WriterOptions
 		pos, err := wf.Seek(0, io.SeekCurrent)
 		inPlace = err == nil && pos == 0
 	}
-	if !inPlace && opt.Compression == "none" {
-		return streamPlain(ctx, w, src, cbits, vsize, l1Size, progress)
+	fill := func(ctx context.Context, j *job, worker int) error {
+		return compressJob(ctx, src, j, csize, comps, worker)
+	}
+	frames, _ := src.(FrameSource)
+	if frames != nil && opt.Compression == "zstd" && opt.Level == 0 && frames.FrameSize() == csize {
+		fill = func(ctx context.Context, j *job, _ int) error { return frameJob(ctx, frames, j, csize) }
+	} else {
+		frames = nil
+	}
+	if !inPlace && (opt.Compression == "none" || frames != nil) {
+		return streamTablesFirst(ctx, w, src, frames, cbits, vsize, l1Size, workers, fill, progress)
 	}
 	if inPlace {
 		body = io.NewOffsetWriter(wf, csize)
@@ -178,7 +206,7 @@ func Write(ctx context.Context, w io.Writer, src image.Source, opt WriterOptions
 	bw := bufio.NewWriterSize(body, 1<<20)
 	a := newAllocator(bw, cbits, l1Size)
 
-	if err := pump(ctx, src, csize, workers, comps, a, progress); err != nil {
+	if err := pump(ctx, src, csize, workers, fill, a.add, progress); err != nil {
 		return 0, err
 	}
 	l1Off, rtOff, rtClusters, err := a.finish()
@@ -244,10 +272,14 @@ func makeHeader(zstd bool, cbits uint, vsize, l1Size, l1Off, rtOff, rtClusters i
 	return h
 }
 
+// fillFunc reads (and compresses) the cluster of job j; each worker passes
+// its own number.
+type fillFunc func(ctx context.Context, j *job, worker int) error
+
 // pump reads, compresses and stores every data cluster of src in guest
-// order. Workers read and compress in parallel; a window of jobs bounds
-// memory and the allocator takes results in order.
-func pump(ctx context.Context, src image.Source, csize int64, workers int, comps []compressor, a *allocator, progress func(int64)) error {
+// order. Workers fill jobs in parallel; a window of jobs bounds memory and
+// add takes them in order.
+func pump(ctx context.Context, src image.Source, csize int64, workers int, fill fillFunc, add func(*job) error, progress func(int64)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	window := 4 * workers
@@ -276,14 +308,13 @@ func pump(ctx context.Context, src image.Source, csize int64, workers int, comps
 		})
 	}()
 
-	zeros := make([]byte, csize)
 	var wg sync.WaitGroup
 	for i := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := range work {
-				j.err = compressJob(ctx, src, j, size, csize, zeros, comps, i)
+				j.err = fill(ctx, j, i)
 				j.done <- struct{}{}
 			}
 		}()
@@ -296,14 +327,7 @@ func pump(ctx context.Context, src image.Source, csize int64, workers int, comps
 		if err == nil {
 			err = j.err
 			if err == nil {
-				switch {
-				case j.zero:
-				case j.plain:
-					err = a.addPlain(j.gc, j.raw)
-				default:
-					err = a.addCompressed(j.gc, j.out)
-				}
-				if err != nil {
+				if err = add(j); err != nil {
 					err = fmt.Errorf("qcow2: write: %w", err)
 				}
 			}
@@ -327,12 +351,12 @@ func pump(ctx context.Context, src image.Source, csize int64, workers int, comps
 	return err
 }
 
-func compressJob(ctx context.Context, src image.Source, j *job, size, csize int64, zeros []byte, comps []compressor, worker int) error {
+func compressJob(ctx context.Context, src image.Source, j *job, csize int64, comps []compressor, worker int) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	off := j.gc * csize
-	n := min(csize, size-off)
+	n := min(csize, src.Size()-off)
 	got, err := src.ReadAt(j.raw[:n], off)
 	if int64(got) != n {
 		if err == nil || errors.Is(err, io.EOF) {
@@ -341,7 +365,7 @@ func compressJob(ctx context.Context, src image.Source, j *job, size, csize int6
 		return fmt.Errorf("qcow2: read source at offset %d: %w", off, err)
 	}
 	clear(j.raw[n:])
-	j.zero = bytes.Equal(j.raw, zeros)
+	j.zero = allZero(j.raw)
 	j.plain = false
 	if j.zero {
 		return nil
@@ -362,4 +386,61 @@ func compressJob(ctx context.Context, src image.Source, j *job, size, csize int6
 		j.out = out
 	}
 	return nil
+}
+
+// frameJob fills j from a FrameSource: a copy of the cluster's zstd frame,
+// or its bytes as a plain cluster (the source found them incompressible,
+// or they end the disk). Nothing is compressed.
+func frameJob(ctx context.Context, src FrameSource, j *job, csize int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	off := j.gc * csize
+	zst, n, err := src.FrameLen(j.gc)
+	if err != nil {
+		return fmt.Errorf("qcow2: read source at offset %d: %w", off, err)
+	}
+	j.zero = false
+	if zst {
+		if off+csize > src.Size() || n <= 0 || int64(n) >= 2*csize {
+			return fmt.Errorf("qcow2: source frame at offset %d: %d bytes cannot be a cluster", off, n)
+		}
+		out, err := src.AppendFrame(j.out[:0], j.gc)
+		if err != nil {
+			return fmt.Errorf("qcow2: read source at offset %d: %w", off, err)
+		}
+		if len(out) != n {
+			return fmt.Errorf("qcow2: source frame at offset %d: %d bytes, announced %d", off, len(out), n)
+		}
+		j.out, j.plain = out, false
+		return nil
+	}
+	want := min(csize, src.Size()-off)
+	raw, err := src.AppendFrame(j.raw[:0], j.gc)
+	if err != nil {
+		return fmt.Errorf("qcow2: read source at offset %d: %w", off, err)
+	}
+	if int64(len(raw)) != want || cap(raw) < int(csize) {
+		return fmt.Errorf("qcow2: read source at offset %d: %d bytes, want %d", off, len(raw), want)
+	}
+	j.raw = raw[:csize]
+	clear(j.raw[want:])
+	j.plain = true
+	return nil
+}
+
+// allZero reports whether b holds only zero bytes.
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

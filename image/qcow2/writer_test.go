@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cairn-backup/cairn/image"
 )
 
 // rawSource is a raw file as an image.Source, holes found by scanning for
@@ -111,7 +113,7 @@ func TestWrite(t *testing.T) {
 }
 
 // writeImage writes src to path directly (mode "file") or through a pipe.
-func writeImage(t *testing.T, path, mode string, src *rawSource, opt WriterOptions, progress func(int64)) int64 {
+func writeImage(t *testing.T, path, mode string, src image.Source, opt WriterOptions, progress func(int64)) int64 {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
