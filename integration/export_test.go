@@ -3,6 +3,8 @@ package integration
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +21,7 @@ type exportJSON struct {
 	Disk        string  `json:"disk"`
 	Format      string  `json:"format"`
 	Compression string  `json:"compression"`
+	ClusterSize int64   `json:"cluster_size"`
 	VirtualSize int64   `json:"virtual_size"`
 	FileSize    int64   `json:"file_size"`
 	Ratio       float64 `json:"ratio"`
@@ -27,6 +30,7 @@ type exportJSON struct {
 
 type qemuInfo struct {
 	VirtualSize    int64  `json:"virtual-size"`
+	ClusterSize    int64  `json:"cluster-size"`
 	Format         string `json:"format"`
 	FormatSpecific struct {
 		Data struct {
@@ -77,9 +81,12 @@ func TestExportRoundTrips(t *testing.T) {
 	vault, point, restored, dir := exportFixture(t)
 	size := fileSize(t, restored)
 
-	for _, c := range []struct{ compress, level string }{{"", ""}, {"zstd", ""}, {"none", ""}, {"zlib", "1"}, {"zstd", "1"}} {
-		t.Run("qcow2-"+c.compress+c.level, func(t *testing.T) {
-			out := filepath.Join(dir, "vm-"+c.compress+c.level+".qcow2")
+	// zstd with 256K clusters copies the vault's blocks; 4K clusters make
+	// many tables.
+	for _, c := range []struct{ compress, level, cluster string }{{"", "", ""}, {"zstd", "", ""}, {"none", "", ""},
+		{"zlib", "1", ""}, {"zstd", "1", ""}, {"zstd", "", "256K"}, {"zlib", "", "4K"}} {
+		t.Run("qcow2-"+c.compress+c.level+c.cluster, func(t *testing.T) {
+			out := filepath.Join(dir, "vm-"+c.compress+c.level+c.cluster+".qcow2")
 			args := []string{"export", point, "--format", "qcow2", "-o", out, "--json"}
 			if c.compress != "" {
 				args = append(args, "--compress", c.compress)
@@ -87,9 +94,20 @@ func TestExportRoundTrips(t *testing.T) {
 			if c.level != "" {
 				args = append(args, "--level", c.level)
 			}
+			cluster := int64(64 << 10)
+			if c.cluster != "" {
+				args = append(args, "--cluster-size", c.cluster)
+				cluster, _ = strconv.ParseInt(strings.TrimSuffix(c.cluster, "K"), 10, 64)
+				cluster <<= 10
+			}
 			var res exportJSON
 			mustJSON(t, mustCairn(t, vault, args...), &res)
 			checkQcow2(t, out, restored, c.compress)
+			var info qemuInfo
+			mustJSON(t, sh(t, "qemu-img", "info", "--output=json", out), &info)
+			if info.ClusterSize != cluster || res.ClusterSize != cluster {
+				t.Errorf("cluster size: qemu-img info %d, --json %d, want %d", info.ClusterSize, res.ClusterSize, cluster)
+			}
 			want := c.compress
 			if want == "" {
 				want = "zlib"
@@ -194,6 +212,10 @@ func testExportStdout(t *testing.T, vault, point, restored, dir string) {
 		p := filepath.Join(dir, "stdout-plain.qcow2")
 		pipe(t, p, "export", point, "--format", "qcow2", "--compress", "none", "-o", "-")
 		checkQcow2(t, p, restored, "none")
+		// So does zstd with the vault's blocks copied as clusters.
+		f := filepath.Join(dir, "stdout-frames.qcow2")
+		pipe(t, f, "export", point, "--format", "qcow2", "--compress", "zstd", "--cluster-size", "256K", "-o", "-")
+		checkQcow2(t, f, restored, "zstd")
 		r := filepath.Join(dir, "stdout.raw")
 		pipe(t, r, "export", point, "--format", "raw", "-o", "-")
 		sameFile(t, restored, r)
@@ -203,6 +225,15 @@ func testExportStdout(t *testing.T, vault, point, restored, dir string) {
 		sameFile(t, restored, r)
 	}
 	t.Run("stdout-local", run)
+	// Tables first means no temporary file: both stream without one.
+	t.Run("stdout-no-spool", func(t *testing.T) {
+		t.Setenv("TMPDIR", filepath.Join(dir, "missing"))
+		for _, c := range [][]string{{"none", "64K"}, {"zstd", "256K"}} {
+			q := filepath.Join(dir, "nospool-"+c[0]+".qcow2")
+			pipe(t, q, "export", point, "--format", "qcow2", "--compress", c[0], "--cluster-size", c[1], "-o", "-")
+			checkQcow2(t, q, restored, c[0])
+		}
+	})
 	t.Run("stdout-daemon", func(t *testing.T) {
 		cmd := exec.Command(cairnBin, "daemon")
 		cmd.Env = append(os.Environ(), "CAIRN_VAULT="+vault)
@@ -219,8 +250,8 @@ func testExportStdout(t *testing.T, vault, point, restored, dir string) {
 			t.Fatalf("daemon did not start:\n%s", log.String())
 		}
 		run(t)
-		if n := strings.Count(log.String(), "running export"); n != 4 {
-			t.Errorf("%d exports ran in the daemon, want 4:\n%s", n, log.String())
+		if n := strings.Count(log.String(), "running export"); n != 5 {
+			t.Errorf("%d exports ran in the daemon, want 5:\n%s", n, log.String())
 		}
 	})
 }
@@ -249,6 +280,10 @@ func TestExportBadFlags(t *testing.T) {
 		{"no output", []string{"--format", "raw"}, 2, "-o"},
 		{"level without codec", []string{"--format", "raw", "--level", "3", "-o", out}, 2, "--level"},
 		{"level too high", []string{"--format", "qcow2", "--level", "10", "-o", out}, 2, "1 to 9"},
+		{"cluster size with raw", []string{"--format", "raw", "--cluster-size", "256K", "-o", out}, 2, "qcow2 only"},
+		{"cluster size not a power of two", []string{"--format", "qcow2", "--cluster-size", "96K", "-o", out}, 2, "power of two"},
+		{"cluster size too large", []string{"--format", "qcow2", "--cluster-size", "4M", "-o", out}, 2, "4K to 2M"},
+		{"cluster size not a size", []string{"--format", "qcow2", "--cluster-size", "big", "-o", out}, 2, "--cluster-size"},
 		{"unknown disk", []string{"--format", "raw", "--disk", "vdz", "-o", out}, 1, "no disk"},
 		{"output is a directory", []string{"--format", "raw", "-o", dir}, 1, "not a regular file"},
 	}
@@ -324,6 +359,55 @@ func TestExportDamaged(t *testing.T) {
 	cmd.Env = append(os.Environ(), "CAIRN_VAULT="+vault)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &bytes.Buffer{}, &stderr
+	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "offset") {
+		t.Errorf("export to stdout of a damaged point: %v %q", err, stderr.String())
+	}
+}
+
+// Copying a zstd vault's blocks into a qcow2 checks each one first: a
+// damaged block stops the export, to a file or a pipe, naming its offset.
+func TestExportDamagedFrames(t *testing.T) {
+	needTool(t, "qemu-img")
+	dir := t.TempDir()
+	vault := filepath.Join(dir, "vault")
+	disk := filepath.Join(dir, "d.raw")
+	var b strings.Builder
+	for i := 0; b.Len() < 8<<20; i++ {
+		fmt.Fprintf(&b, "line %d of a compressible disk\n", i)
+	}
+	if err := os.WriteFile(disk, []byte(b.String()[:8<<20]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustCairn(t, vault, "init")
+	point := strings.TrimSpace(mustCairn(t, vault, "backup", "--name", "r", disk))
+	out := filepath.Join(dir, "ok.qcow2")
+	mustCairn(t, vault, "export", point, "--format", "qcow2", "--compress", "zstd", "--cluster-size", "256K", "-o", out)
+	checkQcow2(t, out, disk, "zstd")
+	packs, _ := filepath.Glob(filepath.Join(vault, "packs", "*", "*.pack"))
+	if len(packs) != 1 {
+		t.Fatalf("packs: %v", packs)
+	}
+	f, err := os.OpenFile(packs[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := f.Stat()
+	f.WriteAt([]byte("DAMAGE"), st.Size()/2)
+	f.Close()
+
+	out = filepath.Join(dir, "damaged.qcow2")
+	r := cairn(t, vault, "export", point, "--format", "qcow2", "--compress", "zstd", "--cluster-size", "256K", "-o", out)
+	if r.code != 1 || !regexp.MustCompile(`disk d at offset \d+:`).MatchString(r.stderr) || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("exit %d, stderr %q; want exit 1 naming the damaged offset", r.code, r.stderr)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("output left under its final name: %v", err)
+	}
+	leftovers(t, dir, filepath.Base(out))
+	cmd := exec.Command(cairnBin, "export", point, "--format", "qcow2", "--compress", "zstd", "--cluster-size", "256K", "-o", "-")
+	cmd.Env = append(os.Environ(), "CAIRN_VAULT="+vault)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "offset") {
 		t.Errorf("export to stdout of a damaged point: %v %q", err, stderr.String())
 	}
