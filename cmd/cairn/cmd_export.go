@@ -54,9 +54,10 @@ func newExportCommand(env *cmdEnv) *cli.Command {
 			"into the exact disk. qcow2 (version 3, 64 KiB clusters unless --cluster-size says otherwise)\n" +
 			"compresses clusters with zlib (the default, readable by every qemu) or zstd, or stores them\n" +
 			"plain with none; zero regions stay unallocated.\n\n" +
-			"qcow2 with --compress zstd, no --level and --cluster-size equal to the vault's chunk size (256K\n" +
-			"unless set at init) copies the vault's compressed blocks into the image as they are, each one\n" +
-			"verified, instead of compressing the disk again: several times faster, at the vault's ratio.\n\n" +
+			"qcow2 with --compress zstd, no --level and clusters the size of the vault's chunks (--cluster-size\n" +
+			"256K for a vault made with the default chunk size) copies the vault's compressed blocks into the\n" +
+			"image as they are, each one verified, instead of compressing the disk again: several times\n" +
+			"faster, at the vault's ratio.\n\n" +
 			"-o - writes the image to stdout, qcow2 included: uncompressed, or with the vault's blocks\n" +
 			"copied as above, it streams, tables first; other compressed qcow2 is staged in a temporary file\n" +
 			"first, which needs free space in $TMPDIR (the daemon's when one runs). With -o -, --json\n" +

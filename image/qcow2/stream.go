@@ -19,15 +19,20 @@ import (
 // spooled, so a pipe receives the image as fast as the workers fill it.
 // (Clusters compressed here cannot be laid out ahead: their host offsets
 // depend on the compressed sizes of all the clusters before them.)
+//
+// Memory: the L1 table, one L2 table and one refcount block; with frames
+// also 6 bytes per data cluster (its length, and host cluster refcounts),
+// 24 MiB per TiB of data at 256 KiB clusters.
 func streamTablesFirst(ctx context.Context, w io.Writer, src image.Source, frames FrameSource, cbits uint, vsize, l1Size int64, workers int, fill fillFunc, progress func(int64)) (int64, error) {
 	c := int64(1) << cbits
 	l2n := c / 8
 
-	// Pass 1: the data clusters' lengths (0 for plain) and L2 tables.
+	// Pass 1: the data clusters' lengths (with frames; 0 for plain) and
+	// L2 tables.
 	hasL2 := make([]bool, l1Size)
-	var nL2 int64
+	var nL2, nClusters int64
 	var lens []uint32
-	data := newPacker(c)
+	data := newPacker(c, frames != nil)
 	if err := forEachDataCluster(src, c, func(gc int64) error {
 		n := 0
 		if frames != nil {
@@ -42,7 +47,10 @@ func streamTablesFirst(ctx context.Context, w io.Writer, src image.Source, frame
 				n = fn
 			}
 		}
-		lens = append(lens, uint32(n))
+		if frames != nil {
+			lens = append(lens, uint32(n))
+		}
+		nClusters++
 		data.place(n)
 		if !hasL2[gc/l2n] {
 			hasL2[gc/l2n] = true
@@ -77,7 +85,7 @@ func streamTablesFirst(ctx context.Context, w io.Writer, src image.Source, frame
 	dataOff := l2Off + nL2*c
 
 	bw := bufio.NewWriterSize(w, 1<<20)
-	out := &streamSink{w: bw, c: c, lens: lens, data: newPacker(c), zeros: make([]byte, c)}
+	out := &streamSink{w: bw, c: c, lens: lens, n: nClusters, data: newPacker(c, false), zeros: make([]byte, c)}
 	be := binary.BigEndian
 
 	if err := out.put(makeHeader(frames != nil, cbits, vsize, l1Size, l1Off, rtOff, nrt)); err != nil {
@@ -101,7 +109,8 @@ func streamTablesFirst(ctx context.Context, w io.Writer, src image.Source, frame
 	if err := out.put(rt); err != nil {
 		return out.written, err
 	}
-	// Tables are used once each; data clusters as the packer counted.
+	// Tables and plain clusters are used once each, packed ones as the
+	// packer counted.
 	counts := make([]uint16, rcN)
 	dataFirst := dataOff / c
 	for i := range nb {
@@ -111,7 +120,7 @@ func streamTablesFirst(ctx context.Context, w io.Writer, src image.Source, frame
 			case h < dataFirst:
 				counts[j] = 1
 			case h < total:
-				counts[j] = data.refs[h-dataFirst]
+				counts[j] = data.refcount(h - dataFirst)
 			default:
 				counts[j] = 0
 			}
@@ -133,7 +142,7 @@ func streamTablesFirst(ctx context.Context, w io.Writer, src image.Source, frame
 		return err
 	}
 	x := 62 - (cbits - 8)
-	place := newPacker(c)
+	place := newPacker(c, false)
 	k = 0
 	if err := forEachDataCluster(src, c, func(gc int64) error {
 		if gc/l2n != cur {
@@ -142,7 +151,10 @@ func streamTablesFirst(ctx context.Context, w io.Writer, src image.Source, frame
 			}
 			cur = gc / l2n
 		}
-		n := int64(lens[k])
+		n := int64(0)
+		if lens != nil {
+			n = int64(lens[k])
+		}
 		k++
 		off := dataOff + place.place(int(n))
 		e := uint64(off) | flagCopied
@@ -167,8 +179,8 @@ func streamTablesFirst(ctx context.Context, w io.Writer, src image.Source, frame
 	if err := pump(ctx, src, c, workers, fill, out.add, progress); err != nil {
 		return out.written, err
 	}
-	if out.k != len(lens) {
-		return out.written, fmt.Errorf("qcow2: stream wrote %d data clusters, laid out %d", out.k, len(lens))
+	if out.k != nClusters {
+		return out.written, fmt.Errorf("qcow2: stream wrote %d data clusters, laid out %d", out.k, nClusters)
 	}
 	if err := out.putPadded(nil); err != nil {
 		return out.written, err
@@ -184,20 +196,32 @@ func streamTablesFirst(ctx context.Context, w io.Writer, src image.Source, frame
 
 // packer places data clusters one after another from offset 0: a
 // compressed cluster of n bytes right after the previous one, a plain one
-// (n = 0) at the next cluster boundary, and counts the references of every
-// host cluster it fills, as qemu-img check will.
+// (n = 0) at the next cluster boundary. Counting, it keeps the references
+// of every host cluster it fills, as qemu-img check counts them; only
+// packed clusters share a host cluster, so a packer of plain ones need not.
 type packer struct {
-	c    int64
-	end  int64    // next free byte
-	refs []uint16 // references per host cluster
+	c       int64
+	end     int64 // next free byte
+	last    int64 // the last host cluster filled
+	lastRef int   // its references
+	count   bool
+	refs    []uint16 // references per host cluster, when counting
 }
 
-func newPacker(c int64) *packer { return &packer{c: c} }
+func newPacker(c int64, count bool) *packer { return &packer{c: c, last: -1, count: count} }
+
+// refcount returns the references to host cluster h.
+func (p *packer) refcount(h int64) uint16 {
+	if !p.count {
+		return 1
+	}
+	return p.refs[h]
+}
 
 // place returns the offset of the next cluster, n bytes compressed or
 // plain when n is 0.
 func (p *packer) place(n int) int64 {
-	if n == 0 || (p.end%p.c != 0 && p.refs[p.end/p.c] >= maxRefcount) {
+	if n == 0 || (p.end%p.c != 0 && p.lastRef >= maxRefcount) {
 		p.end = (p.end + p.c - 1) / p.c * p.c
 	}
 	off := p.end
@@ -207,10 +231,16 @@ func (p *packer) place(n int) int64 {
 		p.end += int64(n)
 	}
 	for h := off / p.c; h <= (p.end-1)/p.c; h++ {
-		if h == int64(len(p.refs)) {
-			p.refs = append(p.refs, 0)
+		if h != p.last {
+			p.last, p.lastRef = h, 0
 		}
-		p.refs[h]++
+		p.lastRef++
+		if p.count {
+			if h == int64(len(p.refs)) {
+				p.refs = append(p.refs, 0)
+			}
+			p.refs[h]++
+		}
 	}
 	return off
 }
@@ -222,8 +252,9 @@ type streamSink struct {
 	c       int64
 	base    int64 // where the data starts
 	written int64
-	lens    []uint32
-	k       int // data clusters written
+	lens    []uint32 // nil: every cluster plain
+	n       int64    // data clusters laid out
+	k       int64    // data clusters written
 	data    *packer
 	zeros   []byte
 }
@@ -246,10 +277,13 @@ func (s *streamSink) putPadded(p []byte) error {
 }
 
 func (s *streamSink) add(j *job) error {
-	if s.k >= len(s.lens) {
+	if s.k >= s.n {
 		return fmt.Errorf("data cluster %d was not laid out", j.gc)
 	}
-	n := int(s.lens[s.k])
+	n := 0
+	if s.lens != nil {
+		n = int(s.lens[s.k])
+	}
 	s.k++
 	off := s.base + s.data.place(n)
 	if pad := off - s.written; pad > 0 {

@@ -135,8 +135,10 @@ type job struct {
 // FrameSource) is streamed with its tables first (streamTablesFirst), and
 // one compressed here, whose table entries depend on compressed sizes, has
 // its body spooled to a temporary file in os.TempDir(), which needs room
-// for the whole image, and then streamed after the header. progress, if not nil, is called from the calling
-// goroutine with the guest offset reached.
+// for the whole image, and then streamed after the header.
+//
+// progress, if not nil, is called from the calling goroutine with the
+// guest offset reached.
 func Write(ctx context.Context, w io.Writer, src image.Source, opt WriterOptions, progress func(done int64)) (int64, error) {
 	csize := int64(opt.ClusterSize)
 	if csize == 0 {
@@ -178,8 +180,9 @@ func Write(ctx context.Context, w io.Writer, src image.Source, opt WriterOptions
 		pos, err := wf.Seek(0, io.SeekCurrent)
 		inPlace = err == nil && pos == 0
 	}
+	zeros := make([]byte, csize)
 	fill := func(ctx context.Context, j *job, worker int) error {
-		return compressJob(ctx, src, j, csize, comps, worker)
+		return compressJob(ctx, src, j, csize, zeros, comps, worker)
 	}
 	frames, _ := src.(FrameSource)
 	if frames != nil && opt.Compression == "zstd" && opt.Level == 0 && frames.FrameSize() == csize {
@@ -351,7 +354,7 @@ func pump(ctx context.Context, src image.Source, csize int64, workers int, fill 
 	return err
 }
 
-func compressJob(ctx context.Context, src image.Source, j *job, csize int64, comps []compressor, worker int) error {
+func compressJob(ctx context.Context, src image.Source, j *job, csize int64, zeros []byte, comps []compressor, worker int) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -365,7 +368,7 @@ func compressJob(ctx context.Context, src image.Source, j *job, csize int64, com
 		return fmt.Errorf("qcow2: read source at offset %d: %w", off, err)
 	}
 	clear(j.raw[n:])
-	j.zero = allZero(j.raw)
+	j.zero = bytes.Equal(j.raw, zeros)
 	j.plain = false
 	if j.zero {
 		return nil
@@ -427,20 +430,4 @@ func frameJob(ctx context.Context, src FrameSource, j *job, csize int64) error {
 	clear(j.raw[want:])
 	j.plain = true
 	return nil
-}
-
-// allZero reports whether b holds only zero bytes.
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b) != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
