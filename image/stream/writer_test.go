@@ -208,3 +208,24 @@ func BenchmarkZstd(b *testing.B) {
 		w.Close()
 	}
 }
+
+// Whole chunks of zeros are one hand-made frame of RLE blocks, which the
+// Go decoder and the zstd tool both read back as zeros, at 4 bytes per
+// 128 KiB.
+func TestZstdZeroFrame(t *testing.T) {
+	for _, n := range []int{1, 128 << 10, 128<<10 + 1, 4 << 20} {
+		f := zstdZeroFrame(n)
+		if want := 10 + 4*((n+128<<10-1)/(128<<10)); len(f) != want {
+			t.Errorf("%d zeros: frame of %d bytes, want %d", n, len(f), want)
+		}
+		for _, dec := range []func(*testing.T, string, []byte) []byte{goDecode, toolDecode} {
+			if got := dec(t, Zstd, f); len(got) != n || !bytes.Equal(got, make([]byte, n)) {
+				t.Fatalf("%d zeros decode to %d bytes", n, len(got))
+			}
+		}
+	}
+	out := compress(t, Options{Codec: Zstd, ChunkSize: 1 << 20}, []piece{{zeros: 64 << 20}})
+	if len(out) > 64*(10+4*8) {
+		t.Errorf("64 MiB of zeros took %d bytes", len(out))
+	}
+}
