@@ -324,17 +324,8 @@ func TestExportDamaged(t *testing.T) {
 	scribble(t, disk, 9, 1, 8<<20-1, 0, 8<<20)
 	mustCairn(t, vault, "init", "--compression", "none")
 	point := strings.TrimSpace(mustCairn(t, vault, "backup", "--name", "r", disk))
-	packs, _ := filepath.Glob(filepath.Join(vault, "packs", "*", "*.pack"))
-	if len(packs) != 1 {
-		t.Fatalf("packs: %v", packs)
-	}
 	// Without compression, disk offset X sits near pack offset X.
-	f, err := os.OpenFile(packs[0], os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteAt([]byte("DAMAGE"), 4<<20)
-	f.Close()
+	damageOnlyPack(t, vault, func(int64) int64 { return 4 << 20 })
 
 	for _, c := range [][]string{{"raw", "none"}, {"raw", "zstd"}, {"qcow2", "zlib"}, {"qcow2", "none"}} {
 		out := filepath.Join(dir, "out."+c[0]+"."+c[1])
@@ -383,17 +374,7 @@ func TestExportDamagedFrames(t *testing.T) {
 	out := filepath.Join(dir, "ok.qcow2")
 	mustCairn(t, vault, "export", point, "--format", "qcow2", "--compress", "zstd", "--cluster-size", "256K", "-o", out)
 	checkQcow2(t, out, disk, "zstd")
-	packs, _ := filepath.Glob(filepath.Join(vault, "packs", "*", "*.pack"))
-	if len(packs) != 1 {
-		t.Fatalf("packs: %v", packs)
-	}
-	f, err := os.OpenFile(packs[0], os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, _ := f.Stat()
-	f.WriteAt([]byte("DAMAGE"), st.Size()/2)
-	f.Close()
+	damageOnlyPack(t, vault, func(size int64) int64 { return size / 2 })
 
 	out = filepath.Join(dir, "damaged.qcow2")
 	r := cairn(t, vault, "export", point, "--format", "qcow2", "--compress", "zstd", "--cluster-size", "256K", "-o", out)
@@ -410,6 +391,28 @@ func TestExportDamagedFrames(t *testing.T) {
 	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "offset") {
 		t.Errorf("export to stdout of a damaged point: %v %q", err, stderr.String())
+	}
+}
+
+// damageOnlyPack overwrites six bytes of the vault's only pack at the
+// offset where picks for the pack's size.
+func damageOnlyPack(t *testing.T, vault string, where func(size int64) int64) {
+	t.Helper()
+	packs, _ := filepath.Glob(filepath.Join(vault, "packs", "*", "*.pack"))
+	if len(packs) != 1 {
+		t.Fatalf("packs: %v", packs)
+	}
+	f, err := os.OpenFile(packs[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("DAMAGE"), where(st.Size())); err != nil {
+		t.Fatal(err)
 	}
 }
 
