@@ -15,6 +15,16 @@ import (
 // garbage, and fresh memory is what a cold machine pays most for. Blocks
 // handed out whole (get) are never recycled; the garbage collector frees
 // them.
+//
+// Once readers have copied every byte of a block out, in one read or
+// several, they have their own copies (for a mount, the kernel's page
+// cache keeps them), so the block leaves the cache at once and its buffer
+// serves the next load: a sequential read of a large disk runs in a few
+// buffers instead of filling the whole cache with blocks nobody asks for
+// again. A cold 2 GiB dd through a mount, 35 s idle before each of 3
+// paired runs: peak RSS 305 -> 60 MB, 418-523 -> 587-695 MiB/s. A block
+// read whole is remembered for a while so that read-ahead does not load
+// it again behind its reader.
 type blockCache struct {
 	mu       sync.Mutex
 	max, cur int64
@@ -22,17 +32,26 @@ type blockCache struct {
 	byHash   map[Hash]*list.Element
 	loading  map[Hash]*load
 	free     [][]byte // buffers of evicted blocks, for the next loads
+
+	consumed map[Hash]bool // blocks lately read whole
+	ring     []Hash        // the same, oldest replaced first
+	next     int
 }
 
 // maxFree bounds the recycled buffers kept between loads.
 const maxFree = 8
 
+// maxConsumed is how many blocks read whole are remembered: far more than
+// a read-ahead window holds.
+const maxConsumed = 256
+
 type cacheEntry struct {
 	hash    Hash
 	data    []byte
-	refs    int  // readers copying out of data right now
-	shared  bool // handed out by get: never recycled
-	evicted bool // no longer in the cache
+	refs    int    // readers copying out of data right now
+	shared  bool   // handed out by get: never recycled
+	evicted bool   // no longer in the cache
+	copied  uint64 // which 64ths of data readAt has copied out
 }
 
 type load struct {
@@ -44,7 +63,8 @@ type load struct {
 type fillFunc func(buf []byte) ([]byte, error)
 
 func newBlockCache(max int64) *blockCache {
-	return &blockCache{max: max, lru: list.New(), byHash: map[Hash]*list.Element{}, loading: map[Hash]*load{}}
+	return &blockCache{max: max, lru: list.New(), byHash: map[Hash]*list.Element{}, loading: map[Hash]*load{},
+		consumed: map[Hash]bool{}, ring: make([]Hash, 0, maxConsumed)}
 }
 
 // get returns the cached block, or loads it with fill. The returned slice
@@ -63,7 +83,8 @@ func (c *blockCache) get(h Hash, fill fillFunc) ([]byte, error) {
 }
 
 // readAt copies the block's bytes from off into p and returns how many
-// it copied: fewer than len(p) only at the end of the block.
+// it copied: fewer than len(p) only at the end of the block. A block
+// all of whose bytes have been copied out leaves the cache.
 func (c *blockCache) readAt(h Hash, p []byte, off int, fill fillFunc) (int, error) {
 	e, err := c.acquire(h, fill)
 	if err != nil {
@@ -74,9 +95,64 @@ func (c *blockCache) readAt(h Hash, p []byte, off int, fill fillFunc) (int, erro
 		n = copy(p, e.data[off:])
 	}
 	c.mu.Lock()
+	if n > 0 && e.markCopied(off, n) {
+		c.consume(e)
+	}
 	c.release(e)
 	c.mu.Unlock()
 	return n, nil
+}
+
+// markCopied records that [off, off+n) of e's data was copied out and
+// reports whether all of it has been, in one read or several; c.mu is
+// held. The data is tracked in 64 parts: a part counts once a single
+// read covers it, so rereading one small range never completes a block.
+func (e *cacheEntry) markCopied(off, n int) bool {
+	size := len(e.data)
+	parts := min(64, size)
+	part := (size + parts - 1) / parts
+	first, last := (off+part-1)/part, (off+n)/part // parts wholly inside
+	if off+n == size {
+		last = parts
+	}
+	for i := first; i < last; i++ {
+		e.copied |= 1 << i
+	}
+	all := uint64(1)<<parts - 1 // parts == 64 wraps to all ones
+	return e.copied == all
+}
+
+// warm loads block h unless it is cached, loading, or was lately read
+// whole.
+func (c *blockCache) warm(h Hash, fill fillFunc) {
+	c.mu.Lock()
+	skip := c.consumed[h]
+	c.mu.Unlock()
+	if !skip {
+		c.readAt(h, nil, 0, fill)
+	}
+}
+
+// consume evicts e, which a reader has copied whole, and remembers its
+// hash; c.mu is held.
+func (c *blockCache) consume(e *cacheEntry) {
+	if !e.evicted {
+		c.lru.Remove(c.byHash[e.hash])
+		delete(c.byHash, e.hash)
+		c.cur -= int64(len(e.data))
+		e.evicted = true
+	}
+	if c.consumed[e.hash] {
+		return
+	}
+	if len(c.ring) < maxConsumed {
+		c.ring = append(c.ring, e.hash)
+	} else {
+		delete(c.consumed, c.ring[c.next])
+		c.ring[c.next] = e.hash
+		c.next = (c.next + 1) % maxConsumed
+	}
+	c.consumed[e.hash] = true
 }
 
 // acquire returns the entry of block h with a reference held, loading it

@@ -55,10 +55,11 @@ func (s *Store) ReadAt(h Hash, p []byte, off int) (int, error) {
 	return s.cache.readAt(h, p, off, s.fill(h))
 }
 
-// Warm loads block h into the cache, unless it is there; errors are left
+// Warm loads block h into the cache, unless it is there, on its way or
+// was lately read whole (a read-ahead behind its reader); errors are left
 // for a later read to report.
 func (s *Store) Warm(h Hash) {
-	s.cache.readAt(h, nil, 0, s.fill(h))
+	s.cache.warm(h, s.fill(h))
 }
 
 func (s *Store) fill(h Hash) fillFunc {
