@@ -170,14 +170,10 @@ func (s *Store) AppendStored(h Hash, dst []byte) (Codec, []byte, error) {
 		return 0, nil, err
 	}
 	defer storedBufs.Put(bp)
-	if hdr.Codec != CodecNone {
-		sp := scratchBufs.Get().(*[]byte)
-		defer scratchBufs.Put(sp)
-		if *sp, err = s.decodeBlob(h, loc, hdr, payload, *sp); err != nil {
-			return 0, nil, err
-		}
-	} else if Sum(payload) != h {
-		return 0, nil, fmt.Errorf("%w: block %s in pack %s at %d: content does not match its hash", ErrCorrupt, h, loc.Pack, loc.Offset)
+	sp := scratchBufs.Get().(*[]byte)
+	defer scratchBufs.Put(sp)
+	if *sp, err = s.decodeBlob(h, loc, hdr, payload, *sp); err != nil {
+		return 0, nil, err
 	}
 	return hdr.Codec, append(dst, payload...), nil
 }

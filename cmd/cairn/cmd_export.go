@@ -213,9 +213,10 @@ func exportTo(ctx context.Context, env *cmdEnv, v *snapshot.Vault, r *snapshot.D
 	if o.format == "qcow2" {
 		// Blocks loading ahead keep the vault reads off the compressing
 		// workers' critical path.
-		var src image.Source = r.Sequential(4)
+		seq := r.Sequential(4)
+		var src image.Source = seq
 		if v.Config().Compression == "zstd" {
-			src = vaultFrames{r.Sequential(4), r}
+			src = vaultFrames{seq, r}
 		}
 		opt := qcow2.WriterOptions{Compression: o.compress, Level: o.level, ClusterSize: int(o.clusterN)}
 		progress := func(done int64) { bar.update(done, size) }
@@ -339,20 +340,17 @@ func (f vaultFrames) FrameLen(i int64) (bool, int, error) {
 }
 
 func (f vaultFrames) AppendFrame(dst []byte, i int64) ([]byte, error) {
-	zst, _, err := f.FrameLen(i)
-	if err != nil {
-		return dst, err
-	}
-	if zst {
+	bs := f.r.BlockSize()
+	if (i+1)*bs <= f.r.Size() {
+		// A whole block: as stored, zstd frame or raw bytes.
 		codec, out, err := f.r.AppendStored(dst, i)
-		if err == nil && codec != "zstd" {
-			err = fmt.Errorf("block %d is stored as %s, not zstd", i, codec)
+		if err == nil && codec != "zstd" && codec != "none" {
+			err = fmt.Errorf("block %d is stored as %q, not zstd or raw", i, codec)
 		}
 		return out, err
 	}
-	bs := f.r.BlockSize()
-	n := int(min(bs, f.r.Size()-i*bs))
+	n := int(f.r.Size() - i*bs)
 	out := slices.Grow(dst, n)[:len(dst)+n]
-	_, err = f.r.ReadAt(out[len(dst):], i*bs)
+	_, err := f.r.ReadAt(out[len(dst):], i*bs)
 	return out, err
 }
