@@ -67,13 +67,17 @@ package qcow2
 // Tables first. When every cluster's stored length is known before any
 // data is read, a stream needs no spool: header, L1 table, refcount table
 // and blocks, L2 tables, then the data, all computed up front (a packer
-// places the clusters and counts references the same way twice, for the
-// tables and while writing). That holds for uncompressed images, and for
-// zstd images from a FrameSource whose frames are the clusters: a cairn
-// vault keeps each block as a zstd frame, so with the cluster size equal
-// to the block size its frames are copied, verified by the source, instead
-// of compressing the disk again. Each frame is checked against the length
-// the tables announced.
+// places the clusters and counts references the same way each time). That
+// holds for uncompressed images, and for zstd images from a FrameSource
+// whose frames are the clusters: a cairn vault keeps each block as a zstd
+// frame, so with the cluster size equal to the block size its frames are
+// copied, verified by the source, instead of compressing the disk again.
+// No per-cluster state is kept: the layout is walked from the source three
+// times (sizes; refcount blocks; L2 tables) and once more as the data is
+// written, so memory stays that of the L1 table whatever the disk size.
+// Each walk folds its (cluster, length) pairs into a digest; a source
+// whose answers changed fails the stream, and each frame is checked
+// against the length its source announced.
 //
 // Codecs. zlib is raw deflate, as qemu writes it, from klauspost/compress
 // flate at level 5 by default. qemu compresses with a 4 KiB window but

@@ -3,9 +3,11 @@ package qcow2
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -147,29 +149,119 @@ func TestWriteFrameLengthMismatch(t *testing.T) {
 }
 
 // Many tiny compressed clusters in one host cluster stop short of the
-// 16-bit refcount limit: the packer moves on to the next cluster.
+// 16-bit refcount limit: the packer moves on to the next cluster, and
+// reports each host cluster once, in order, with its references.
 func TestPackerRefcountLimit(t *testing.T) {
-	p := newPacker(64<<10, true)
+	p := newPacker(64 << 10)
+	var refs []int
+	p.filled = func(h int64, n int) {
+		if h != int64(len(refs)) {
+			t.Fatalf("host cluster %d reported after %d others", h, len(refs))
+		}
+		refs = append(refs, n)
+	}
 	for range 2 * maxRefcount {
 		p.place(1)
 	}
-	if len(p.refs) < 2 {
-		t.Fatalf("%d host clusters for %d one-byte clusters", len(p.refs), 2*maxRefcount)
+	if off := p.place(0); off%(64<<10) != 0 {
+		t.Errorf("plain cluster at %d, not cluster aligned", off)
 	}
-	for h, r := range p.refs {
+	p.flush()
+	if len(refs) < 3 {
+		t.Fatalf("%d host clusters for %d one-byte clusters and a plain one", len(refs), 2*maxRefcount)
+	}
+	sum := 0
+	for h, r := range refs {
 		if r > maxRefcount {
 			t.Fatalf("host cluster %d has %d references", h, r)
 		}
+		sum += r
 	}
-	// A packer that does not keep counts places the same way.
-	q := newPacker(64<<10, false)
-	for range 2 * maxRefcount {
-		q.place(1)
+	if sum != 2*maxRefcount+1 {
+		t.Errorf("%d references counted, want %d", sum, 2*maxRefcount+1)
 	}
-	if q.end != p.end {
-		t.Errorf("counting packer ends at %d, the other at %d", p.end, q.end)
+	if refs[len(refs)-1] != 1 {
+		t.Errorf("the plain cluster has %d references", refs[len(refs)-1])
 	}
-	if off := p.place(0); off%(64<<10) != 0 {
-		t.Errorf("plain cluster at %d, not cluster aligned", off)
+}
+
+// synthFrames is a disk of n clusters, each held as the same short
+// "frame" (not real zstd: the tests below only count bytes). After
+// shiftAfter FrameLen calls (0: never), frame shiftAt grows by a byte, as
+// a source that changed between the passes of a stream would.
+type synthFrames struct {
+	n, c       int64
+	frame      []byte
+	calls      atomic.Int64
+	shiftAfter int64
+	shiftAt    int64
+}
+
+func (s *synthFrames) Size() int64                              { return s.n * s.c }
+func (s *synthFrames) NextData(off int64) (int64, int64, error) { return off, s.Size(), nil }
+func (s *synthFrames) ReadAt(p []byte, off int64) (int, error)  { return 0, io.ErrUnexpectedEOF }
+func (s *synthFrames) FrameSize() int64                         { return s.c }
+func (s *synthFrames) AppendFrame(dst []byte, i int64) ([]byte, error) {
+	return append(dst, s.frame[:s.len(i)]...), nil
+}
+
+func (s *synthFrames) len(i int64) int {
+	if s.shiftAfter > 0 && s.calls.Load() > s.shiftAfter && i == s.shiftAt {
+		return len(s.frame)
+	}
+	return len(s.frame) - 1
+}
+
+func (s *synthFrames) FrameLen(i int64) (bool, int, error) {
+	s.calls.Add(1)
+	return true, s.len(i), nil
+}
+
+// A stream's memory does not grow with the number of data clusters: the
+// layout is walked again rather than kept. Writing 16 times as many
+// clusters allocates well under a byte more per added cluster (keeping
+// each frame's length took 4 bytes, its host cluster's count 2).
+func TestStreamMemoryBounded(t *testing.T) {
+	alloc := func(n int64) uint64 {
+		src := &synthFrames{n: n, c: 4096, frame: bytes.Repeat([]byte{7}, 101)}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		if _, err := Write(context.Background(), io.Discard, src, WriterOptions{Compression: "zstd", ClusterSize: 4096}, nil); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	small, large := alloc(1<<14), alloc(1<<18)
+	perCluster := float64(int64(large)-int64(small)) / float64(1<<18-1<<14)
+	t.Logf("allocated %d bytes for %d clusters, %d for %d: %.3f bytes per added cluster", small, 1<<14, large, 1<<18, perCluster)
+	if perCluster > 0.5 {
+		t.Errorf("%.3f bytes allocated per added data cluster, want a bound independent of the disk", perCluster)
+	}
+}
+
+// A source whose frame lengths change between the passes of a stream (the
+// tables written first would no longer match the data) fails the write;
+// one that changes before the first pass reads the frame is consistent.
+func TestStreamSourceChangedBetweenPasses(t *testing.T) {
+	const n = 3000
+	// FrameLen is called once per cluster in each of the three layout
+	// passes, then by the workers for the data; the changed frame is the
+	// last, so a change at the middle of a pass is seen from that pass on.
+	for _, tc := range []struct {
+		after int64
+		fails bool
+	}{{n / 2, false}, {n + n/2, true}, {2*n + n/2, true}, {3*n + n/2, true}} {
+		src := &synthFrames{n: n, c: 4096, frame: bytes.Repeat([]byte{7}, 101), shiftAfter: tc.after, shiftAt: n - 1}
+		_, err := Write(context.Background(), io.Discard, src, WriterOptions{Compression: "zstd", ClusterSize: 4096}, nil)
+		switch {
+		case tc.fails && err == nil:
+			t.Errorf("frame length changed after %d calls: the write succeeded", tc.after)
+		case tc.fails && !errors.Is(err, errLayoutChanged):
+			t.Errorf("frame length changed after %d calls: %v, want %v", tc.after, err, errLayoutChanged)
+		case !tc.fails && err != nil:
+			t.Errorf("frame length changed before it was read: %v", err)
+		}
 	}
 }

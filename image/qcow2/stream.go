@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 
@@ -20,36 +21,21 @@ import (
 // (Clusters compressed here cannot be laid out ahead: their host offsets
 // depend on the compressed sizes of all the clusters before them.)
 //
-// Memory: the L1 table, one L2 table and one refcount block; with frames
-// also 6 bytes per data cluster (its length, and host cluster refcounts),
-// 24 MiB per TiB of data at 256 KiB clusters.
+// Memory: the L1 table, one L2 table and one refcount block, whatever the
+// disk size. Rather than keep every frame's length, the layout is walked
+// again, asking the source, for the refcount blocks and for the L2 tables.
+// Each walk, and the data written, fold the clusters and lengths into a
+// digest; a source that answered differently fails the stream.
 func streamTablesFirst(ctx context.Context, w io.Writer, src image.Source, frames FrameSource, cbits uint, vsize, l1Size int64, workers int, fill fillFunc, progress func(int64)) (int64, error) {
 	c := int64(1) << cbits
 	l2n := c / 8
+	lay := layout{src: src, frames: frames, c: c}
 
-	// Pass 1: the data clusters' lengths (with frames; 0 for plain) and
-	// L2 tables.
+	// Pass 1: how many data clusters, L2 tables and host data clusters.
 	hasL2 := make([]bool, l1Size)
 	var nL2, nClusters int64
-	var lens []uint32
-	data := newPacker(c, frames != nil)
-	if err := forEachDataCluster(src, c, func(gc int64) error {
-		n := 0
-		if frames != nil {
-			zst, fn, err := frames.FrameLen(gc)
-			if err != nil {
-				return fmt.Errorf("qcow2: source: %w", err)
-			}
-			if zst {
-				if fn <= 0 || int64(fn) >= 2*c {
-					return fmt.Errorf("qcow2: source frame at offset %d: %d bytes cannot be a cluster", gc*c, fn)
-				}
-				n = fn
-			}
-		}
-		if frames != nil {
-			lens = append(lens, uint32(n))
-		}
+	data := newPacker(c)
+	want, err := lay.walk(func(gc int64, n int) error {
 		nClusters++
 		data.place(n)
 		if !hasL2[gc/l2n] {
@@ -57,7 +43,8 @@ func streamTablesFirst(ctx context.Context, w io.Writer, src image.Source, frame
 			nL2++
 		}
 		return nil
-	}); err != nil {
+	})
+	if err != nil {
 		return 0, err
 	}
 	nData := (data.end + c - 1) / c
@@ -85,7 +72,7 @@ func streamTablesFirst(ctx context.Context, w io.Writer, src image.Source, frame
 	dataOff := l2Off + nL2*c
 
 	bw := bufio.NewWriterSize(w, 1<<20)
-	out := &streamSink{w: bw, c: c, lens: lens, n: nClusters, data: newPacker(c, false), zeros: make([]byte, c)}
+	out := &streamSink{w: bw, c: c, n: nClusters, data: newPacker(c), zeros: make([]byte, c)}
 	be := binary.BigEndian
 
 	if err := out.put(makeHeader(frames != nil, cbits, vsize, l1Size, l1Off, rtOff, nrt)); err != nil {
@@ -109,28 +96,11 @@ func streamTablesFirst(ctx context.Context, w io.Writer, src image.Source, frame
 	if err := out.put(rt); err != nil {
 		return out.written, err
 	}
-	// Tables and plain clusters are used once each, packed ones as the
-	// packer counted.
-	counts := make([]uint16, rcN)
-	dataFirst := dataOff / c
-	for i := range nb {
-		for j := range counts {
-			h := i*rcN + int64(j)
-			switch {
-			case h < dataFirst:
-				counts[j] = 1
-			case h < total:
-				counts[j] = data.refcount(h - dataFirst)
-			default:
-				counts[j] = 0
-			}
-		}
-		if err := out.put(encodeRefcounts(counts)); err != nil {
-			return out.written, err
-		}
+	if err := writeRefcounts(out, &lay, dataOff/c, data.end, nb, want); err != nil {
+		return out.written, err
 	}
 
-	// Pass 2: the L2 tables, in order, placing the data as pass 1 did.
+	// Pass 3: the L2 tables, in order, placing the data as pass 1 did.
 	l2 := make([]byte, c)
 	cur := int64(-1) // L1 index of l2
 	flush := func() error {
@@ -142,45 +112,46 @@ func streamTablesFirst(ctx context.Context, w io.Writer, src image.Source, frame
 		return err
 	}
 	x := 62 - (cbits - 8)
-	place := newPacker(c, false)
-	k = 0
-	if err := forEachDataCluster(src, c, func(gc int64) error {
+	place := newPacker(c)
+	got, err := lay.walk(func(gc int64, n int) error {
 		if gc/l2n != cur {
 			if err := flush(); err != nil {
 				return err
 			}
 			cur = gc / l2n
 		}
-		n := int64(0)
-		if lens != nil {
-			n = int64(lens[k])
-		}
-		k++
-		off := dataOff + place.place(int(n))
+		off := dataOff + place.place(n)
 		e := uint64(off) | flagCopied
 		if n > 0 {
-			nsec := uint64((off%512+n+511)/512 - 1)
+			nsec := uint64((off%512+int64(n)+511)/512 - 1)
 			e = flagCompressed | nsec<<x | uint64(off)
 		}
 		be.PutUint64(l2[8*(gc%l2n):], e)
 		return nil
-	}); err != nil {
+	})
+	if err != nil {
 		return out.written, err
 	}
 	if err := flush(); err != nil {
 		return out.written, err
 	}
+	if got != want {
+		return out.written, errLayoutChanged
+	}
 	if out.written != dataOff {
 		return out.written, fmt.Errorf("qcow2: stream layout: tables end at %d, want %d", out.written, dataOff)
 	}
 
-	// Pass 3: the data, filled by the workers and written in order.
+	// Pass 4: the data, filled by the workers and written in order.
 	out.base = dataOff
 	if err := pump(ctx, src, c, workers, fill, out.add, progress); err != nil {
 		return out.written, err
 	}
 	if out.k != nClusters {
 		return out.written, fmt.Errorf("qcow2: stream wrote %d data clusters, laid out %d", out.k, nClusters)
+	}
+	if out.digest != want {
+		return out.written, errLayoutChanged
 	}
 	if err := out.putPadded(nil); err != nil {
 		return out.written, err
@@ -194,29 +165,122 @@ func streamTablesFirst(ctx context.Context, w io.Writer, src image.Source, frame
 	return out.written, nil
 }
 
+// layout walks the data clusters of a stream with the length each is laid
+// out with: its frame's, or 0 for a plain cluster.
+type layout struct {
+	src    image.Source
+	frames FrameSource // nil: every cluster plain
+	c      int64
+}
+
+// length returns the laid-out length of guest cluster gc.
+func (l *layout) length(gc int64) (int, error) {
+	if l.frames == nil {
+		return 0, nil
+	}
+	zst, n, err := l.frames.FrameLen(gc)
+	if err != nil {
+		return 0, fmt.Errorf("qcow2: source: %w", err)
+	}
+	if !zst {
+		return 0, nil
+	}
+	if n <= 0 || int64(n) >= 2*l.c {
+		return 0, fmt.Errorf("qcow2: source frame at offset %d: %d bytes cannot be a cluster", gc*l.c, n)
+	}
+	return n, nil
+}
+
+// walk calls fn with every data cluster, in guest order, and its length,
+// and returns the digest of them all.
+func (l *layout) walk(fn func(gc int64, n int) error) (layoutDigest, error) {
+	var d layoutDigest
+	err := forEachDataCluster(l.src, l.c, func(gc int64) error {
+		n, err := l.length(gc)
+		if err != nil {
+			return err
+		}
+		d.add(gc, n)
+		return fn(gc, n)
+	})
+	return d, err
+}
+
+// layoutDigest folds a sequence of (cluster, length) pairs into 64 bits, in
+// order: equal digests mean the same layout, short of a deliberate
+// collision.
+type layoutDigest uint64
+
+func (d *layoutDigest) add(gc int64, n int) {
+	x := uint64(*d) ^ uint64(gc)*0x9e3779b97f4a7c15 ^ uint64(n)
+	x ^= x >> 31
+	*d = layoutDigest(x * 0xbf58476d1ce4e5b9)
+}
+
+var errLayoutChanged = errors.New("qcow2: the source's frame lengths changed while the image was written: the tables written ahead no longer match")
+
+// writeRefcounts writes nb refcount blocks (pass 2): one reference for
+// each host cluster before dataFirst (header and tables), the packer's
+// count for each data cluster, laid out again from the source's lengths
+// and checked to end at dataEnd, and zero past the data.
+func writeRefcounts(out *streamSink, lay *layout, dataFirst, dataEnd, nb int64, want layoutDigest) error {
+	rcN := out.c / 2
+	counts := make([]uint16, rcN)
+	blk := int64(0) // the block counts covers
+	var err error
+	set := func(h int64, refs int) {
+		for err == nil && h >= (blk+1)*rcN {
+			err = out.put(encodeRefcounts(counts))
+			clear(counts)
+			blk++
+		}
+		if err == nil {
+			counts[h-blk*rcN] = uint16(refs)
+		}
+	}
+	for h := range dataFirst {
+		set(h, 1)
+	}
+	p := newPacker(out.c)
+	p.filled = func(h int64, refs int) { set(dataFirst+h, refs) }
+	got, werr := lay.walk(func(_ int64, n int) error {
+		p.place(n)
+		return err
+	})
+	if werr != nil {
+		return werr
+	}
+	if got != want {
+		return errLayoutChanged
+	}
+	p.flush()
+	for err == nil && blk < nb {
+		err = out.put(encodeRefcounts(counts))
+		clear(counts)
+		blk++
+	}
+	if err == nil && p.end != dataEnd {
+		err = fmt.Errorf("qcow2: stream layout: data of %d bytes counted, %d laid out", p.end, dataEnd)
+	}
+	return err
+}
+
 // packer places data clusters one after another from offset 0: a
 // compressed cluster of n bytes right after the previous one, a plain one
-// (n = 0) at the next cluster boundary. Counting, it keeps the references
-// of every host cluster it fills, as qemu-img check counts them; only
-// packed clusters share a host cluster, so a packer of plain ones need not.
+// (n = 0) at the next cluster boundary. It counts the references of each
+// host cluster it fills as qemu-img check counts them; only packed
+// clusters share a host cluster.
 type packer struct {
 	c       int64
 	end     int64 // next free byte
 	last    int64 // the last host cluster filled
 	lastRef int   // its references
-	count   bool
-	refs    []uint16 // references per host cluster, when counting
+	// filled, if set, receives each host cluster's references, in order,
+	// once no later cluster can share it (the last one at flush).
+	filled func(h int64, refs int)
 }
 
-func newPacker(c int64, count bool) *packer { return &packer{c: c, last: -1, count: count} }
-
-// refcount returns the references to host cluster h.
-func (p *packer) refcount(h int64) uint16 {
-	if !p.count {
-		return 1
-	}
-	return p.refs[h]
-}
+func newPacker(c int64) *packer { return &packer{c: c, last: -1} }
 
 // place returns the offset of the next cluster, n bytes compressed or
 // plain when n is 0.
@@ -232,17 +296,20 @@ func (p *packer) place(n int) int64 {
 	}
 	for h := off / p.c; h <= (p.end-1)/p.c; h++ {
 		if h != p.last {
+			p.flush()
 			p.last, p.lastRef = h, 0
 		}
 		p.lastRef++
-		if p.count {
-			if h == int64(len(p.refs)) {
-				p.refs = append(p.refs, 0)
-			}
-			p.refs[h]++
-		}
 	}
 	return off
+}
+
+// flush reports the last host cluster filled, if not yet reported.
+func (p *packer) flush() {
+	if p.last >= 0 && p.lastRef > 0 && p.filled != nil {
+		p.filled(p.last, p.lastRef)
+	}
+	p.lastRef = 0
 }
 
 // streamSink writes the data clusters of a stream in the packer's layout,
@@ -252,9 +319,9 @@ type streamSink struct {
 	c       int64
 	base    int64 // where the data starts
 	written int64
-	lens    []uint32 // nil: every cluster plain
-	n       int64    // data clusters laid out
-	k       int64    // data clusters written
+	digest  layoutDigest // of the clusters written
+	n       int64        // data clusters laid out
+	k       int64        // data clusters written
 	data    *packer
 	zeros   []byte
 }
@@ -281,9 +348,10 @@ func (s *streamSink) add(j *job) error {
 		return fmt.Errorf("data cluster %d was not laid out", j.gc)
 	}
 	n := 0
-	if s.lens != nil {
-		n = int(s.lens[s.k])
+	if !j.zero && !j.plain {
+		n = len(j.out)
 	}
+	s.digest.add(j.gc, n)
 	s.k++
 	off := s.base + s.data.place(n)
 	if pad := off - s.written; pad > 0 {
@@ -291,16 +359,12 @@ func (s *streamSink) add(j *job) error {
 			return err
 		}
 	}
-	var p []byte
+	p := j.out
 	switch {
-	case n == 0 && j.zero:
+	case j.zero:
 		p = s.zeros
-	case n == 0 && j.plain:
+	case j.plain:
 		p = j.raw
-	case n > 0 && !j.zero && !j.plain && len(j.out) == n:
-		p = j.out
-	default:
-		return fmt.Errorf("guest cluster %d does not match the layout written ahead", j.gc)
 	}
 	return s.put(p)
 }
