@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # cairn demo: makes a sample ext4 disk from real files, backs it up twice
-# with a change in between, lists the points, restores one and checks it.
+# with a change in between, lists the points, restores one and checks it,
+# mounts them all, copies a disk and a file out, exports a qcow2 image and
+# backs that image up as a disk.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,6 +76,19 @@ cmp "$work/restored-file" "$work/tree/$file"
 echo "vda/$file copied out of the backup: identical to the original"
 echo "(the same without a mount:) cairn ls demo@latest:vda"
 "$cairn" ls demo@latest:vda
+
+step "cairn export: the latest point as a zstd-compressed qcow2 image"
+"$cairn" export demo@latest --format qcow2 --compress zstd -o "$work/vda.qcow2"
+qemu-img check -q "$work/vda.qcow2" && echo "qemu-img check: no errors"
+qemu-img compare -q "$work/vda.qcow2" "$work/restored.img" && echo "qemu-img compare: identical to the restored disk"
+ls -ls "$work/restored.img" "$work/vda.qcow2"
+
+step "cairn backup of the qcow2 image: the guest disk is backed up, and appears in the mount"
+"$cairn" backup --name vm1 "$work/vda.qcow2"
+for _ in $(seq 20); do [ -e "$work/mnt/vm1/latest" ] && break; sleep 0.1; done
+ls -l "$work/mnt" "$work/mnt/vm1/latest/"
+cmp "$work/mnt/vm1/latest/vda.raw" "$work/restored.img"
+echo "vm1@latest/vda.raw through the mount: byte-identical to the disk inside the qcow2"
 
 step "cairn umount"
 "$cairn" umount "$work/mnt"
