@@ -158,10 +158,13 @@ func TestExportRoundTrips(t *testing.T) {
 		// Interrupt sooner each time an export outruns the signal; one
 		// that always finishes first is a failure, not a skip.
 		var err error
+		var stderr bytes.Buffer
 		for _, delay := range []time.Duration{150 * time.Millisecond, 30 * time.Millisecond, 5 * time.Millisecond} {
 			os.Remove(out)
 			cmd := exec.Command(cairnBin, "export", point, "--format", "raw", "--compress", "gzip", "--level", "9", "-o", out)
 			cmd.Env = append(os.Environ(), "CAIRN_VAULT="+vault)
+			stderr.Reset()
+			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -177,6 +180,9 @@ func TestExportRoundTrips(t *testing.T) {
 		}
 		if !errors.As(err, &ee) || ee.ExitCode() != 130 {
 			t.Errorf("interrupted export: %v, want exit 130", err)
+		}
+		if got := stderr.String(); got != "cairn: interrupted\n" {
+			t.Errorf("interrupted export printed %q, want one line saying so", got)
 		}
 		if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("interrupted export left its output: %v", err)

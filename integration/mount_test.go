@@ -403,8 +403,8 @@ func TestDaemonSocket(t *testing.T) {
 		c.Process.Signal(sig)
 		err := c.Wait()
 		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 130 {
-			t.Errorf("interrupted client: %v %s", err, stderr.String())
+		if !errors.As(err, &ee) || ee.ExitCode() != 130 || stderr.String() != "cairn: interrupted\n" {
+			t.Errorf("interrupted client: %v %q, want exit 130 and one line saying so", err, stderr.String())
 		}
 	}
 	if !waitFor(5*time.Second, func() bool { return strings.Contains(log.String(), "running backup") }) {

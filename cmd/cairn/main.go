@@ -41,13 +41,17 @@ func run(ctx context.Context, env *cmdEnv, args []string) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(env.stderr, "cairn: %s\n", oneLine(err))
 	var ue usageError
 	switch {
 	case errors.As(err, &ue):
+		fmt.Fprintf(env.stderr, "cairn: %s\n", oneLine(err))
 		return 2
 	case errors.Is(err, context.Canceled):
+		// Ctrl-C or SIGTERM: what was cut short is not an error to
+		// explain ("context canceled" deep in some step).
+		fmt.Fprintln(env.stderr, "cairn: interrupted")
 		return 130
 	}
+	fmt.Fprintf(env.stderr, "cairn: %s\n", oneLine(err))
 	return 1
 }
