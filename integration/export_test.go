@@ -122,14 +122,29 @@ func TestExportRoundTrips(t *testing.T) {
 		})
 	}
 
-	for _, codec := range []string{"none", "zstd", "lz4", "gzip"} {
-		t.Run("raw-"+codec, func(t *testing.T) {
+	// zstd at level 1 copies the vault's blocks.
+	for _, c := range []struct{ codec, level string }{{"none", ""}, {"zstd", ""}, {"zstd", "1"}, {"lz4", ""}, {"gzip", ""}} {
+		codec := c.codec
+		t.Run("raw-"+codec+c.level, func(t *testing.T) {
 			if codec != "none" {
 				needTool(t, codec)
 			}
-			out := filepath.Join(dir, "vm.raw."+codec)
+			out := filepath.Join(dir, "vm.raw."+codec+c.level)
+			args := []string{"export", point, "--format", "raw", "--compress", codec, "-o", out, "--json"}
+			if c.level != "" {
+				args = append(args, "--level", c.level)
+			}
 			var res exportJSON
-			mustJSON(t, mustCairn(t, vault, "export", point, "--format", "raw", "--compress", codec, "-o", out, "--json"), &res)
+			mustJSON(t, mustCairn(t, vault, args...), &res)
+			if codec == "zstd" {
+				// Copied blocks are a frame each (256 KiB), compressed
+				// chunks 4 MiB: zstd -l counts them.
+				var frames int64
+				fmt.Sscan(strings.Split(sh(t, "zstd", "-l", out), "\n")[1], &frames)
+				if copied := frames > size>>20; copied != (c.level == "1") {
+					t.Errorf("--level %q: %d frames for %d bytes", c.level, frames, size)
+				}
+			}
 			plain := out
 			if codec != "none" {
 				plain = out + ".plain"
@@ -382,15 +397,19 @@ func TestExportDamagedFrames(t *testing.T) {
 	checkQcow2(t, out, disk, "zstd")
 	damageOnlyPack(t, vault, func(size int64) int64 { return size / 2 })
 
-	out = filepath.Join(dir, "damaged.qcow2")
-	r := cairn(t, vault, "export", point, "--format", "qcow2", "--compress", "zstd", "--cluster-size", "256K", "-o", out)
-	if r.code != 1 || !regexp.MustCompile(`disk d at offset \d+:`).MatchString(r.stderr) || strings.Count(r.stderr, "\n") != 1 {
-		t.Errorf("exit %d, stderr %q; want exit 1 naming the damaged offset", r.code, r.stderr)
+	// qcow2 with 256K clusters and raw zstd at level 1 copy the frames.
+	for _, args := range [][]string{{"--format", "qcow2", "--compress", "zstd", "--cluster-size", "256K"},
+		{"--format", "raw", "--compress", "zstd", "--level", "1"}} {
+		out = filepath.Join(dir, "damaged."+args[1])
+		r := cairn(t, vault, append([]string{"export", point, "-o", out}, args...)...)
+		if r.code != 1 || !regexp.MustCompile(`disk d at offset \d+:`).MatchString(r.stderr) || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q; want exit 1 naming the damaged offset", args, r.code, r.stderr)
+		}
+		if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%v: output left under its final name: %v", args, err)
+		}
+		leftovers(t, dir, filepath.Base(out))
 	}
-	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("output left under its final name: %v", err)
-	}
-	leftovers(t, dir, filepath.Base(out))
 	cmd := exec.Command(cairnBin, "export", point, "--format", "qcow2", "--compress", "zstd", "--cluster-size", "256K", "-o", "-")
 	cmd.Env = append(os.Environ(), "CAIRN_VAULT="+vault)
 	var stderr bytes.Buffer

@@ -21,7 +21,8 @@
 //   - A point's manifest is committed last, after all of its blocks and
 //     map pages are durable and indexed. Nothing is visible before.
 //   - Blocks of all zeros and holes of the source are never stored.
-//   - Every byte a DiskReader hands out has been checked against its
-//     block's hash, including a block handed out as stored
-//     (AppendStored), which is decompressed and hashed first.
+//   - Every byte a DiskReader or Vault.Blocks hands out has been checked
+//     against its block's hash, including a block handed out as stored
+//     (AppendStored, StoredBlocks), which is decompressed and hashed
+//     first.
 package snapshot

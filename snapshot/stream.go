@@ -18,6 +18,43 @@ import (
 // first error (fn's, or a damaged block named by point, disk and offset)
 // stops the walk and is returned.
 func (v *Vault) Blocks(ctx context.Context, p *Point, name string, fn func(off int64, data []byte) error) error {
+	load := func(h index.Hash, buf []byte, want int64) (string, []byte, error) {
+		data, err := v.store.Load(h, buf)
+		if err == nil && int64(len(data)) != want {
+			err = fmt.Errorf("block %s is %d bytes, want %d", h, len(data), want)
+		}
+		return "", data, err
+	}
+	return v.walkBlocks(ctx, p, name, load, func(off int64, _ string, data []byte) error { return fn(off, data) })
+}
+
+// StoredBlocks is Blocks with each block as the vault stores it: fn gets
+// the codec ("none" for a block kept as it is, or the vault's
+// compression) and the stored payload, which holds the block's bytes from
+// off to the next block or the disk's end. Every block is verified
+// (decompressed and hashed) before fn sees it, as Blocks does; for
+// export, which copies compressed blocks instead of compressing again.
+func (v *Vault) StoredBlocks(ctx context.Context, p *Point, name string, fn func(off int64, codec string, payload []byte) error) error {
+	load := func(h index.Hash, buf []byte, want int64) (string, []byte, error) {
+		_, raw, err := v.store.StoredLen(h)
+		if err == nil && int64(raw) != want {
+			err = fmt.Errorf("block %s is %d bytes, want %d", h, raw, want)
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		c, out, err := v.store.AppendStored(h, buf[:0])
+		return c.String(), out, err
+	}
+	return v.walkBlocks(ctx, p, name, load, fn)
+}
+
+// walkBlocks runs Blocks and StoredBlocks: load reads block h, of want
+// bytes, into buf (or a new buffer) in a worker; fn takes the results in
+// order.
+func (v *Vault) walkBlocks(ctx context.Context, p *Point, name string,
+	load func(h index.Hash, buf []byte, want int64) (codec string, data []byte, err error),
+	fn func(off int64, codec string, data []byte) error) error {
 	d, err := pickDisk(p, name)
 	if err != nil {
 		return err
@@ -27,12 +64,13 @@ func (v *Vault) Blocks(ctx context.Context, p *Point, name string, fn func(off i
 	defer cancel()
 
 	type job struct {
-		off  int64
-		h    index.Hash
-		buf  []byte
-		data []byte
-		err  error
-		done chan struct{}
+		off   int64
+		h     index.Hash
+		buf   []byte
+		codec string
+		data  []byte
+		err   error
+		done  chan struct{}
 	}
 	window := 4 * workers
 	order := make(chan *job, window)
@@ -80,12 +118,9 @@ func (v *Vault) Blocks(ctx context.Context, p *Point, name string, fn func(off i
 			defer wg.Done()
 			for j := range work {
 				if ctx.Err() == nil {
-					j.data, j.err = v.store.Load(j.h, j.buf)
+					j.codec, j.data, j.err = load(j.h, j.buf, min(bs, d.Size-j.off))
 					if j.err == nil {
 						j.buf = j.data
-						if want := min(bs, d.Size-j.off); int64(len(j.data)) != want {
-							j.err = fmt.Errorf("block %s is %d bytes, want %d", j.h, len(j.data), want)
-						}
 					}
 					if j.err != nil {
 						j.err = fmt.Errorf("%s disk %s at offset %d: %w", p.Name(), d.Name, j.off, j.err)
@@ -104,7 +139,7 @@ func (v *Vault) Blocks(ctx context.Context, p *Point, name string, fn func(off i
 		if err == nil {
 			err = j.err
 			if err == nil {
-				err = fn(j.off, j.data)
+				err = fn(j.off, j.codec, j.data)
 			}
 			if err == nil {
 				err = ctx.Err()

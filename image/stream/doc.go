@@ -19,6 +19,9 @@
 //   - Zeros(n) stands for n zero bytes without materialising them: each
 //     whole chunk of zeros reuses one frame compressed once, so a sparse
 //     terabyte disk streams at the speed of the disk's data.
+//   - WriteFrame(frame) puts a frame made elsewhere (a zstd vault's
+//     block) between the chunks as it is, after closing any partial
+//     chunk; the caller vouches for what it decodes to.
 //
 // Independent chunks cost a little ratio against one long frame (each
 // chunk starts with an empty history); at 4 MiB the loss is well under

@@ -50,11 +50,12 @@ type Options struct {
 type encodeFunc func(dst *bytes.Buffer, src []byte) error
 
 type chunk struct {
-	raw  []byte
-	out  bytes.Buffer
-	zero bool // a whole chunk of zeros: write the shared zero frame
-	err  error
-	done chan struct{}
+	raw   []byte
+	out   bytes.Buffer
+	zero  bool // a whole chunk of zeros: write the shared zero frame
+	frame bool // out already holds the frame (WriteFrame)
+	err   error
+	done  chan struct{}
 }
 
 // Writer compresses what is written to it into a stream of frames on w.
@@ -114,6 +115,10 @@ func NewWriter(w io.Writer, o Options) (*Writer, error) {
 		go func() {
 			defer sw.workers.Done()
 			for c := range sw.work {
+				if c.frame {
+					c.done <- struct{}{}
+					continue
+				}
 				c.out.Reset()
 				if !c.zero && sw.failed() == nil {
 					c.err = encs[i](&c.out, c.raw)
@@ -274,7 +279,7 @@ func (sw *Writer) next() *chunk {
 		if cap(c.raw) < sw.size {
 			c.raw = make([]byte, 0, sw.size)
 		}
-		c.raw, c.zero, c.err = c.raw[:0], false, nil
+		c.raw, c.zero, c.frame, c.err = c.raw[:0], false, false, nil
 		sw.cur = c
 	}
 	return sw.cur
@@ -307,6 +312,28 @@ func (sw *Writer) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// WriteFrame appends frame, one complete frame of the stream's codec made
+// elsewhere (a zstd vault's block), after what was written before; a
+// partial chunk is compressed first. The frame is copied, not checked:
+// the caller vouches that it decodes to the bytes it stands for.
+func (sw *Writer) WriteFrame(frame []byte) error {
+	if sw.closed {
+		return ErrClosed
+	}
+	if err := sw.failed(); err != nil {
+		return err
+	}
+	if sw.cur != nil && len(sw.cur.raw) > 0 {
+		sw.submit(sw.cur)
+	}
+	c := sw.next()
+	c.out.Reset()
+	c.out.Write(frame)
+	c.frame = true
+	sw.submit(c)
+	return nil
 }
 
 // Zeros compresses n zero bytes; whole chunks of them cost no work.

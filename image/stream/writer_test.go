@@ -26,10 +26,12 @@ func needTool(t testing.TB, name string) {
 	}
 }
 
-// piece is one call: data written, or zeros.
+// piece is one call: data written, zeros, or a frame made elsewhere that
+// stands for data.
 type piece struct {
 	data  []byte
 	zeros int64
+	frame []byte
 }
 
 func sample(seed int64, chunk int) ([]piece, []byte) {
@@ -65,11 +67,16 @@ func compress(t *testing.T, o Options, ps []piece) []byte {
 		t.Fatal(err)
 	}
 	for _, p := range ps {
-		if p.data != nil {
-			if _, err := w.Write(p.data); err != nil {
-				t.Fatal(err)
-			}
-		} else if err := w.Zeros(p.zeros); err != nil {
+		var err error
+		switch {
+		case p.frame != nil:
+			err = w.WriteFrame(p.frame)
+		case p.data != nil:
+			_, err = w.Write(p.data)
+		default:
+			err = w.Zeros(p.zeros)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -141,6 +148,50 @@ func TestRoundTrip(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// Frames made elsewhere land between compressed chunks as they are, and
+// the stream still decodes to everything in order: a partial chunk before
+// a frame is closed first.
+func TestWriteFrame(t *testing.T) {
+	needTool(t, "zstd")
+	const chunk = 64 << 10
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	text := bytes.Repeat([]byte("a block the vault compressed already; "), 2000)
+	other := bytes.Repeat([]byte("another one, shorter; "), 1000)
+	f1, f2 := enc.EncodeAll(text, nil), enc.EncodeAll(other, nil)
+	ps := []piece{
+		{data: []byte("head, a partial chunk")},
+		{frame: f1, data: text},
+		{zeros: 5000},
+		{frame: f2, data: other},
+		{frame: f1, data: text},
+		{zeros: 3 * chunk},
+		{data: text[:chunk+100]},
+		{frame: f2, data: other},
+	}
+	var want []byte
+	for _, p := range ps {
+		if p.data != nil {
+			want = append(want, p.data...)
+		} else {
+			want = append(want, make([]byte, p.zeros)...)
+		}
+	}
+	b := compress(t, Options{Codec: Zstd, ChunkSize: chunk, Workers: 3}, ps)
+	if got := goDecode(t, Zstd, b); !bytes.Equal(got, want) {
+		t.Fatalf("Go decoder: %d bytes, want %d", len(got), len(want))
+	}
+	if got := toolDecode(t, Zstd, b); !bytes.Equal(got, want) {
+		t.Fatalf("zstd -d: %d bytes, want %d", len(got), len(want))
+	}
+	if n := bytes.Count(b, f1); n != 2 {
+		t.Errorf("frame found %d times in the stream, want 2 copies as they are", n)
 	}
 }
 
