@@ -2,7 +2,7 @@
 # Exports of one point (make bench, or alone): the latest point of the kept
 # cairn vault (disk2.img) exported by cairn as qcow2 (zlib, zstd, and zstd
 # with 256 KiB clusters, which copies the vault's blocks) and as a
-# zstd stream, against qemu-img convert -c and zstd -T0 of the same disk
+# zstd stream (level 3, and level 1, which copies them too), against qemu-img convert -c and zstd -T0 of the same disk
 # restored once to a raw file, in the same run, alternating, medians.
 # Every input (the vault, or the raw file) is read once before each timed
 # step. Then each cairn output is checked: qemu-img check and qemu-img
@@ -51,6 +51,7 @@ for r in $(seq 1 "$rounds"); do
 	step qemu-img-zstd "$raw" "$xdir/q-zstd.qcow2" -- qemu-img convert -c -O qcow2 -o compression_type=zstd "$raw" "$xdir/q-zstd.qcow2"
 	step cairn-qcow2-zstd-256k "$vault" "$xdir/c-zstd-256k.qcow2" -- "$cairn" --vault "$vault" export disk@latest --format qcow2 --compress zstd --cluster-size 256K -o "$xdir/c-zstd-256k.qcow2"
 	step cairn-raw-zstd "$vault" "$xdir/c.raw.zst" -- "$cairn" --vault "$vault" export disk@latest --format raw --compress zstd -o "$xdir/c.raw.zst"
+	step cairn-raw-zstd-1 "$vault" "$xdir/c1.raw.zst" -- "$cairn" --vault "$vault" export disk@latest --format raw --compress zstd --level 1 -o "$xdir/c1.raw.zst"
 	step zstd-T0-3 "$raw" "$xdir/z3.raw.zst" -- zstd -q -f -T0 -3 "$raw" -o "$xdir/z3.raw.zst"
 	step zstd-T0-1 "$raw" "$xdir/z1.raw.zst" -- zstd -q -f -T0 -1 "$raw" -o "$xdir/z1.raw.zst"
 done
@@ -64,12 +65,14 @@ for q in c-zlib c-zstd c-zstd-256k; do
 		check=FAIL
 	fi
 done
-if zstd -q -d -c "$xdir/c.raw.zst" | cmp -s - "$raw"; then
-	log "c.raw.zst: zstd -d | cmp ok"
-else
-	log "c.raw.zst: zstd -d | cmp FAILED"
-	check=FAIL
-fi
+for z in c c1; do
+	if zstd -q -d -c "$xdir/$z.raw.zst" | cmp -s - "$raw"; then
+		log "$z.raw.zst: zstd -d | cmp ok"
+	else
+		log "$z.raw.zst: zstd -d | cmp FAILED"
+		check=FAIL
+	fi
+done
 
 {
 	echo
@@ -90,7 +93,7 @@ fi
 		col[$1, "walls"] = col[$1, "walls"] ($1 in nw ? ", " : "") $3; nw[$1] = 1
 	}
 	END {
-		peer["cairn-qcow2-zlib"] = "qemu-img-zlib"; peer["cairn-qcow2-zstd"] = "qemu-img-zstd"; peer["cairn-qcow2-zstd-256k"] = "qemu-img-zstd"; peer["cairn-raw-zstd"] = "zstd-T0-3"
+		peer["cairn-qcow2-zlib"] = "qemu-img-zlib"; peer["cairn-qcow2-zstd"] = "qemu-img-zstd"; peer["cairn-qcow2-zstd-256k"] = "qemu-img-zstd"; peer["cairn-raw-zstd"] = "zstd-T0-3"; peer["cairn-raw-zstd-1"] = "zstd-T0-1"
 		print "| step | wall s (runs) | CPU s | peak RSS MiB | output MiB | others\x27 CPU s | peer | peer wall / cairn | peer CPU / cairn | output / peer |"
 		print "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"
 		for (i = 1; i <= k; i++) {
