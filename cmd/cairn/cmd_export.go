@@ -267,10 +267,13 @@ func exportTo(ctx context.Context, env *cmdEnv, v *snapshot.Vault, r *snapshot.D
 				return err
 			}
 			var err error
-			if codec == "zstd" {
+			switch codec {
+			case "zstd":
 				err = sw.WriteFrame(payload)
-			} else {
+			case "none":
 				_, err = sw.Write(payload)
+			default:
+				err = fmt.Errorf("block at offset %d is stored as %q, not zstd or raw", off, codec)
 			}
 			pos = min(off+bs, size)
 			bar.update(pos, size)
