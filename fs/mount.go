@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -64,7 +65,7 @@ func Mount(mountpoint string, v Vault, o MountOptions) (*fuse.Server, error) {
 			AllowOther: o.AllowOther,
 			// The kernel's own read-ahead is worth 3.5x on sequential
 			// reads; 1 MiB requests start on block boundaries.
-			MaxReadAhead: 1 << 20,
+			MaxReadAhead: kernelReadAhead,
 			MaxWrite:     1 << 20,
 			// Replies are always in memory: go-fuse would set up a pipe
 			// for every READ reply, find no file to splice from and
@@ -93,7 +94,49 @@ func Mount(mountpoint string, v Vault, o MountOptions) (*fuse.Server, error) {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
 	go func() { srv.Wait(); fsys.ra.stop() }()
+	if err := raiseKernelReadAhead(abs, kernelReadAhead); err != nil {
+		o.Logf("kernel read-ahead stays at its default: %v", err)
+	}
 	return srv, nil
+}
+
+// kernelReadAhead is the read-ahead asked of the kernel, and the largest
+// READ it then sends.
+const kernelReadAhead = 1 << 20
+
+// raiseKernelReadAhead sets the read-ahead of the mount at path to n
+// bytes. The kernel takes a FUSE mount's MaxReadAhead only as a cap below
+// the system default (128 KiB), so without this sequential readers get
+// 128 KiB READs; with it, 1 MiB ones (cold dd of a 2 GiB disk, paired
+// runs: 434-626 MB/s at 128 KiB, 644-758 at 1 MiB). Files opened from
+// here on use it. Needs root (sysfs).
+func raiseKernelReadAhead(path string, n int) error {
+	dev, err := mountDevice(path)
+	if err == nil && dev == "" {
+		err = fmt.Errorf("%s is not in /proc/self/mountinfo", path)
+	}
+	if err != nil {
+		return err
+	}
+	return os.WriteFile("/sys/class/bdi/"+dev+"/read_ahead_kb", []byte(strconv.Itoa(n>>10)), 0)
+}
+
+// mountDevice returns the "major:minor" of the mount at path from
+// /proc/self/mountinfo (the last mount there wins, as for lookups), or ""
+// when nothing is mounted there.
+func mountDevice(path string) (string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	dev := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && unescapeMount(f[4]) == path {
+			dev = f[2]
+		}
+	}
+	return dev, nil
 }
 
 // checkMountpoint refuses a missing path, a non-directory, and a
@@ -121,17 +164,8 @@ func checkMountpoint(path string) error {
 
 // isMountpoint looks path up in /proc/self/mountinfo.
 func isMountpoint(path string) (bool, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && unescapeMount(f[4]) == path {
-			return true, nil
-		}
-	}
-	return false, nil
+	dev, err := mountDevice(path)
+	return dev != "", err
 }
 
 func unescapeMount(s string) string {

@@ -7,6 +7,8 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -171,5 +173,22 @@ func TestReadAheadNeedsTwoSequentialReads(t *testing.T) {
 			t.Fatalf("%d blocks loaded ahead after two sequential reads", ahead(13<<20+4096))
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The mount raises its kernel read-ahead past the 128 KiB default, which
+// is all the kernel grants a FUSE mount's MaxReadAhead on its own.
+func TestMountRaisesKernelReadAhead(t *testing.T) {
+	dir, _ := mountTest(t, make([]byte, 1<<20), nil)
+	dev, err := mountDevice(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/sys/class/bdi/" + dev + "/read_ahead_kb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(b)); got != strconv.Itoa(kernelReadAhead>>10) {
+		t.Errorf("read_ahead_kb of the mount (%s) is %s, want %d", dev, got, kernelReadAhead>>10)
 	}
 }
