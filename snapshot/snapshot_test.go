@@ -316,6 +316,23 @@ func TestIncompressibleBlocks(t *testing.T) {
 	}
 }
 
+// damageableVault opens a new vault of bs-byte blocks for a test that
+// damages it: not TestVault, whose verify at cleanup would find the
+// damage.
+func damageableVault(t testing.TB, bs int) *Vault {
+	t.Helper()
+	dir := t.TempDir()
+	if err := Init(dir, Config{BlockSize: bs}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return v
+}
+
 // damageBlock overwrites four bytes inside the stored payload of block i
 // of disk d, in its pack file.
 func damageBlock(t testing.TB, v *Vault, d *Disk, i int64) {
@@ -399,15 +416,7 @@ func TestSequentialReaderReadsAhead(t *testing.T) {
 // are, nothing for holes; a damaged block is an error naming its offset.
 func TestAppendStored(t *testing.T) {
 	const bs = 64 << 10
-	dir := t.TempDir() // not TestVault: its verify at cleanup would find the damage
-	if err := Init(dir, Config{BlockSize: bs}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	v, err := Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
+	v := damageableVault(t, bs)
 	data := disk(3, 2<<20)
 	clear(data[bs : 2*bs])                              // a hole
 	rand.New(rand.NewSource(4)).Read(data[3*bs : 4*bs]) // incompressible

@@ -8,7 +8,6 @@ import (
 	"math/rand"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cairn-backup/cairn/chunkstore"
 	"github.com/klauspost/compress/zstd"
@@ -76,15 +75,7 @@ func TestBlocksInOrder(t *testing.T) {
 // TestBlocksDamaged checks a damaged block stops the stream with an error
 // naming its offset, after the blocks before it were delivered.
 func TestBlocksDamaged(t *testing.T) {
-	dir := t.TempDir()
-	if err := Init(dir, Config{BlockSize: 64 << 10}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	v, err := Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
+	v := damageableVault(t, 64<<10)
 	ctx := context.Background()
 	p, err := v.Backup(ctx, "a", []DiskSource{{Name: "d", Src: &MemSource{Data: disk(6, 1<<20)}}}, BackupOptions{})
 	if err != nil {
@@ -108,15 +99,7 @@ func TestBlocksDamaged(t *testing.T) {
 // at its offset before any of its bytes are delivered.
 func TestStoredBlocks(t *testing.T) {
 	const bs = 64 << 10
-	dir := t.TempDir() // not TestVault: its verify at cleanup would find the damage
-	if err := Init(dir, Config{BlockSize: bs}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	v, err := Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
+	v := damageableVault(t, bs)
 	ctx := context.Background()
 	size := 20*bs + 5000
 	data := disk(7, size)
