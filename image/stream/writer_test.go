@@ -48,6 +48,11 @@ func sample(seed int64, chunk int) ([]piece, []byte) {
 		{data: text[:chunk]},
 		{data: []byte("tail")},
 	}
+	return ps, contents(ps)
+}
+
+// contents returns the bytes a stream of ps decodes to.
+func contents(ps []piece) []byte {
 	var all []byte
 	for _, p := range ps {
 		if p.data != nil {
@@ -56,7 +61,7 @@ func sample(seed int64, chunk int) ([]piece, []byte) {
 			all = append(all, make([]byte, p.zeros)...)
 		}
 	}
-	return ps, all
+	return all
 }
 
 func compress(t *testing.T, o Options, ps []piece) []byte {
@@ -175,14 +180,7 @@ func TestWriteFrame(t *testing.T) {
 		{data: text[:chunk+100]},
 		{frame: f2, data: other},
 	}
-	var want []byte
-	for _, p := range ps {
-		if p.data != nil {
-			want = append(want, p.data...)
-		} else {
-			want = append(want, make([]byte, p.zeros)...)
-		}
-	}
+	want := contents(ps)
 	b := compress(t, Options{Codec: Zstd, ChunkSize: chunk, Workers: 3}, ps)
 	if got := goDecode(t, Zstd, b); !bytes.Equal(got, want) {
 		t.Fatalf("Go decoder: %d bytes, want %d", len(got), len(want))
