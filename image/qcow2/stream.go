@@ -312,8 +312,9 @@ func (p *packer) flush() {
 	p.lastRef = 0
 }
 
-// streamSink writes the data clusters of a stream in the packer's layout,
-// checking each against the length pass 1 laid out.
+// streamSink writes the data clusters of a stream in the packer's layout
+// and folds each cluster and its length into the digest that the caller
+// compares, at the end, with the layout's.
 type streamSink struct {
 	w       *bufio.Writer
 	c       int64
