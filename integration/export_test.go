@@ -244,6 +244,16 @@ func testExportStdout(t *testing.T, vault, point, restored, dir string) {
 		pipe(t, z, "export", point, "--format", "raw", "--compress", "zstd", "-o", "-")
 		sh(t, "zstd", "-q", "-d", "-f", z, "-o", r)
 		sameFile(t, restored, r)
+		// An image is not written to a terminal (script gives the
+		// command one as stdout).
+		needTool(t, "script")
+		c := exec.Command("script", "-qec", "'"+cairnBin+"' export '"+point+"' --format qcow2 -o -", "/dev/null")
+		c.Env = append(os.Environ(), "CAIRN_VAULT="+vault)
+		out, err := c.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "stdout is a terminal") || len(out) > 200 {
+			t.Errorf("export -o - to a terminal: %v, %d bytes of output starting %q; want exit 2 and one line", err, len(out), out[:min(len(out), 200)])
+		}
 	}
 	t.Run("stdout-local", run)
 	// Tables first means no temporary file: both stream without one.
@@ -271,8 +281,8 @@ func testExportStdout(t *testing.T, vault, point, restored, dir string) {
 			t.Fatalf("daemon did not start:\n%s", log.String())
 		}
 		run(t)
-		if n := strings.Count(log.String(), "running export"); n != 5 {
-			t.Errorf("%d exports ran in the daemon, want 5:\n%s", n, log.String())
+		if n := strings.Count(log.String(), "running export"); n != 6 {
+			t.Errorf("%d exports ran in the daemon, want 6:\n%s", n, log.String())
 		}
 	})
 }

@@ -84,7 +84,7 @@ func viaDaemon(ctx context.Context, env *cmdEnv, args []string) (int, error) {
 		return 0, errNoDaemon
 	}
 	defer conn.Close()
-	req := daemonRequest{Args: args, Cwd: cwd, Terminal: env.terminal,
+	req := daemonRequest{Args: args, Cwd: cwd, Terminal: env.terminal, StdoutTerminal: env.stdoutTerminal,
 		Env: map[string]string{"CAIRN_VAULT": env.getenv("CAIRN_VAULT")}}
 	b, _ := json.Marshal(req)
 	if err := writeFrame(conn, frameRequest, b); err != nil {

@@ -63,7 +63,7 @@ func newExportCommand(env *cmdEnv) *cli.Command {
 			"-o - writes the image to stdout, qcow2 included: uncompressed, or with the vault's blocks\n" +
 			"copied as above, it streams, tables first; other compressed qcow2 is staged in a temporary file\n" +
 			"first, which needs free space in $TMPDIR (the daemon's when one runs). With -o -, --json\n" +
-			"prints to stderr.\n" +
+			"prints to stderr; stdout must not be a terminal.\n" +
 			"A file appears under its name only once it is complete; --force replaces an existing one.\n" +
 			"Every block is verified as it is read: a damaged block stops the export with an error naming\n" +
 			"its offset.",
@@ -87,6 +87,9 @@ func newExportCommand(env *cmdEnv) *cli.Command {
 				output: env.path(c.String("output")), force: c.Bool("force"), json: c.Bool("json")}
 			if err := o.check(); err != nil {
 				return err
+			}
+			if o.output == "-" && env.stdoutTerminal {
+				return usagef("-o -: stdout is a terminal; redirect it to a file or a pipe, or give -o FILE")
 			}
 			return env.withVault(c, func(v *snapshot.Vault) error { return runExport(c.Context, env, v, o) })
 		},

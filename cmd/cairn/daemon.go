@@ -174,12 +174,13 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 	}()
 	var mu sync.Mutex
 	env := &cmdEnv{
-		stdout:   frameWriter{&mu, conn, frameStdout},
-		stderr:   frameWriter{&mu, conn, frameStderr},
-		terminal: req.Terminal,
-		getenv:   func(k string) string { return req.Env[k] },
-		cwd:      req.Cwd,
-		vault:    d.vault,
+		stdout:         frameWriter{&mu, conn, frameStdout},
+		stderr:         frameWriter{&mu, conn, frameStderr},
+		terminal:       req.Terminal,
+		stdoutTerminal: req.StdoutTerminal,
+		getenv:         func(k string) string { return req.Env[k] },
+		cwd:            req.Cwd,
+		vault:          d.vault,
 	}
 	cmd, _, _ := commandOf(req.Args, env.getenv)
 	d.log.Printf("running %s for a client", cmd)

@@ -18,6 +18,7 @@ import (
 type cmdEnv struct {
 	stdout, stderr io.Writer
 	terminal       bool // stderr is a terminal: show progress
+	stdoutTerminal bool // stdout is a terminal: no images written to it
 	getenv         func(string) string
 	cwd            string // resolve relative paths against this; "" = process cwd
 

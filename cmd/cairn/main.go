@@ -15,10 +15,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	env := &cmdEnv{
-		stdout:   os.Stdout,
-		stderr:   os.Stderr,
-		terminal: term.IsTerminal(int(os.Stderr.Fd())),
-		getenv:   os.Getenv,
+		stdout:         os.Stdout,
+		stderr:         os.Stderr,
+		terminal:       term.IsTerminal(int(os.Stderr.Fd())),
+		stdoutTerminal: term.IsTerminal(int(os.Stdout.Fd())),
+		getenv:         os.Getenv,
 	}
 	if path := os.Getenv("CAIRN_CPUPROFILE"); path != "" {
 		atExit = append(atExit, startProfile(path))

@@ -24,10 +24,12 @@ const (
 const maxFrame = 16 << 20
 
 type daemonRequest struct {
-	Args     []string          `json:"args"`
-	Cwd      string            `json:"cwd"`
-	Terminal bool              `json:"terminal"`
-	Env      map[string]string `json:"env"`
+	Args     []string `json:"args"`
+	Cwd      string   `json:"cwd"`
+	Terminal bool     `json:"terminal"`
+	// StdoutTerminal: the client's stdout is a terminal.
+	StdoutTerminal bool              `json:"stdout_terminal"`
+	Env            map[string]string `json:"env"`
 }
 
 func writeFrame(w io.Writer, typ byte, payload []byte) error {
