@@ -16,6 +16,7 @@ check mcopy       mtools
 check sgdisk      gdisk
 check sfdisk      fdisk
 check setfattr    attr
+check script      bsdutils
 check restic      restic
 check borg        borgbackup
 [ -x /usr/bin/time ] || need+=(time)
