@@ -204,6 +204,38 @@ func TestExportRoundTrips(t *testing.T) {
 		}
 		leftovers(t, dir, filepath.Base(out))
 	})
+
+	// kill -9 leaves the temporary file (never the final name); the next
+	// export to the same name removes it.
+	t.Run("kill", func(t *testing.T) {
+		out := filepath.Join(dir, "killed.qcow2")
+		args := []string{"export", point, "--format", "qcow2", "--level", "9", "--cluster-size", "4K", "-o", out}
+		cmd := exec.Command(cairnBin, args...)
+		cmd.Env = append(os.Environ(), "CAIRN_VAULT="+vault)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var temps []string
+		waitFor(10*time.Second, func() bool {
+			temps, _ = filepath.Glob(filepath.Join(dir, ".killed.qcow2.cairn-*"))
+			return len(temps) > 0
+		})
+		cmd.Process.Kill()
+		cmd.Wait()
+		if len(temps) != 1 {
+			t.Fatalf("temporary files while exporting: %v", temps)
+		}
+		if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("killed export left its final name: %v", err)
+		}
+		old := time.Now().Add(-time.Minute) // as a run killed a while ago
+		if err := os.Chtimes(temps[0], old, old); err != nil {
+			t.Fatal(err)
+		}
+		mustCairn(t, vault, args...)
+		checkQcow2(t, out, restored, "zlib")
+		leftovers(t, dir, filepath.Base(out))
+	})
 }
 
 // testExportStdout streams images through a pipe, locally and through a

@@ -5,14 +5,23 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
 )
 
 // replaceFile writes path through a temporary file beside it: fill
 // writes the content, which is then synced and renamed over path. On any
 // error the temporary file is removed, so nothing half-written ever
 // carries the final name. The file is created with mode 0600.
+//
+// The temporary file is locked (flock) while it is written. One left by
+// a killed run is unlocked, and the next run for the same path removes
+// it, so a kill -9 does not leave a hidden copy of a disk behind for good.
 func replaceFile(path string, fill func(f *os.File) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".cairn-*")
+	dir, base := filepath.Dir(path), filepath.Base(path)
+	removeStaleTemps(dir, base)
+	f, err := os.CreateTemp(dir, tempPrefix(base)+"*")
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
@@ -27,6 +36,9 @@ func replaceFile(path string, fill func(f *os.File) error) error {
 			os.Remove(f.Name())
 		}
 	}()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fmt.Errorf("%s: lock %s: %w", path, f.Name(), err)
+	}
 	if err := fill(f); err != nil {
 		return err
 	}
@@ -41,4 +53,39 @@ func replaceFile(path string, fill func(f *os.File) error) error {
 	}
 	ok = true
 	return nil
+}
+
+// tempPrefix starts the names of the temporary files for an output named
+// base.
+func tempPrefix(base string) string { return "." + base + ".cairn-" }
+
+// staleAge is how old an unlocked temporary file must be to be removed:
+// one just created is locked a moment later.
+const staleAge = 10 * time.Second
+
+// removeStaleTemps removes the temporary files for base in dir that no
+// running process holds locked. Failures are ignored: cleaning up is a
+// courtesy, and the new file does not depend on it.
+func removeStaleTemps(dir, base string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), tempPrefix(base)) {
+			continue
+		}
+		if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < staleAge {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			os.Remove(p) // its writer is gone
+		}
+		f.Close()
+	}
 }
