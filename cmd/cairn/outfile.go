@@ -36,9 +36,10 @@ func replaceFile(path string, fill func(f *os.File) error) error {
 			os.Remove(f.Name())
 		}
 	}()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return fmt.Errorf("%s: lock %s: %w", path, f.Name(), err)
-	}
+	// Where the filesystem has no flock (some network ones), the file
+	// stays unlocked, and removeStaleTemps, which cannot lock it either,
+	// leaves it alone.
+	syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 	if err := fill(f); err != nil {
 		return err
 	}
