@@ -178,17 +178,7 @@ func (l *layout) length(gc int64) (int, error) {
 	if l.frames == nil {
 		return 0, nil
 	}
-	zst, n, err := l.frames.FrameLen(gc)
-	if err != nil {
-		return 0, fmt.Errorf("qcow2: source: %w", err)
-	}
-	if !zst {
-		return 0, nil
-	}
-	if n <= 0 || int64(n) >= 2*l.c {
-		return 0, fmt.Errorf("qcow2: source frame at offset %d: %d bytes cannot be a cluster", gc*l.c, n)
-	}
-	return n, nil
+	return frameLen(l.frames, gc, l.c)
 }
 
 // walk calls fn with every data cluster, in guest order, and its length,

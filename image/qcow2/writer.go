@@ -391,6 +391,24 @@ func compressJob(ctx context.Context, src image.Source, j *job, csize int64, zer
 	return nil
 }
 
+// frameLen returns the length of guest cluster gc's zstd frame in src,
+// checked to be one a compressed cluster can hold, or 0 when the cluster
+// is not held as a frame (it is then stored plain).
+func frameLen(src FrameSource, gc, csize int64) (int, error) {
+	off := gc * csize
+	zst, n, err := src.FrameLen(gc)
+	if err != nil {
+		return 0, fmt.Errorf("qcow2: read source at offset %d: %w", off, err)
+	}
+	if !zst {
+		return 0, nil
+	}
+	if off+csize > src.Size() || n <= 0 || int64(n) >= 2*csize {
+		return 0, fmt.Errorf("qcow2: source frame at offset %d: %d bytes cannot be a cluster", off, n)
+	}
+	return n, nil
+}
+
 // frameJob fills j from a FrameSource: a copy of the cluster's zstd frame,
 // or its bytes as a plain cluster (the source found them incompressible,
 // or they end the disk). Nothing is compressed.
@@ -399,15 +417,12 @@ func frameJob(ctx context.Context, src FrameSource, j *job, csize int64) error {
 		return err
 	}
 	off := j.gc * csize
-	zst, n, err := src.FrameLen(j.gc)
+	n, err := frameLen(src, j.gc, csize)
 	if err != nil {
-		return fmt.Errorf("qcow2: read source at offset %d: %w", off, err)
+		return err
 	}
 	j.zero = false
-	if zst {
-		if off+csize > src.Size() || n <= 0 || int64(n) >= 2*csize {
-			return fmt.Errorf("qcow2: source frame at offset %d: %d bytes cannot be a cluster", off, n)
-		}
+	if n > 0 {
 		out, err := src.AppendFrame(j.out[:0], j.gc)
 		if err != nil {
 			return fmt.Errorf("qcow2: read source at offset %d: %w", off, err)
