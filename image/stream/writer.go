@@ -251,6 +251,15 @@ func zstdZeroFrame(n int) []byte {
 	return f
 }
 
+// writable returns why nothing more can be written: ErrClosed after
+// Close, or the first failure.
+func (sw *Writer) writable() error {
+	if sw.closed {
+		return ErrClosed
+	}
+	return sw.failed()
+}
+
 func (sw *Writer) failed() error {
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
@@ -295,10 +304,7 @@ func (sw *Writer) submit(c *chunk) {
 // Write compresses p. It fails once any earlier chunk failed to compress
 // or to reach w.
 func (sw *Writer) Write(p []byte) (int, error) {
-	if sw.closed {
-		return 0, ErrClosed
-	}
-	if err := sw.failed(); err != nil {
+	if err := sw.writable(); err != nil {
 		return 0, err
 	}
 	n := 0
@@ -319,10 +325,7 @@ func (sw *Writer) Write(p []byte) (int, error) {
 // partial chunk is compressed first. The frame is copied, not checked:
 // the caller vouches that it decodes to the bytes it stands for.
 func (sw *Writer) WriteFrame(frame []byte) error {
-	if sw.closed {
-		return ErrClosed
-	}
-	if err := sw.failed(); err != nil {
+	if err := sw.writable(); err != nil {
 		return err
 	}
 	if sw.cur != nil && len(sw.cur.raw) > 0 {
@@ -338,10 +341,7 @@ func (sw *Writer) WriteFrame(frame []byte) error {
 
 // Zeros compresses n zero bytes; whole chunks of them cost no work.
 func (sw *Writer) Zeros(n int64) error {
-	if sw.closed {
-		return ErrClosed
-	}
-	if err := sw.failed(); err != nil {
+	if err := sw.writable(); err != nil {
 		return err
 	}
 	for n > 0 {
