@@ -258,7 +258,20 @@ func exportTo(ctx context.Context, env *cmdEnv, v *snapshot.Vault, r *snapshot.D
 		}
 		out = sw
 	}
+	// put writes the hole up to off, then the n bytes at off that write
+	// puts out.
 	pos := int64(0)
+	put := func(off, n int64, write func() error) error {
+		if err := out.Zeros(off - pos); err != nil {
+			return err
+		}
+		if err := write(); err != nil {
+			return err
+		}
+		pos = off + n
+		bar.update(pos, size)
+		return nil
+	}
 	var err error
 	if sw != nil && o.compress == stream.Zstd && o.level == 1 && v.Config().Compression == "zstd" {
 		// The vault keeps its blocks as zstd frames made at level 1:
@@ -266,33 +279,23 @@ func exportTo(ctx context.Context, env *cmdEnv, v *snapshot.Vault, r *snapshot.D
 		// the same bytes again at the same level.
 		bs := int64(d.BlockSize)
 		err = v.StoredBlocks(ctx, p, d.Name, func(off int64, codec string, payload []byte) error {
-			if err := out.Zeros(off - pos); err != nil {
-				return err
-			}
-			var err error
-			switch codec {
-			case "zstd":
-				err = sw.WriteFrame(payload)
-			case "none":
-				_, err = sw.Write(payload)
-			default:
-				err = fmt.Errorf("block at offset %d is stored as %q, not zstd or raw", off, codec)
-			}
-			pos = min(off+bs, size)
-			bar.update(pos, size)
-			return err
+			return put(off, min(bs, size-off), func() error {
+				switch codec {
+				case "zstd":
+					return sw.WriteFrame(payload)
+				case "none":
+					_, err := sw.Write(payload)
+					return err
+				}
+				return fmt.Errorf("block at offset %d is stored as %q, not zstd or raw", off, codec)
+			})
 		})
 	} else {
 		err = v.Blocks(ctx, p, d.Name, func(off int64, data []byte) error {
-			if err := out.Zeros(off - pos); err != nil {
+			return put(off, int64(len(data)), func() error {
+				_, err := out.Write(data)
 				return err
-			}
-			if _, err := out.Write(data); err != nil {
-				return err
-			}
-			pos = off + int64(len(data))
-			bar.update(pos, size)
-			return nil
+			})
 		})
 	}
 	if err == nil {
