@@ -3,7 +3,10 @@ package index
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -16,6 +19,10 @@ var (
 	ErrCorrupt = errors.New("index record damaged")
 	// ErrLocked is returned when another process has the index open.
 	ErrLocked = errors.New("index is in use by another process")
+	// ErrNoWrite is returned when the index cannot be opened for writing
+	// because its filesystem is full or read-only; it may still open
+	// with Options.ReadOnly.
+	ErrNoWrite = errors.New("index cannot be written")
 )
 
 // Options tune the index. The zero value means "default" for every field.
@@ -66,15 +73,73 @@ func Open(dir string, o Options) (*DB, error) {
 		WithMetricsEnabled(false)
 	if o.InMemory {
 		opts = opts.WithDir("").WithValueDir("")
+	} else if !o.ReadOnly {
+		removeEmptyMemtables(dir)
 	}
 	db, err := badger.Open(opts)
 	if err != nil {
-		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+		msg := err.Error()
+		switch {
+		case strings.Contains(msg, "Cannot acquire directory lock"):
 			return nil, ErrLocked
+		case !o.ReadOnly && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+			strings.Contains(msg, "no space left") || strings.Contains(msg, "quota exceeded")):
+			return nil, fmt.Errorf("%w: its filesystem is full (%s)", ErrNoWrite, lastPart(msg))
+		case !o.ReadOnly && (errors.Is(err, syscall.EROFS) || strings.Contains(msg, "read-only file system")):
+			return nil, fmt.Errorf("%w: its filesystem is read-only", ErrNoWrite)
 		}
 		return nil, fmt.Errorf("open index: %w", err)
 	}
+	if !o.InMemory && !o.ReadOnly {
+		tightenModes(dir)
+	}
 	return &DB{db: db}, nil
+}
+
+// removeEmptyMemtables deletes memtable logs of length zero. Badger
+// creates a memtable's log, then sizes it; a process killed between the
+// two leaves an empty log, which the next open fails on ("while opening
+// memtables ... Create a new file") while it sizes the file, so that
+// only the open after that one succeeds. An empty log holds no entries,
+// so removing it loses nothing.
+func removeEmptyMemtables(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".mem") {
+			continue
+		}
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() && info.Size() == 0 {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// lastPart is the innermost cause of a chain of "a: b: c" messages.
+func lastPart(msg string) string {
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		return msg[i+2:]
+	}
+	return msg
+}
+
+// tightenModes makes the index's files readable by their owner only.
+// Badger creates them with mode 0666 less the umask; the cairn command
+// sets a umask of 077, and this mends files of vaults made before it
+// did, or by other programs that use this package.
+func tightenModes(dir string) {
+	os.Chmod(dir, 0o700)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() && info.Mode().Perm()&0o077 != 0 {
+			os.Chmod(filepath.Join(dir, e.Name()), info.Mode().Perm()&0o700)
+		}
+	}
 }
 
 // Close flushes and closes the index.

@@ -2,6 +2,9 @@ package index
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -118,5 +121,56 @@ func TestHashText(t *testing.T) {
 	}
 	if _, err := ParseHash("zz"); err == nil {
 		t.Fatal("bad hash accepted")
+	}
+}
+
+// TestOpenAfterKillBeforeMemtableSized opens an index that a killed
+// process left with an empty memtable log, as Badger leaves one when
+// killed between creating and sizing it: the first open must succeed.
+func TestOpenAfterKillBeforeMemtableSized(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutPoint("r", "1", []byte("m")); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if err := os.WriteFile(filepath.Join(dir, "00099.mem"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("first open after the kill: %v", err)
+	}
+	defer db.Close()
+	if m, err := db.Point("r", "1"); err != nil || string(m) != "m" {
+		t.Fatalf("point after reopen: %q, %v", m, err)
+	}
+}
+
+// TestIndexFileModes checks that files a looser umask left readable by
+// others are made the owner's alone when the index opens.
+func TestIndexFileModes(t *testing.T) {
+	dir := t.TempDir()
+	old := syscall.Umask(0)
+	db, err := Open(dir, Options{})
+	syscall.Umask(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		info, _ := e.Info()
+		if info.Mode().IsRegular() && info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s: mode %04o", e.Name(), info.Mode().Perm())
+		}
 	}
 }
