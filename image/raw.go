@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -56,6 +57,34 @@ func (r *Raw) File() *os.File { return r.f }
 func (r *Raw) IsDevice() bool { return r.device }
 
 func (r *Raw) Size() int64 { return r.size }
+
+// CurrentSize returns the size now, where Size is the size at open: a
+// backup compares them after reading, to notice a source that shrank or
+// grew meanwhile.
+func (r *Raw) CurrentSize() (int64, error) {
+	if r.device {
+		var n uint64
+		if err := ioctlBlkGetSize64(int(r.f.Fd()), &n); err != nil {
+			return 0, fmt.Errorf("size of block device: %w", err)
+		}
+		return int64(n), nil
+	}
+	st, err := r.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+// ioctlBlkGetSize64 asks a block device its size without moving the
+// file offset (which a concurrent Seek-based caller might rely on).
+func ioctlBlkGetSize64(fd int, n *uint64) error {
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKGETSIZE64, uintptr(unsafe.Pointer(n)))
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
 
 func (r *Raw) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
 

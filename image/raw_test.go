@@ -63,3 +63,23 @@ func TestRawRejectsBadSources(t *testing.T) {
 		t.Error("character device accepted")
 	}
 }
+
+// TestRawCurrentSize checks that a file truncated under an open Raw is
+// noticed: Size stays what it was at open, CurrentSize tells the truth.
+func TestRawCurrentSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(path, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenRaw(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := os.Truncate(path, 300<<10); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.CurrentSize(); err != nil || n != 300<<10 || r.Size() != 1<<20 {
+		t.Fatalf("after truncate: Size %d, CurrentSize %d, %v", r.Size(), n, err)
+	}
+}

@@ -37,6 +37,10 @@ type BackupOptions struct {
 	Progress func(done, total int64)
 	// Workers hashing and compressing; GOMAXPROCS when 0.
 	Workers int
+	// RequireSameDisks fails the backup, before anything is read, when
+	// its disks are not those of the resource's latest point (added,
+	// removed or renamed ones).
+	RequireSameDisks bool
 }
 
 // Backup takes a new point of resource from disks and commits it. On any
@@ -44,6 +48,9 @@ type BackupOptions struct {
 // that later backups reuse.
 func (v *Vault) Backup(ctx context.Context, resource string, disks []DiskSource, o BackupOptions) (*Point, error) {
 	start := v.clock()
+	if v.readOnly {
+		return nil, fmt.Errorf("%s: %w (its filesystem is full or read-only)", v.dir, ErrReadOnly)
+	}
 	if err := CheckName("resource", resource); err != nil {
 		return nil, err
 	}
@@ -52,6 +59,7 @@ func (v *Vault) Backup(ctx context.Context, resource string, disks []DiskSource,
 	}
 	seen := map[string]bool{}
 	var total int64
+	var scans []extentScan
 	for _, d := range disks {
 		if err := CheckName("disk", d.Name); err != nil {
 			return nil, err
@@ -60,11 +68,12 @@ func (v *Vault) Backup(ctx context.Context, resource string, disks []DiskSource,
 			return nil, fmt.Errorf("%w: two disks named %q (name them with DISK=PATH)", ErrBadName, d.Name)
 		}
 		seen[d.Name] = true
-		n, err := dataBytes(d.Src)
+		sc, err := scanExtents(d.Src, int64(v.cfg.BlockSize))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", d.Path, err)
 		}
-		total += n
+		scans = append(scans, sc)
+		total += sc.work
 	}
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
@@ -89,17 +98,36 @@ func (v *Vault) Backup(ctx context.Context, resource string, disks []DiskSource,
 	if parent != nil {
 		pt.Parent = parent.ID
 	}
-	prog := &progress{fn: o.Progress, total: total}
-	for _, d := range disks {
-		var pd *Disk
-		if parent != nil {
-			if pd = parent.Disk(d.Name); pd != nil && pd.BlockSize != v.cfg.BlockSize {
-				pd = nil
+	bases, removed := planDisks(parent, disks)
+	pt.Removed = removed
+	if o.RequireSameDisks && parent != nil {
+		pt.Disks = make([]Disk, len(disks))
+		for i, d := range disks {
+			pt.Disks[i] = Disk{Name: d.Name}
+			if bases[i] != nil {
+				pt.Disks[i].Base = bases[i].Name
 			}
 		}
+		if c := pt.DiskChanges(); !c.None() {
+			return nil, fmt.Errorf("%w %s: %s; nothing was read", ErrDisksChanged, parent.Name(), c)
+		}
+		pt.Disks = nil
+	}
+	prog := &progress{fn: o.Progress, total: total}
+	for i, d := range disks {
+		pd := bases[i]
+		if pd != nil && pd.BlockSize != v.cfg.BlockSize {
+			pd = nil
+		}
 		disk, err := v.backupDisk(ctx, d, pd, pw, o.Workers, prog)
+		if err == nil {
+			err = checkUnchanged(d.Src, int64(v.cfg.BlockSize), scans[i])
+		}
 		if err != nil {
 			return nil, fmt.Errorf("disk %s (%s): %w", d.Name, d.Path, err)
+		}
+		if pd != nil {
+			disk.Base = pd.Name
 		}
 		pt.Disks = append(pt.Disks, *disk)
 		pt.Added += disk.Added
@@ -131,24 +159,119 @@ func (v *Vault) Backup(ctx context.Context, resource string, disks []DiskSource,
 	return pt, nil
 }
 
-// dataBytes sums the data ranges of s.
-func dataBytes(s Source) (int64, error) {
-	var n int64
-	for off := int64(0); off < s.Size(); {
+// extentScan is what a source says of itself before it is read: its
+// size, the runs of blocks a backup reads (every block that overlaps a
+// data range; everything else is a hole, never read), and their bytes.
+type extentScan struct {
+	size int64
+	runs [][2]int64 // [first, last] block numbers, ascending, disjoint
+	work int64
+}
+
+// scanExtents walks the data ranges of s.
+func scanExtents(s Source, bs int64) (extentScan, error) {
+	sc := extentScan{size: s.Size()}
+	next := int64(0) // first block not yet counted
+	err := eachDataRange(s, func(start, end int64) {
+		first, last := max(start/bs, next), (end-1)/bs
+		if first > last {
+			return
+		}
+		sc.work += min((last+1)*bs, sc.size) - first*bs
+		if n := len(sc.runs); n > 0 && sc.runs[n-1][1]+1 == first {
+			sc.runs[n-1][1] = last
+		} else {
+			sc.runs = append(sc.runs, [2]int64{first, last})
+		}
+		next = last + 1
+	})
+	return sc, err
+}
+
+// eachDataRange calls fn for each data range of s, in order.
+func eachDataRange(s Source, fn func(start, end int64)) error {
+	size := s.Size()
+	for off := int64(0); off < size; {
 		start, end, err := s.NextData(off)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		if start >= s.Size() {
-			break
+		if start >= size {
+			return nil
 		}
-		if end <= start || end > s.Size() {
-			return 0, fmt.Errorf("source reported a bad data range [%d, %d)", start, end)
+		if start < off || end <= start || end > size {
+			return fmt.Errorf("source reported a bad data range [%d, %d)", start, end)
 		}
-		n += end - start
+		fn(start, end)
 		off = end
 	}
-	return n, nil
+	return nil
+}
+
+// CurrentSizer is a Source that can tell its size now, as opposed to
+// when it was opened; files and block devices can. A backup checks it
+// after reading, so a source that shrank or grew meanwhile fails the
+// backup instead of giving a point with part of it silently zeroed.
+type CurrentSizer interface {
+	CurrentSize() (int64, error)
+}
+
+// sourceChanged says how a source changed, and what to do about it.
+func sourceChanged(format string, args ...any) error {
+	return fmt.Errorf("%w (%s); nothing was committed: back up a snapshot of it, or stop what writes to it first",
+		ErrSourceChanged, fmt.Sprintf(format, args...))
+}
+
+// checkUnchanged fails when s, just read, no longer matches what before
+// recorded: its size changed, or bytes it reported as a hole (and that
+// were therefore never read) are no longer zeros. A range that merely
+// became reported as data is not a change: a freshly written file's
+// extents settle as the kernel writes it back, so the check reads such a
+// range and accepts zeros.
+func checkUnchanged(s Source, bs int64, before extentScan) error {
+	if cs, ok := s.(CurrentSizer); ok {
+		n, err := cs.CurrentSize()
+		if err != nil {
+			return err
+		}
+		if n != before.size {
+			return sourceChanged("its size went from %d to %d bytes", before.size, n)
+		}
+	}
+	runs := before.runs
+	var buf []byte
+	var changed error
+	err := eachDataRange(s, func(start, end int64) {
+		for changed == nil && start < end {
+			for len(runs) > 0 && (runs[0][1]+1)*bs <= start {
+				runs = runs[1:]
+			}
+			if len(runs) > 0 && runs[0][0]*bs <= start { // read: skip to the run's end
+				start = min(end, (runs[0][1]+1)*bs)
+				continue
+			}
+			stop := end // a hole when it was scanned: must still be zeros
+			if len(runs) > 0 {
+				stop = min(end, runs[0][0]*bs)
+			}
+			for off := start; off < stop && changed == nil; off += int64(len(buf)) {
+				if buf == nil {
+					buf = make([]byte, bs)
+				}
+				p := buf[:min(int64(len(buf)), stop-off)]
+				if _, err := s.ReadAt(p, off); err != nil && !errors.Is(err, io.EOF) {
+					changed = err
+				} else if !chunkstore.IsZero(p) {
+					changed = sourceChanged("data appeared near offset %d, where it had a hole", off)
+				}
+			}
+			start = stop
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return changed
 }
 
 type progress struct {
@@ -344,10 +467,13 @@ func (v *Vault) readBlocks(ctx context.Context, src Source, bs, nblocks int64, s
 		}
 		n := min(bs, size-off)
 		raw := s.raw[:n]
-		if _, err := src.ReadAt(raw, off); err != nil && !(errors.Is(err, io.EOF) && off+n == size) {
+		if got, err := src.ReadAt(raw, off); err != nil && !(errors.Is(err, io.EOF) && got == len(raw)) {
+			if errors.Is(err, io.EOF) {
+				return sourceChanged("it ended at offset %d, before its size of %d bytes", off+int64(got), size)
+			}
 			return fmt.Errorf("read at offset %d: %w", off, err)
 		}
-		it := &item{first: b, raw: raw, read: min(off+n, dataEnd) - max(off, dataStart), slot: s, done: make(chan struct{})}
+		it := &item{first: b, raw: raw, read: n, slot: s, done: make(chan struct{})}
 		ordered <- it
 		work <- it
 		b++

@@ -23,6 +23,8 @@ type Point struct {
 	// informational only: this point does not depend on it.
 	Parent string `json:"parent,omitempty"`
 	Disks  []Disk `json:"disks"`
+	// Removed lists the parent's disks this point does not have.
+	Removed []string `json:"removed,omitempty"`
 	// Added is what the point cost the vault: stored bytes of new blocks
 	// and map pages, after dedup and compression.
 	Added    int64         `json:"added"`
@@ -40,8 +42,12 @@ type Disk struct {
 	Pages []index.Hash `json:"pages"`
 	// Allocated counts bytes in blocks that are not all zero.
 	Allocated int64 `json:"allocated"`
-	// Changed counts bytes in blocks that differ from the parent's disk
-	// of the same name (all allocated bytes without a parent).
+	// Base is the parent's disk this one was compared against: its own
+	// name, the old name of a renamed disk, or "" for a disk new in this
+	// point (backed up in full).
+	Base string `json:"base,omitempty"`
+	// Changed counts bytes in blocks that differ from the base disk (all
+	// allocated bytes without one).
 	Changed int64 `json:"changed"`
 	// Added counts stored bytes this disk added to the vault.
 	Added int64 `json:"added"`
@@ -90,14 +96,16 @@ func (p *Point) Disk(name string) *Disk {
 // Blocks is the number of blocks of the disk, holes included.
 func (d *Disk) Blocks() int64 { return (d.Size + int64(d.BlockSize) - 1) / int64(d.BlockSize) }
 
-const pointVersion = 1
+// pointVersion is the manifest version written. Version 2 records each
+// disk's Base; version 1 manifests read as comparing same-named disks.
+const pointVersion = 2
 
 func decodePoint(b []byte) (*Point, error) {
 	var p Point
 	if err := json.Unmarshal(b, &p); err != nil {
 		return nil, fmt.Errorf("damaged point manifest: %v", err)
 	}
-	if p.Version != pointVersion {
+	if p.Version < 1 || p.Version > pointVersion {
 		return nil, fmt.Errorf("point manifest version %d is not supported by this cairn", p.Version)
 	}
 	for _, d := range p.Disks {
@@ -252,6 +260,9 @@ func (v *Vault) Resolve(ref string) (*Point, error) {
 // Delete removes points. Blocks they alone used stay in the vault until
 // garbage collection; every other point is untouched and stays complete.
 func (v *Vault) Delete(points []*Point) error {
+	if v.readOnly {
+		return fmt.Errorf("%s: %w (its filesystem is full or read-only)", v.dir, ErrReadOnly)
+	}
 	keys := make([]index.PointKey, len(points))
 	for i, p := range points {
 		keys[i] = index.PointKey{Resource: p.Resource, ID: p.ID}

@@ -33,7 +33,19 @@ var (
 	ErrBadName        = errors.New("invalid name")
 	ErrLocked         = errors.New("vault is in use by another process")
 	ErrTargetTooSmall = errors.New("restore target too small")
+	// ErrSourceChanged marks a backup source that changed size or
+	// allocation while it was read: the backup fails, nothing is
+	// committed.
+	ErrSourceChanged = errors.New("the source changed while it was read")
+	// ErrBadSetting marks a vault setting that is out of range or unknown.
+	ErrBadSetting = errors.New("invalid vault setting")
 )
+
+// settingError is a bad setting, said plainly; it is ErrBadSetting.
+type settingError struct{ msg string }
+
+func (e settingError) Error() string        { return e.msg }
+func (e settingError) Is(target error) bool { return target == ErrBadSetting }
 
 // Config is the vault's cairn.json.
 type Config struct {
@@ -54,10 +66,10 @@ func Init(dir string, cfg Config, now time.Time) error {
 		cfg.Compression = DefaultCompression
 	}
 	if cfg.BlockSize < MinBlockSize || cfg.BlockSize > MaxBlockSize || cfg.BlockSize&(cfg.BlockSize-1) != 0 {
-		return fmt.Errorf("chunk size %d: must be a power of two from 4 KiB to 4 MiB", cfg.BlockSize)
+		return settingError{fmt.Sprintf("chunk size %d: must be a power of two from 4 KiB to 4 MiB", cfg.BlockSize)}
 	}
 	if _, err := chunkstore.ParseCodec(cfg.Compression); err != nil {
-		return err
+		return settingError{err.Error()}
 	}
 	cfg.Format = FormatVersion
 	cfg.Created = now.UTC()
@@ -118,6 +130,11 @@ type Options struct {
 	Clock func() time.Time
 	// Logf receives warnings; discarded when nil.
 	Logf func(format string, args ...any)
+	// ReadOnly says the caller only reads. The vault still opens for
+	// writing when it can (that is how a crashed writer's index is
+	// recovered), and read-only when its filesystem is full or mounted
+	// read-only, so points can be listed, verified and restored from it.
+	ReadOnly bool
 }
 
 // Vault is an open vault. It is safe for concurrent use.
@@ -132,7 +149,11 @@ type Vault struct {
 	logf  func(string, ...any)
 
 	commitMu sync.Mutex // serialises point ID choice and commit
+	readOnly bool       // opened without write access
 }
+
+// ErrReadOnly is returned by writes to a vault opened read-only.
+var ErrReadOnly = errors.New("vault is open read-only")
 
 // Open opens the vault in dir. Only one process may have it open.
 func Open(dir string, o Options) (*Vault, error) {
@@ -164,11 +185,16 @@ func Open(dir string, o Options) (*Vault, error) {
 		o.Logf = func(string, ...any) {}
 	}
 	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{Logf: o.Logf})
+	readOnly := false
+	if errors.Is(err, index.ErrNoWrite) && o.ReadOnly {
+		idx, err = index.Open(filepath.Join(dir, "index"), index.Options{Logf: o.Logf, ReadOnly: true})
+		readOnly = err == nil
+	}
 	if errors.Is(err, index.ErrLocked) {
 		return nil, fmt.Errorf("%s: %w", dir, ErrLocked)
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	be, err := chunkstore.NewDirBackend(filepath.Join(dir, "packs"))
 	if err != nil {
@@ -177,13 +203,15 @@ func Open(dir string, o Options) (*Vault, error) {
 	}
 	// We hold the index lock, so no writer is active: leftovers of a
 	// crashed backup can go.
-	if n, err := be.CleanTemp(); err == nil && n > 0 {
+	if readOnly {
+		o.Logf("%s: its filesystem is full or read-only; the vault is open for reading only", dir)
+	} else if n, err := be.CleanTemp(); err == nil && n > 0 {
 		o.Logf("removed %d unfinished pack(s) left by an interrupted backup", n)
 	}
 	return &Vault{
 		dir: dir, cfg: cfg, codec: codec, idx: idx, be: be,
 		store: chunkstore.New(be, idx, chunkstore.Options{CacheSize: o.CacheSize}),
-		clock: o.Clock, logf: o.Logf,
+		clock: o.Clock, logf: o.Logf, readOnly: readOnly,
 	}, nil
 }
 
