@@ -4,13 +4,14 @@
 GO      ?= go
 BIN     := bin/cairn
 PKGS    := ./...
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: all build test test-short demo bench lint deps clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/cairn
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/cairn
 
 # deps installs the outside tools the tests, demo and benchmarks use.
 deps:

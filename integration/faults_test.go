@@ -107,8 +107,8 @@ func TestBadInput(t *testing.T) {
 		{"restore over a file", []string{"restore", p1, existing}, 1, "already exists"},
 		{"restore unknown disk", []string{"restore", "--disk", "vdz", p1, filepath.Join(dir, "x")}, 1, "no disk"},
 		{"delete unknown point", []string{"delete", p1, "a@1999"}, 1, "no such point"},
-		{"bad chunk size", []string{"--vault", filepath.Join(dir, "v2"), "init", "--chunk-size", "3K"}, 1, "power of two"},
-		{"bad compression", []string{"--vault", filepath.Join(dir, "v3"), "init", "--compression", "xz"}, 1, "unknown compression"},
+		{"bad chunk size", []string{"--vault", filepath.Join(dir, "v2"), "init", "--chunk-size", "3K"}, 2, "power of two"},
+		{"bad compression", []string{"--vault", filepath.Join(dir, "v3"), "init", "--compression", "xz"}, 2, "unknown compression"},
 		{"uninitialized vault", []string{"--vault", filepath.Join(dir, "none"), "points"}, 1, "not a cairn vault"},
 	}
 	for _, c := range cases {

@@ -23,7 +23,7 @@ type VerifyOptions struct {
 // Problem is one thing Verify found wrong.
 type Problem struct {
 	What   string   `json:"what"`
-	Points []string `json:"points,omitempty"` // points that cannot be fully read because of it
+	Points []string `json:"points"` // points that cannot be fully read because of it
 }
 
 // VerifyReport is the outcome of Verify. The vault is healthy when
@@ -35,7 +35,7 @@ type VerifyReport struct {
 	BytesChecked   int64     `json:"bytes_checked"`
 	DataChecked    bool      `json:"data_checked"`
 	Problems       []Problem `json:"problems"`
-	Notes          []string  `json:"notes,omitempty"`
+	Notes          []string  `json:"notes"`
 	DamagedPoints  []string  `json:"damaged_points"`
 	MissingBlocks  int64     `json:"missing_blocks"`
 	DamagedBlocks  int64     `json:"damaged_blocks"`
@@ -49,9 +49,10 @@ func (r *VerifyReport) OK() bool { return len(r.Problems) == 0 }
 // of every point is stored; with Data it also re-reads and re-hashes
 // every blob. It reads only; it never changes the vault.
 func (v *Vault) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, error) {
-	rep := &VerifyReport{DataChecked: o.Data}
+	// Lists are never nil, so JSON shows an empty one as [].
+	rep := &VerifyReport{DataChecked: o.Data, Problems: []Problem{}, Notes: []string{}, DamagedPoints: []string{}}
 	problem := func(format string, a ...any) {
-		rep.Problems = append(rep.Problems, Problem{What: fmt.Sprintf(format, a...)})
+		rep.Problems = append(rep.Problems, Problem{What: fmt.Sprintf(format, a...), Points: []string{}})
 	}
 
 	// 1. Packs: every indexed pack exists with its recorded size.
@@ -147,7 +148,7 @@ func (v *Vault) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, err
 	}
 	sort.Strings(whats)
 	for _, what := range whats {
-		rep.Problems = append(rep.Problems, Problem{What: what, Points: affected[what]})
+		rep.Problems = append(rep.Problems, Problem{What: what, Points: append([]string{}, affected[what]...)})
 	}
 	return rep, nil
 }
@@ -250,7 +251,7 @@ func (v *Vault) verifyData(ctx context.Context, packs map[index.PackID]index.Pac
 		}
 		if err != nil {
 			rep.UnreadablePack++
-			rep.Problems = append(rep.Problems, Problem{What: err.Error()})
+			rep.Problems = append(rep.Problems, Problem{What: err.Error(), Points: []string{}})
 		}
 		if good+damaged < perPack[id] {
 			// Some index entries do not start a blob: find them.

@@ -18,8 +18,12 @@ func newCatCommand(env *cmdEnv) *cli.Command {
 		Name:      "cat",
 		Usage:     "write one file of a point to stdout, without mounting it",
 		ArgsUsage: "POINT:PATH",
-		Description: "PATH is DISK/partN/FILE on a partitioned disk, DISK/FILE on a bare filesystem;\n" +
-			"DISK/partN.raw is the partition's raw bytes. Example: cairn cat web01@latest:vda/part1/etc/hostname",
+		Description: "PATH is DISK/partN/FILE on a partitioned disk, DISK/FILE on a bare filesystem (a leading /\n" +
+			"is allowed); DISK.raw is the whole disk and DISK/partN.raw a partition, as raw bytes.\n\n" +
+			"Examples:\n" +
+			"  cairn cat web01@latest:vda/part1/etc/hostname\n" +
+			"  cairn cat web01@latest:/vda/part1/etc/fstab\n" +
+			"  cairn cat db01@latest:vdb/var/log/syslog | tail",
 		Action: func(c *cli.Context) error {
 			if err := args(c, 1, 1, "POINT:PATH"); err != nil {
 				return err

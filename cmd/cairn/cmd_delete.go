@@ -10,11 +10,15 @@ import (
 
 func newDeleteCommand(env *cmdEnv) *cli.Command {
 	return &cli.Command{
-		Name:        "delete",
-		Usage:       "delete points; every other point stays complete",
-		Description: "All POINTs are resolved first; if any is unknown, nothing is deleted.",
-		ArgsUsage:   "POINT...",
-		Flags:       []cli.Flag{jsonFlag()},
+		Name:  "delete",
+		Usage: "delete points; every other point stays complete",
+		Description: "All POINTs are resolved first; if any is unknown, nothing is deleted. Every other point\n" +
+			"stays complete, whichever points are deleted.\n\n" +
+			"Examples:\n" +
+			"  cairn delete web01@20261121T100000Z\n" +
+			"  cairn delete web01@20261121T10 web01@20261122T10 --json",
+		ArgsUsage: "POINT...",
+		Flags:     []cli.Flag{jsonFlag()},
 		Action: func(c *cli.Context) error {
 			if err := args(c, 1, -1, "POINT..."); err != nil {
 				return err

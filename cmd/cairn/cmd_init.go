@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -18,8 +19,14 @@ type initOptions struct {
 
 func newInitCommand(env *cmdEnv) *cli.Command {
 	return &cli.Command{
-		Name:      "init",
-		Usage:     "create a new vault",
+		Name:  "init",
+		Usage: "create a new vault",
+		Description: "Makes the vault directory (--vault, else $CAIRN_VAULT, else " + defaultVault + "), mode 0700.\n" +
+			"The chunk size is the unit of dedup: smaller finds more duplicates and costs a larger index\n" +
+			"(BENCHMARKS.md compares them). It cannot be changed later.\n\n" +
+			"Examples:\n" +
+			"  cairn --vault /srv/vault init\n" +
+			"  cairn init --chunk-size 64K --compression lz4",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "chunk-size", Value: "256K", Usage: "block size, a power of two from 4K to 4M"},
@@ -42,7 +49,9 @@ func newInitCommand(env *cmdEnv) *cli.Command {
 
 func runInit(env *cmdEnv, o initOptions) error {
 	cfg := snapshot.Config{BlockSize: int(o.chunkSize), Compression: o.compression}
-	if err := snapshot.Init(o.vault, cfg, time.Now()); err != nil {
+	if err := snapshot.Init(o.vault, cfg, time.Now()); errors.Is(err, snapshot.ErrBadSetting) {
+		return usageError{err}
+	} else if err != nil {
 		return err
 	}
 	if o.json {

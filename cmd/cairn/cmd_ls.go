@@ -24,7 +24,11 @@ func newLsCommand(env *cmdEnv) *cli.Command {
 		Usage:     "list the disks, partitions or files of a point without mounting it",
 		ArgsUsage: "POINT[:PATH]",
 		Description: "PATH is DISK, DISK/partN/DIR... on a partitioned disk, or DISK/DIR... on a disk\n" +
-			"that is a bare filesystem. Example: cairn ls web01@latest:vda/part1/etc",
+			"that is a bare filesystem; a leading / is allowed. Without PATH, lists the point's disks.\n\n" +
+			"Examples:\n" +
+			"  cairn ls web01@latest\n" +
+			"  cairn ls web01@latest:vda\n" +
+			"  cairn ls web01@latest:vda/part1/etc --json",
 		Flags: []cli.Flag{jsonFlag()},
 		Action: func(c *cli.Context) error {
 			if err := args(c, 1, 1, "POINT[:PATH] [--json]"); err != nil {
@@ -296,7 +300,7 @@ type partitionView struct {
 }
 
 func newPartitionViews(d *volume.Disk) []partitionView {
-	var out []partitionView
+	out := []partitionView{}
 	for _, vol := range d.Volumes {
 		if vol.Partition == nil {
 			continue

@@ -2,8 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
-	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -12,22 +13,34 @@ import (
 
 func newPointsCommand(env *cmdEnv) *cli.Command {
 	return &cli.Command{
-		Name:      "points",
-		Usage:     "list backup points, oldest first",
+		Name:  "points",
+		Usage: "list backup points, oldest first",
+		Description: "Shows each point's local time, type (full, or incremental: only changed blocks were new),\n" +
+			"disks, size, bytes changed since the point before and bytes it added to the vault after\n" +
+			"dedup and compression. A point whose disks differ from the point before is marked * and\n" +
+			"explained below the table. --wide adds allocated bytes and exact sizes; it is the default\n" +
+			"on a terminal wide enough. --json prints times in UTC.\n\n" +
+			"Examples:\n" +
+			"  cairn points\n" +
+			"  cairn points web01 --wide\n" +
+			"  cairn points web01 --json | jq -r '.[-1].point'",
 		ArgsUsage: "[NAME]",
-		Flags:     []cli.Flag{jsonFlag()},
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "wide", Usage: "more columns and exact sizes"},
+			jsonFlag(),
+		},
 		Action: func(c *cli.Context) error {
-			if err := args(c, 0, 1, "[NAME] [--json]"); err != nil {
+			if err := args(c, 0, 1, "[NAME] [--wide] [--json]"); err != nil {
 				return err
 			}
 			return env.withVault(c, func(v *snapshot.Vault) error {
-				return runPoints(env, v, c.Args().First(), c.Bool("json"))
+				return runPoints(env, v, c.Args().First(), c.Bool("wide"), c.Bool("json"))
 			})
 		},
 	}
 }
 
-func runPoints(env *cmdEnv, v *snapshot.Vault, name string, asJSON bool) error {
+func runPoints(env *cmdEnv, v *snapshot.Vault, name string, wide, asJSON bool) error {
 	if name != "" {
 		if err := snapshot.CheckName("resource", name); err != nil {
 			return usagef("%v", err)
@@ -51,16 +64,61 @@ func runPoints(env *cmdEnv, v *snapshot.Vault, name string, asJSON bool) error {
 		fmt.Fprintln(env.stderr, "no points yet (make one with cairn backup)")
 		return nil
 	}
-	tw := tabwriter.NewWriter(env.stdout, 2, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "POINT\tTIME (UTC)\tTYPE\tDISKS\tSIZE\tALLOCATED\tCHANGED\tADDED\t")
+	if !wide && env.stdoutWidth > 0 {
+		// A terminal that has room for the wide table gets it.
+		var b strings.Builder
+		printPoints(&b, points, true, env.location())
+		wide = maxLineWidth(b.String()) <= env.stdoutWidth
+	}
+	return printPoints(env.stdout, points, wide, env.location())
+}
+
+// printPoints writes the table of points: 80 columns for a single-disk
+// resource, or wide with allocated bytes, exact sizes and seconds.
+func printPoints(w io.Writer, points []*snapshot.Point, wide bool, loc *time.Location) error {
+	size, timeLayout := bytesShort, "2006-01-02 15:04"
+	t := newTable(4, 5, 6)
+	if wide {
+		size, timeLayout = bytesIEC, "2006-01-02 15:04:05 MST"
+		t = newTable(4, 5, 6, 7)
+		t.row("POINT", "TIME", "TYPE", "DISKS", "SIZE", "ALLOCATED", "CHANGED", "ADDED")
+	} else {
+		t.row("POINT", "TIME", "TYPE", "DISKS", "SIZE", "CHANGED", "ADDED")
+	}
+	var notes []string
 	for _, p := range points {
 		var disks []string
 		for _, d := range p.Disks {
 			disks = append(disks, d.Name)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", p.Name(), p.Time.Format("2006-01-02 15:04:05"),
-			pointType(p), strings.Join(disks, ","), bytesIEC(p.Size()), bytesIEC(p.Allocated()),
-			bytesIEC(p.Changed()), bytesIEC(p.Added))
+		typ := pointType(p)
+		if !wide && typ == "incremental" {
+			typ = "incr"
+		}
+		if c := p.DiskChanges(); !c.None() {
+			typ += "*"
+			notes = append(notes, fmt.Sprintf("* %s: %s", p.Name(), c))
+		}
+		cols := []string{p.Name(), p.Time.In(loc).Format(timeLayout), typ, strings.Join(disks, ","), size(p.Size())}
+		if wide {
+			cols = append(cols, size(p.Allocated()))
+		}
+		t.row(append(cols, size(p.Changed()), size(p.Added))...)
 	}
-	return tw.Flush()
+	if err := t.write(w); err != nil {
+		return err
+	}
+	for _, n := range notes {
+		fmt.Fprintln(w, n)
+	}
+	return nil
+}
+
+// maxLineWidth is the length of the longest line of s.
+func maxLineWidth(s string) int {
+	n := 0
+	for _, l := range strings.Split(s, "\n") {
+		n = max(n, len(l))
+	}
+	return n
 }

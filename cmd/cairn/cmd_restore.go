@@ -30,7 +30,11 @@ func newRestoreCommand(env *cmdEnv) *cli.Command {
 		Description: "TARGET is a new file (written sparse: zero blocks become holes), an existing file with\n" +
 			"--force, a block device at least as large as the disk, or a directory, which receives\n" +
 			"DISK.raw for each disk of the point (or the one chosen with --disk).\n" +
-			"A file target appears under its name only once it is complete.",
+			"A file target appears under its name only once it is complete, with mode 0600.\n\n" +
+			"Examples:\n" +
+			"  cairn restore web01@latest /tmp/web01.img\n" +
+			"  cairn restore db01@latest --disk vdb /dev/vg0/db01-data-new\n" +
+			"  cairn restore db01@20261121T10 /tmp/db01/",
 		ArgsUsage: "POINT TARGET",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "disk", Usage: "the disk to restore, for points with several disks"},
@@ -92,16 +96,14 @@ func runRestore(ctx context.Context, env *cmdEnv, v *snapshot.Vault, o restoreOp
 			return err
 		}
 		results = append(results, restoreResult{Point: p.Name(), Disk: d.Name, Target: targets[d.Name],
-			Size: d.Size, Written: written, Seconds: time.Since(start).Seconds()})
+			Size: d.Size, Written: written, Seconds: seconds(time.Since(start))})
 	}
 	if o.json {
 		return writeJSON(env.stdout, results)
 	}
-	if env.terminal {
-		for _, r := range results {
-			fmt.Fprintf(env.stderr, "restored %s disk %s to %s (%s) in %s\n", r.Point, r.Disk, r.Target,
-				bytesIEC(r.Size), shortDuration(time.Duration(r.Seconds*float64(time.Second))))
-		}
+	for _, r := range results {
+		env.summaryf("restored %s disk %s to %s (%s) in %s", r.Point, r.Disk, r.Target,
+			bytesIEC(r.Size), shortDuration(time.Duration(r.Seconds*float64(time.Second))))
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
@@ -11,8 +10,13 @@ import (
 
 func newShowCommand(env *cmdEnv) *cli.Command {
 	return &cli.Command{
-		Name:      "show",
-		Usage:     "show one point and its disks",
+		Name:  "show",
+		Usage: "show one point and its disks",
+		Description: "Shows the point's times (local and UTC), type, sizes, how its disks differ from the point\n" +
+			"before, and for each disk its partition table and filesystems.\n\n" +
+			"Examples:\n" +
+			"  cairn show web01@latest\n" +
+			"  cairn show web01@20261121T10 --json",
 		ArgsUsage: "POINT",
 		Flags:     []cli.Flag{jsonFlag()},
 		Action: func(c *cli.Context) error {
@@ -41,23 +45,33 @@ func runShow(env *cmdEnv, v *snapshot.Vault, ref string, asJSON bool) error {
 	}
 	w := env.stdout
 	fmt.Fprintf(w, "point:      %s\n", view.Point)
-	fmt.Fprintf(w, "time:       %s\n", p.Time.Format("2006-01-02 15:04:05 UTC"))
+	local := p.Time.In(env.location()).Format("2006-01-02 15:04:05 MST")
+	if utc := p.Time.UTC().Format("2006-01-02 15:04:05 UTC"); utc != local {
+		local += " (" + utc + ")"
+	}
+	fmt.Fprintf(w, "time:       %s\n", local)
 	fmt.Fprintf(w, "type:       %s\n", view.Type)
 	if view.Parent != "" {
 		fmt.Fprintf(w, "compared:   %s (this point does not depend on it)\n", view.Parent)
+	}
+	if c := p.DiskChanges(); !c.None() {
+		fmt.Fprintf(w, "disks:      %s\n", c)
 	}
 	fmt.Fprintf(w, "size:       %s (%d bytes)\n", bytesIEC(view.Size), view.Size)
 	fmt.Fprintf(w, "allocated:  %s\n", bytesIEC(view.Allocated))
 	fmt.Fprintf(w, "changed:    %s\n", bytesIEC(view.Changed))
 	fmt.Fprintf(w, "added:      %s to the vault\n", bytesIEC(view.Added))
 	fmt.Fprintf(w, "took:       %s\n\n", shortDuration(p.Duration))
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "DISK\tSIZE\tALLOCATED\tCHANGED\tADDED\tBLOCK\tSOURCE")
+	t := newTable(2, 3, 4, 5)
+	t.row("DISK", "TYPE", "SIZE", "ALLOCATED", "CHANGED", "ADDED", "SOURCE")
 	for _, d := range view.Disks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, bytesIEC(d.Size), bytesIEC(d.Allocated),
-			bytesIEC(d.Changed), bytesIEC(d.Added), bytesIEC(int64(d.BlockSize)), d.Source)
+		typ := d.Type
+		if d.Base != "" && d.Base != d.Name {
+			typ += " (was " + d.Base + ")"
+		}
+		t.row(d.Name, typ, bytesIEC(d.Size), bytesIEC(d.Allocated), bytesIEC(d.Changed), bytesIEC(d.Added), d.Source)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := t.write(w); err != nil {
 		return err
 	}
 	for _, d := range sv.Disks {
@@ -82,17 +96,17 @@ type showView struct {
 
 type showDiskView struct {
 	diskView
-	Table      string          `json:"partition_table"` // gpt, mbr, or ""
+	Table      string          `json:"partition_table,omitempty"` // gpt or mbr
 	TableError string          `json:"partition_table_error,omitempty"`
 	Filesystem string          `json:"filesystem,omitempty"` // of a bare filesystem disk
 	Content    string          `json:"content"`
-	Partitions []partitionView `json:"partitions,omitempty"`
+	Partitions []partitionView `json:"partitions"`
 }
 
 // newShowDiskView reads a disk's partition table and probes each
 // partition; an unreadable disk is reported in Content, not as an error.
 func newShowDiskView(v *snapshot.Vault, p *snapshot.Point, dv diskView) showDiskView {
-	sd := showDiskView{diskView: dv}
+	sd := showDiskView{diskView: dv, Partitions: []partitionView{}}
 	_, d, err := openVolumes(v, p, dv.Name)
 	if err != nil {
 		sd.Content = "unreadable: " + err.Error()

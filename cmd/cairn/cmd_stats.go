@@ -10,8 +10,11 @@ import (
 
 func newStatsCommand(env *cmdEnv) *cli.Command {
 	return &cli.Command{
-		Name:      "stats",
-		Usage:     "show how much the vault protects and stores",
+		Name:  "stats",
+		Usage: "show how much the vault protects and stores",
+		Description: "Examples:\n" +
+			"  cairn stats\n" +
+			"  cairn stats --json",
 		ArgsUsage: " ",
 		Flags:     []cli.Flag{jsonFlag()},
 		Action: func(c *cli.Context) error {
@@ -29,7 +32,11 @@ func runStats(env *cmdEnv, v *snapshot.Vault, asJSON bool) error {
 		return err
 	}
 	if asJSON {
-		return writeJSON(env.stdout, s)
+		return writeJSON(env.stdout, struct {
+			*snapshot.Stats
+			ChunkSize   int    `json:"chunk_size"`
+			Compression string `json:"compression"`
+		}{s, v.Config().BlockSize, v.Config().Compression})
 	}
 	w := env.stdout
 	fmt.Fprintf(w, "resources:          %d\n", s.Resources)

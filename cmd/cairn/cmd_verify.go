@@ -15,7 +15,10 @@ func newVerifyCommand(env *cmdEnv) *cli.Command {
 		Name:  "verify",
 		Usage: "check that the index and packs agree and every point is complete",
 		Description: "Exits 1 and names the affected points when something is wrong.\n" +
-			"With --data, every stored block is read back and re-hashed.",
+			"With --data, every stored block is read back and re-hashed. Verify only reads.\n\n" +
+			"Examples:\n" +
+			"  cairn verify\n" +
+			"  cairn verify --data --json",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "data", Usage: "read back and re-hash every stored block"},

@@ -5,8 +5,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -19,8 +24,17 @@ type cmdEnv struct {
 	stdout, stderr io.Writer
 	terminal       bool // stderr is a terminal: show progress
 	stdoutTerminal bool // stdout is a terminal: no images written to it
+	width          int  // columns of the terminal on stderr; 0 = not a terminal
+	stdoutWidth    int  // columns of the terminal on stdout; 0 = not a terminal
 	getenv         func(string) string
 	cwd            string // resolve relative paths against this; "" = process cwd
+
+	// Set from the global flags once the command line is parsed.
+	quiet      bool // --quiet: results and errors only
+	noProgress bool // --no-progress
+
+	// loc is the user's time zone for printed times; nil = time.Local.
+	loc *time.Location
 
 	// vault, when set, is an already open vault (inside the daemon).
 	vault *snapshot.Vault
@@ -39,12 +53,36 @@ func jsonFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "json", Usage: "print machine-readable JSON"}
 }
 
-// path resolves a user-given path against the command's working dir.
+// path makes a user-given path absolute, against the working directory
+// of the user's command (the client's, inside the daemon), so what is
+// recorded and printed is the same whether or not a daemon runs.
 func (e *cmdEnv) path(p string) string {
-	if p == "" || p == "-" || filepath.IsAbs(p) || e.cwd == "" {
+	if p == "" || p == "-" || filepath.IsAbs(p) {
+		return p
+	}
+	if e.cwd == "" {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs
+		}
 		return p
 	}
 	return filepath.Join(e.cwd, p)
+}
+
+// location is the time zone to print times in.
+func (e *cmdEnv) location() *time.Location {
+	if e.loc != nil {
+		return e.loc
+	}
+	return time.Local
+}
+
+// summaryf prints a one-line summary of finished work for a person at a
+// terminal; scripts and --quiet see nothing.
+func (e *cmdEnv) summaryf(format string, args ...any) {
+	if e.terminal && !e.quiet {
+		fmt.Fprintf(e.stderr, format+"\n", args...)
+	}
 }
 
 // withVault opens the vault named by --vault (or uses the daemon's) and
@@ -54,12 +92,34 @@ func (e *cmdEnv) withVault(c *cli.Context, fn func(v *snapshot.Vault) error) err
 		return fn(e.vault)
 	}
 	dir := e.path(e.vaultDir(c))
-	v, err := snapshot.Open(dir, snapshot.Options{Logf: e.warnf})
+	readOnly := slices.Contains(readOnlyCommands, c.Command.Name)
+	v, err := snapshot.Open(dir, snapshot.Options{Logf: e.warnf, ReadOnly: readOnly})
 	if err != nil {
-		return err
+		return vaultOpenError(dir, err)
 	}
 	defer v.Close()
 	return fn(v)
+}
+
+// readOnlyCommands only read the vault: they work on a vault whose
+// filesystem is full or read-only.
+var readOnlyCommands = []string{"points", "show", "ls", "cat", "restore", "export", "verify", "stats"}
+
+// vaultOpenError adds what to do to the errors a user can mend.
+func vaultOpenError(dir string, err error) error {
+	if errors.Is(err, os.ErrPermission) {
+		hint := "run as root, or through the cairn daemon that owns it"
+		var st syscall.Stat_t
+		if syscall.Stat(dir, &st) == nil && int(st.Uid) != os.Geteuid() {
+			owner := strconv.Itoa(int(st.Uid))
+			if u, err := user.LookupId(owner); err == nil {
+				owner = u.Username
+			}
+			hint = fmt.Sprintf("it belongs to %s: run as %s (e.g. with sudo), or through the cairn daemon that owns it", owner, owner)
+		}
+		return fmt.Errorf("%s: permission denied; %s", dir, hint)
+	}
+	return err
 }
 
 func (e *cmdEnv) warnf(format string, args ...any) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +13,10 @@ import (
 )
 
 func main() {
+	// Every file a vault holds is the owner's alone, whatever the
+	// user's umask: Badger creates its files with 0666 less the umask.
+	// Outputs (restore, export) are made 0600 explicitly too.
+	syscall.Umask(0o077)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	env := &cmdEnv{
@@ -19,6 +24,8 @@ func main() {
 		stderr:         os.Stderr,
 		terminal:       term.IsTerminal(int(os.Stderr.Fd())),
 		stdoutTerminal: term.IsTerminal(int(os.Stdout.Fd())),
+		width:          termWidth(os.Stderr),
+		stdoutWidth:    termWidth(os.Stdout),
 		getenv:         os.Getenv,
 	}
 	if path := os.Getenv("CAIRN_CPUPROFILE"); path != "" {
@@ -28,8 +35,8 @@ func main() {
 	if errors.Is(err, errNoDaemon) {
 		code = run(ctx, env, os.Args)
 	} else if err != nil {
-		fmt.Fprintf(env.stderr, "cairn: %s\n", oneLine(err))
 		code = 1
+		reportError(env, os.Args, code, oneLine(err))
 	}
 	stop()
 	exit(code)
@@ -43,16 +50,52 @@ func run(ctx context.Context, env *cmdEnv, args []string) int {
 		return 0
 	}
 	var ue usageError
+	code, msg := 1, oneLine(err)
 	switch {
 	case errors.As(err, &ue):
-		fmt.Fprintf(env.stderr, "cairn: %s\n", oneLine(err))
-		return 2
+		code = 2
 	case errors.Is(err, context.Canceled):
 		// Ctrl-C or SIGTERM: what was cut short is not an error to
 		// explain ("context canceled" deep in some step).
-		fmt.Fprintln(env.stderr, "cairn: interrupted")
-		return 130
+		code, msg = 130, "interrupted"
 	}
-	fmt.Fprintf(env.stderr, "cairn: %s\n", oneLine(err))
-	return 1
+	reportError(env, args, code, msg)
+	return code
+}
+
+// reportError prints a failed command's error: one "cairn: " line, or
+// under --json one JSON object, so scripts parse failures too.
+func reportError(env *cmdEnv, args []string, code int, msg string) {
+	if !wantsJSON(args) {
+		fmt.Fprintf(env.stderr, "cairn: %s\n", msg)
+		return
+	}
+	b, _ := json.Marshal(struct {
+		Error    string `json:"error"`
+		ExitCode int    `json:"exit_code"`
+	}{msg, code})
+	fmt.Fprintf(env.stderr, "%s\n", b)
+}
+
+// wantsJSON reports whether the command line asks for --json, before
+// any "--".
+func wantsJSON(args []string) bool {
+	for _, a := range args[min(1, len(args)):] {
+		switch a {
+		case "--":
+			return false
+		case "--json", "-json", "--json=true", "-json=true":
+			return true
+		}
+	}
+	return false
+}
+
+// termWidth is the number of columns of the terminal f is, or 0.
+func termWidth(f *os.File) int {
+	w, _, err := term.GetSize(int(f.Fd()))
+	if err != nil {
+		return 0
+	}
+	return w
 }

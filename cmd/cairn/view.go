@@ -21,10 +21,15 @@ type pointView struct {
 	Added     int64      `json:"added"`
 	Seconds   float64    `json:"duration_seconds"`
 	Disks     []diskView `json:"disks"`
+	// DiskChanges says which disks were added, removed or renamed since
+	// the parent; empty lists for a point with its parent's disks.
+	DiskChanges snapshot.DiskChanges `json:"disk_changes"`
 }
 
 type diskView struct {
 	Name      string `json:"name"`
+	Type      string `json:"type"`                    // full or incremental
+	Base      string `json:"compared_with,omitempty"` // the parent's disk it was compared with (its old name if renamed)
 	Source    string `json:"source,omitempty"`
 	Size      int64  `json:"size"`
 	BlockSize int    `json:"block_size"`
@@ -37,14 +42,19 @@ func newPointView(p *snapshot.Point) pointView {
 	v := pointView{
 		Point: p.Name(), Resource: p.Resource, ID: p.ID, Time: p.Time, Type: pointType(p),
 		Size: p.Size(), Allocated: p.Allocated(), Changed: p.Changed(), Added: p.Added,
-		Seconds: p.Duration.Seconds(),
+		Seconds: seconds(p.Duration), DiskChanges: p.DiskChanges(),
 	}
 	if !p.Full() {
 		v.Parent = p.Resource + "@" + p.Parent
 	}
-	for _, d := range p.Disks {
-		v.Disks = append(v.Disks, diskView{Name: d.Name, Source: d.Source, Size: d.Size, BlockSize: d.BlockSize,
-			Allocated: d.Allocated, Changed: d.Changed, Added: d.Added})
+	for i := range p.Disks {
+		d := &p.Disks[i]
+		dv := diskView{Name: d.Name, Type: "full", Source: d.Source, Size: d.Size, BlockSize: d.BlockSize,
+			Allocated: d.Allocated, Changed: d.Changed, Added: d.Added}
+		if base := d.ComparedWith(p); base != "" {
+			dv.Type, dv.Base = "incremental", base
+		}
+		v.Disks = append(v.Disks, dv)
 	}
 	return v
 }
