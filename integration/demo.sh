@@ -3,14 +3,43 @@
 # with a change in between, lists the points, restores one and checks it,
 # mounts them all, copies a disk and a file out, exports a qcow2 image and
 # backs that image up as a disk.
+#
+# It works in a new folder under /var/tmp (about 1.6 GiB) and removes it
+# at the end; DEMO_KEEP=1 keeps it, DEMO_DIR=DIR works in DIR and keeps
+# it. A failed demo keeps its folder and says where it is.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cairn="$root/bin/cairn"
-work=${DEMO_DIR:-$(mktemp -d /var/tmp/cairn-demo.XXXXXX)}
+keep=${DEMO_KEEP:-}
+if [ -n "${DEMO_DIR:-}" ]; then
+	work=$DEMO_DIR
+	keep=1
+else
+	work=$(mktemp -d /var/tmp/cairn-demo.XXXXXX)
+fi
 mkdir -p "$work"
 export CAIRN_VAULT="$work/vault"
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+mount_pid=
+finish() {
+	status=$?
+	if [ -n "$mount_pid" ]; then
+		kill "$mount_pid" 2>/dev/null || true
+		wait "$mount_pid" 2>/dev/null || true
+	fi
+	if [ $status -ne 0 ]; then
+		echo "demo failed; its files are in $work (remove with: rm -rf $work)" >&2
+	elif [ -n "$keep" ]; then
+		echo "demo files are in $work (remove with: rm -rf $work)"
+	else
+		rm -rf "$work"
+		echo "demo files removed (DEMO_KEEP=1 keeps them)"
+	fi
+}
+trap finish EXIT
+# debugfs prints its version banner on stderr even when all goes well.
+quiet_debugfs() { debugfs "$@" 2> >(grep -v '^debugfs [0-9]' >&2); }
 
 step "making a 512 MiB ext4 disk from /usr/share/doc and /usr/share/man"
 rm -rf "$work/tree" "$CAIRN_VAULT" "$work"/*.img
@@ -30,7 +59,7 @@ cp --sparse=always "$work/vda.img" "$work/vda-v1.img"
 
 step "changing the disk: adding a file through the filesystem"
 head -c 8M /dev/urandom > "$work/new.bin"
-debugfs -w -R "write $work/new.bin new.bin" "$work/vda.img" >/dev/null
+quiet_debugfs -w -R "write $work/new.bin new.bin" "$work/vda.img" >/dev/null
 cp --sparse=always "$work/vda.img" "$work/vda-v2.img"
 
 step "cairn backup --name demo vda.img   (incremental)"
@@ -55,7 +84,6 @@ step "cairn mount: every point as a read-only folder"
 mkdir -p "$work/mnt"
 "$cairn" mount "$work/mnt" 2>"$work/mount.log" &
 mount_pid=$!
-trap 'kill $mount_pid 2>/dev/null; wait $mount_pid 2>/dev/null' EXIT
 for _ in $(seq 100); do grep -q "fuse.cairn" /proc/mounts && mountpoint -q "$work/mnt" && break; sleep 0.1; done
 ls -l "$work/mnt/demo"
 ls -l "$work/mnt/demo/latest/"
@@ -93,7 +121,5 @@ echo "vm1@latest/vda.raw through the mount: byte-identical to the disk inside th
 step "cairn umount"
 "$cairn" umount "$work/mnt"
 wait $mount_pid
-trap - EXIT
-
+mount_pid=
 echo
-echo "demo files are in $work (remove with: rm -rf $work)"

@@ -20,6 +20,8 @@ check script      bsdutils
 check restic      restic
 check borg        borgbackup
 [ -x /usr/bin/time ] || need+=(time)
+# borg mount (make bench) needs a FUSE binding for Python.
+/usr/bin/python3 -c 'import pyfuse3' 2>/dev/null || /usr/bin/python3 -c 'import llfuse' 2>/dev/null || need+=(python3-pyfuse3)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
