@@ -29,4 +29,9 @@
 //   - Errors name the object in one line ("pack 1a2b….pack: ...") and wrap
 //     the package's sentinels (ErrNotExist, ErrNoSpace, ErrInvalidName,
 //     ErrClosed) and the ctx's error, so callers test with errors.Is.
+//
+// Backends: Dir (a vault directory, in the layout cairn has always used),
+// Mem (in memory, for tests) and Faulty (a wrapper that injects faults,
+// for tests of the layers above). Package storagetest holds the
+// conformance suite that each of them passes.
 package storage

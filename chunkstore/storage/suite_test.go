@@ -23,3 +23,12 @@ func TestDirConforms(t *testing.T) {
 func TestMemConforms(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storage.Storage { return storage.NewMem() })
 }
+
+func TestFaultyConforms(t *testing.T) {
+	t.Run("Mem", func(t *testing.T) {
+		storagetest.Run(t, func(t *testing.T) storage.Storage { return storage.NewFaulty(storage.NewMem()) })
+	})
+	t.Run("Dir", func(t *testing.T) {
+		storagetest.Run(t, func(t *testing.T) storage.Storage { return storage.NewFaulty(newDir(t)) })
+	})
+}
