@@ -36,7 +36,8 @@ type Rule struct {
 	// name. List has no name, so only "" matches it.
 	Name string
 	// Skip lets the first Skip matching calls through; then the rule fires
-	// Times times (0: forever) and lets every later call through.
+	// on the next Times of them, or on all of them when Times is 0. A rule
+	// that has fired Times times lets every call through.
 	Skip, Times int
 	Fault       Fault
 }
