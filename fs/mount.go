@@ -17,8 +17,18 @@ import (
 
 // MountOptions tune a mount. The zero value means "default".
 type MountOptions struct {
-	// AllowOther lets users other than the mounting one see the files.
+	// AllowOther lets users other than the mounting one in. They then see
+	// guest files as the guest's modes and owners allow, and disk files
+	// as DiskMode and DiskGid allow.
 	AllowOther bool
+	// DiskMode is the permission of the disk files (DISK.raw,
+	// DISK/partN.raw); only read bits may be set. Zero means 0400: a disk
+	// file holds every guest file, whatever the guest's modes say, so by
+	// default only its owner, the mounting user, may read it.
+	DiskMode os.FileMode
+	// DiskGid is the group of the disk files; nil means the mounting
+	// process's effective group.
+	DiskGid *uint32
 	// ReadAhead is how many bytes to keep loaded ahead of a sequential
 	// reader; default 8 MiB. Negative disables read-ahead.
 	ReadAhead int64
@@ -47,8 +57,19 @@ func Mount(mountpoint string, v Vault, o MountOptions) (*fuse.Server, error) {
 	if o.ReadAhead == 0 {
 		o.ReadAhead = 8 << 20
 	}
+	if o.DiskMode == 0 {
+		o.DiskMode = 0o400
+	}
+	if o.DiskMode&^0o444 != 0 {
+		return nil, fmt.Errorf("disk file mode %04o: only read bits (0444) may be set", uint32(o.DiskMode))
+	}
+	gid := uint32(os.Getegid())
+	if o.DiskGid != nil {
+		gid = *o.DiskGid
+	}
 	fsys := &FS{vault: v, logf: o.Logf, mounted: time.Now(),
-		ra: newReadAhead(runtime.GOMAXPROCS(0), o.ReadAhead)}
+		ra:       newReadAhead(runtime.GOMAXPROCS(0), o.ReadAhead),
+		diskMode: uint32(o.DiskMode), diskUid: uint32(os.Geteuid()), diskGid: gid}
 	root := &rootNode{fsys: fsys}
 	zero := time.Duration(0)
 	dyn := dynamicTimeout

@@ -146,7 +146,7 @@ func TestMountServesEveryPoint(t *testing.T) {
 		if err := syscall.Stat(filepath.Join(res, id1, "vdb.raw"), &st); err != nil {
 			t.Fatal(err)
 		}
-		if st.Size != 48<<20 || st.Mode&0o777 != 0o444 {
+		if st.Size != 48<<20 || st.Mode&0o777 != 0o400 {
 			t.Errorf("size %d mode %o", st.Size, st.Mode)
 		}
 		if st.Blocks*512 > 8<<20 || st.Blocks == 0 {
