@@ -2,14 +2,24 @@ package main
 
 import (
 	"errors"
+	"os"
+	"os/user"
+	"strconv"
 
 	"github.com/urfave/cli/v2"
 
 	cairnfs "github.com/cairn-backup/cairn/fs"
 )
 
-func cacheFlag() cli.Flag {
-	return &cli.StringFlag{Name: "cache-size", Value: "256M", Usage: "memory for decompressed blocks, e.g. 256M, 1G"}
+// serveFlags are the flags of a process that owns the vault and may
+// mount it: mount and daemon.
+func serveFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "allow-other", Usage: "let other users in: they see guest files as the guest's modes allow"},
+		&cli.StringFlag{Name: "disk-mode", Value: "0400", Usage: "mode of DISK.raw and partN.raw, read bits only, e.g. 0440 (with --allow-other)"},
+		&cli.StringFlag{Name: "disk-group", Usage: "group (name or number) of DISK.raw and partN.raw (default: yours; with --allow-other)"},
+		&cli.StringFlag{Name: "cache-size", Value: "256M", Usage: "memory for decompressed blocks, e.g. 256M, 1G"},
+	}
 }
 
 func daemonOpts(env *cmdEnv, c *cli.Context, mountpoint string) (daemonOptions, error) {
@@ -20,8 +30,41 @@ func daemonOpts(env *cmdEnv, c *cli.Context, mountpoint string) (daemonOptions, 
 	if err != nil {
 		return daemonOptions{}, usagef("--cache-size: %v", err)
 	}
-	return daemonOptions{vault: env.path(env.vaultDir(c)), mountpoint: env.path(mountpoint),
-		allowOther: c.Bool("allow-other"), cacheSize: size}, nil
+	o := daemonOptions{vault: env.path(env.vaultDir(c)), mountpoint: env.path(mountpoint),
+		allowOther: c.Bool("allow-other"), cacheSize: size}
+	mode, err := strconv.ParseUint(c.String("disk-mode"), 8, 32)
+	if err != nil || mode == 0 || mode&^0o444 != 0 {
+		return o, usagef("--disk-mode %s: want an octal mode with read bits only, such as 0400 or 0440", c.String("disk-mode"))
+	}
+	o.diskMode = os.FileMode(mode)
+	if g := c.String("disk-group"); g != "" {
+		gid, err := lookupGroup(g)
+		if err != nil {
+			return o, usagef("--disk-group %s: %v", g, err)
+		}
+		o.diskGid = &gid
+	}
+	if (o.diskMode != 0o400 || o.diskGid != nil) && !o.allowOther {
+		return o, usagef("--disk-mode and --disk-group share disk files with other users, who need --allow-other to enter the mount")
+	}
+	return o, nil
+}
+
+// lookupGroup returns the gid of a group name or number. A number needs
+// no entry in the group database.
+func lookupGroup(g string) (uint32, error) {
+	if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	grp, err := user.LookupGroup(g)
+	if err != nil {
+		return 0, errors.New("no such group")
+	}
+	n, err := strconv.ParseUint(grp.Gid, 10, 32)
+	if err != nil {
+		return 0, err
+	}
+	return uint32(n), nil
 }
 
 func newDaemonCommand(env *cmdEnv) *cli.Command {
@@ -31,12 +74,10 @@ func newDaemonCommand(env *cmdEnv) *cli.Command {
 		Description: "Badger admits one process per vault, so the daemon opens it and every other cairn command\n" +
 			"runs through its unix socket (VAULT/cairn.sock, mode 0600). Stops cleanly on SIGINT or SIGTERM.",
 		ArgsUsage: " ",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "mount", Usage: "also mount every point at this directory"},
 			&cli.StringFlag{Name: "socket", Usage: "socket path (default VAULT/cairn.sock; clients find it with CAIRN_SOCKET)"},
-			&cli.BoolFlag{Name: "allow-other", Usage: "let other users see the mount"},
-			cacheFlag(),
-		},
+		}, serveFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := args(c, 0, 0, "[--mount MOUNTPOINT] [--socket PATH]"); err != nil {
 				return err
@@ -60,12 +101,9 @@ func newMountCommand(env *cmdEnv) *cli.Command {
 		Description: "MOUNTPOINT/RESOURCE/ID/DISK.raw is each disk of each point; MOUNTPOINT/RESOURCE/latest is the\n" +
 			"newest point. Ctrl-C or SIGTERM unmounts cleanly; so does cairn umount MOUNTPOINT.",
 		ArgsUsage: "MOUNTPOINT",
-		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "allow-other", Usage: "let other users see the mount"},
-			cacheFlag(),
-		},
+		Flags:     serveFlags(),
 		Action: func(c *cli.Context) error {
-			if err := args(c, 1, 1, "MOUNTPOINT [--allow-other] [--cache-size SIZE]"); err != nil {
+			if err := args(c, 1, 1, "MOUNTPOINT [--allow-other [--disk-mode MODE] [--disk-group GROUP]] [--cache-size SIZE]"); err != nil {
 				return err
 			}
 			o, err := daemonOpts(env, c, c.Args().First())

@@ -36,6 +36,8 @@ type daemonOptions struct {
 	socket     string
 	mountpoint string
 	allowOther bool
+	diskMode   os.FileMode // of disk files in the mount
+	diskGid    *uint32     // nil: the process's group
 	cacheSize  int64
 }
 
@@ -65,7 +67,8 @@ func runDaemon(ctx context.Context, env *cmdEnv, o daemonOptions) error {
 	if o.mountpoint != "" {
 		d.mpoint = o.mountpoint
 		d.mount, err = cairnfs.Mount(o.mountpoint, v, cairnfs.MountOptions{
-			AllowOther: o.allowOther, Logf: logger.Printf, FsName: "cairn:" + o.vault,
+			AllowOther: o.allowOther, DiskMode: o.diskMode, DiskGid: o.diskGid,
+			Logf: logger.Printf, FsName: "cairn:" + o.vault,
 			Debug: env.getenv("CAIRN_FUSE_DEBUG") != ""})
 		if err != nil {
 			return err
