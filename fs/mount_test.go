@@ -187,10 +187,11 @@ func TestReadAheadNeedsTwoSequentialReads(t *testing.T) {
 // is all the kernel grants a FUSE mount's MaxReadAhead on its own.
 func TestMountRaisesKernelReadAhead(t *testing.T) {
 	dir, _ := mountTest(t, make([]byte, 1<<20), nil)
-	dev, err := mountDevice(dir)
-	if err != nil {
-		t.Fatal(err)
+	m, err := mountAt(dir)
+	if err != nil || m == nil {
+		t.Fatalf("%s in mountinfo: %v %v", dir, m, err)
 	}
+	dev := m.dev
 	b, err := os.ReadFile("/sys/class/bdi/" + dev + "/read_ahead_kb")
 	if err != nil {
 		t.Fatal(err)
