@@ -50,6 +50,9 @@ func Mount(mountpoint string, v Vault, o MountOptions) (*fuse.Server, error) {
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
+	if err := checkFUSE(); err != nil {
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
 	if err := checkMountpoint(abs, o.Logf); err != nil {
 		return nil, err
 	}

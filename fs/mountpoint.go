@@ -51,6 +51,32 @@ func unescapeMount(s string) string {
 	return r.Replace(s)
 }
 
+// checkFUSE says in one line what keeps this process from mounting, not
+// leaving it to a failed mount(2) or fusermount3's own messages. Without
+// root, fusermount3 mounts for us, but it opens /dev/fuse as the user.
+func checkFUSE() error {
+	root := os.Geteuid() == 0
+	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err != nil {
+		var errno syscall.Errno
+		errors.As(err, &errno)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return errors.New("no /dev/fuse: load the fuse kernel module (modprobe fuse)")
+		case root:
+			return fmt.Errorf("no access to /dev/fuse (%v)", errno)
+		}
+		return fmt.Errorf("no access to /dev/fuse (%v): run as root, or install fuse3 and give this user access to /dev/fuse", errno)
+	}
+	f.Close()
+	if !root {
+		if _, err := fusermount(); err != nil {
+			return errors.New("fusermount3 is not installed: run as root, or install fuse3")
+		}
+	}
+	return nil
+}
+
 // fusermount finds the helper that mounts and unmounts for non-root
 // users, where go-fuse looks for it.
 func fusermount() (string, error) {

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -132,5 +133,55 @@ func TestMountDiskPermissions(t *testing.T) {
 		if r.code != 2 || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "cairn: --disk-") {
 			t.Errorf("mount %v: exit %d %q, want exit 2 and one line", bad, r.code, r.stderr)
 		}
+	}
+}
+
+// TestMountWithoutFUSEAccess: a user who may not open /dev/fuse is told
+// so in one line, with what to do, instead of fusermount3's messages.
+func TestMountWithoutFUSEAccess(t *testing.T) {
+	needFUSE(t) // root, to set up the second user's files
+	dir := t.TempDir()
+	reachable(t, dir)
+	bin := filepath.Join(dir, "cairn") // cairnBin's folder may be closed to others
+	sh(t, "cp", cairnBin, bin)
+	vault, mnt := filepath.Join(dir, "vault"), filepath.Join(dir, "mnt")
+	for _, d := range []string{vault, mnt} {
+		os.Mkdir(d, 0o755)
+		if err := os.Chown(d, otherID, otherID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := []string{"CAIRN_VAULT=" + vault}
+	if _, stderr, err := asOther(t, env, bin, "init"); err != nil {
+		t.Fatalf("init as uid %d: %v %s", otherID, err, stderr)
+	}
+	cmd, args := bin, []string{"mount", mnt}
+	if st, err := os.Stat("/dev/fuse"); err == nil && st.Mode().Perm()&0o006 == 0o006 {
+		// Everyone may open /dev/fuse here: hide it, in a mount
+		// namespace of this command only, behind a file only root reads.
+		needTool(t, "unshare", "setpriv", "mount")
+		fake := filepath.Join(dir, "no-fuse")
+		if err := os.WriteFile(fake, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		script := `mount --bind "$0" /dev/fuse && exec setpriv --reuid=` + fmt.Sprint(otherID) +
+			` --regid=` + fmt.Sprint(otherID) + ` --clear-groups "$@"`
+		cmd, args = "unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, fake, bin}, args...)
+	}
+	c := exec.Command(cmd, args...)
+	c.Env = append(os.Environ(), env...)
+	if cmd == bin {
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: otherID, Gid: otherID}}
+	}
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	err := c.Run()
+	if isMounted(mnt) {
+		exec.Command("umount", "-l", mnt).Run()
+	}
+	want := "cairn: mount " + mnt + ": no access to /dev/fuse (permission denied): run as root, or install fuse3 and give this user access to /dev/fuse\n"
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || stderr.String() != want {
+		t.Errorf("mount as uid %d without /dev/fuse: %v\n%s\nwant exit 1 and\n%s", otherID, err, stderr.String(), want)
 	}
 }
