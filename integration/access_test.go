@@ -127,6 +127,9 @@ func TestMountDiskPermissions(t *testing.T) {
 		filepath.Join(latest, "vda", "part1.raw"): fmt.Sprintf("440 %d 4242", os.Geteuid()),
 	})
 	m.stop(t)
+	m, latest = start("--allow-other", "--disk-group", "4242") // the group reads
+	modes(map[string]string{filepath.Join(latest, "vda.raw"): fmt.Sprintf("440 %d 4242", os.Geteuid())})
+	m.stop(t)
 
 	for _, bad := range [][]string{{"--allow-other", "--disk-mode", "0644"}, {"--allow-other", "--disk-group", "no-such-group-here"}, {"--disk-mode", "0440"}} {
 		r := cairn(t, vault, append([]string{"mount", filepath.Join(dir, "tree")}, bad...)...)

@@ -16,8 +16,8 @@ import (
 func serveFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "allow-other", Usage: "let other users in: they see guest files as the guest's modes allow"},
-		&cli.StringFlag{Name: "disk-mode", Value: "0400", Usage: "mode of DISK.raw and partN.raw, read bits only, e.g. 0440 (with --allow-other)"},
-		&cli.StringFlag{Name: "disk-group", Usage: "group (name or number) of DISK.raw and partN.raw (default: yours; with --allow-other)"},
+		&cli.StringFlag{Name: "disk-mode", Usage: "mode of DISK.raw and partN.raw, read bits only (default 0400, 0440 with --disk-group; needs --allow-other)"},
+		&cli.StringFlag{Name: "disk-group", Usage: "group (name or number) of DISK.raw and partN.raw (default yours; needs --allow-other)"},
 		&cli.StringFlag{Name: "cache-size", Value: "256M", Usage: "memory for decompressed blocks, e.g. 256M, 1G"},
 	}
 }
@@ -32,17 +32,21 @@ func daemonOpts(env *cmdEnv, c *cli.Context, mountpoint string) (daemonOptions, 
 	}
 	o := daemonOptions{vault: env.path(env.vaultDir(c)), mountpoint: env.path(mountpoint),
 		allowOther: c.Bool("allow-other"), cacheSize: size}
-	mode, err := strconv.ParseUint(c.String("disk-mode"), 8, 32)
-	if err != nil || mode == 0 || mode&^0o444 != 0 {
-		return o, usagef("--disk-mode %s: want an octal mode with read bits only, such as 0400 or 0440", c.String("disk-mode"))
-	}
-	o.diskMode = os.FileMode(mode)
+	o.diskMode = 0o400
 	if g := c.String("disk-group"); g != "" {
 		gid, err := lookupGroup(g)
 		if err != nil {
 			return o, usagef("--disk-group %s: %v", g, err)
 		}
 		o.diskGid = &gid
+		o.diskMode = 0o440 // naming a group is sharing with it
+	}
+	if m := c.String("disk-mode"); m != "" {
+		mode, err := strconv.ParseUint(m, 8, 32)
+		if err != nil || mode == 0 || mode&^0o444 != 0 {
+			return o, usagef("--disk-mode %s: want an octal mode with read bits only, such as 0400 or 0440", m)
+		}
+		o.diskMode = os.FileMode(mode)
 	}
 	if (o.diskMode != 0o400 || o.diskGid != nil) && !o.allowOther {
 		return o, usagef("--disk-mode and --disk-group share disk files with other users, who need --allow-other to enter the mount")
