@@ -495,3 +495,28 @@ func TestDaemonSocket(t *testing.T) {
 	sameFile(t, img, out)
 	fmt.Fprint(io.Discard, log)
 }
+
+// TestMountHelp: the help of mount, daemon and umount says what the user
+// sees and ends with examples.
+func TestMountHelp(t *testing.T) {
+	for cmd, words := range map[string][]string{
+		"mount": {"RESOURCE/latest", "RESOURCE/ID/DISK.raw", "DISK/partN/", "DISK/partN.raw", "bare filesystem",
+			"0400", "--allow-other", "--disk-group"},
+		"daemon": {"socket", "CAIRN_SOCKET", "--mount", "SIGTERM"},
+		"umount": {"dead mount"},
+	} {
+		r := cairn(t, t.TempDir(), cmd, "--help")
+		desc, _, _ := strings.Cut(r.stdout, "OPTIONS:")
+		if r.code != 0 || !strings.Contains(desc, "Examples:\n     cairn ") {
+			t.Errorf("cairn %s --help: exit %d, no examples:\n%s", cmd, r.code, r.stdout)
+		}
+		for _, w := range words {
+			if !strings.Contains(desc, w) {
+				t.Errorf("cairn %s --help does not mention %q", cmd, w)
+			}
+		}
+		if strings.Contains(r.stdout, "Badger") {
+			t.Errorf("cairn %s --help speaks of Badger", cmd)
+		}
+	}
+}
