@@ -50,7 +50,8 @@ var (
 )
 
 func (f *diskFile) fill(a *fuse.Attr) {
-	a.Mode = syscall.S_IFREG | 0o444
+	a.Mode = syscall.S_IFREG | f.fsys.diskMode
+	a.Uid, a.Gid = f.fsys.diskUid, f.fsys.diskGid
 	a.Nlink = 1
 	a.Size = uint64(f.size)
 	a.Blocks = uint64(f.allocated+511) / 512

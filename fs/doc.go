@@ -26,6 +26,11 @@
 //     1 MiB, so it sends 1 MiB READs instead of 128 KiB ones.
 //   - A block that fails verification is EIO for that read, logged with
 //     point and offset; wrong bytes are never returned.
+//   - Disk files (DISK.raw, partN.raw) are mode 0400, owned by the
+//     mounting process's effective uid and gid, unless MountOptions name
+//     another read-only mode or group: a disk file holds every guest file
+//     whatever the guest's modes, so with allow_other it would otherwise
+//     hand a root-only guest file to every local user.
 //   - Guest files keep their original mode, owners, size, times, link
 //     count, device number and xattrs; their inode numbers derive from
 //     (resource, point, disk, partition, guest inode), so hard links share

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -17,8 +16,18 @@ import (
 
 // MountOptions tune a mount. The zero value means "default".
 type MountOptions struct {
-	// AllowOther lets users other than the mounting one see the files.
+	// AllowOther lets users other than the mounting one in. They then see
+	// guest files as the guest's modes and owners allow, and disk files
+	// as DiskMode and DiskGid allow.
 	AllowOther bool
+	// DiskMode is the permission of the disk files (DISK.raw,
+	// DISK/partN.raw); only read bits may be set. Zero means 0400: a disk
+	// file holds every guest file, whatever the guest's modes say, so by
+	// default only its owner, the mounting user, may read it.
+	DiskMode os.FileMode
+	// DiskGid is the group of the disk files; nil means the mounting
+	// process's effective group.
+	DiskGid *uint32
 	// ReadAhead is how many bytes to keep loaded ahead of a sequential
 	// reader; default 8 MiB. Negative disables read-ahead.
 	ReadAhead int64
@@ -38,17 +47,31 @@ func Mount(mountpoint string, v Vault, o MountOptions) (*fuse.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkMountpoint(abs); err != nil {
-		return nil, err
-	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
+	}
+	if err := checkFUSE(); err != nil {
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	if err := checkMountpoint(abs, o.Logf); err != nil {
+		return nil, err
 	}
 	if o.ReadAhead == 0 {
 		o.ReadAhead = 8 << 20
 	}
+	if o.DiskMode == 0 {
+		o.DiskMode = 0o400
+	}
+	if o.DiskMode&^0o444 != 0 {
+		return nil, fmt.Errorf("disk file mode %04o: only read bits (0444) may be set", uint32(o.DiskMode))
+	}
+	gid := uint32(os.Getegid())
+	if o.DiskGid != nil {
+		gid = *o.DiskGid
+	}
 	fsys := &FS{vault: v, logf: o.Logf, mounted: time.Now(),
-		ra: newReadAhead(runtime.GOMAXPROCS(0), o.ReadAhead)}
+		ra:       newReadAhead(runtime.GOMAXPROCS(0), o.ReadAhead),
+		diskMode: uint32(o.DiskMode), diskUid: uint32(os.Geteuid()), diskGid: gid}
 	root := &rootNode{fsys: fsys}
 	zero := time.Duration(0)
 	dyn := dynamicTimeout
@@ -111,91 +134,12 @@ const kernelReadAhead = 1 << 20
 // runs: 434-626 MB/s at 128 KiB, 644-758 at 1 MiB). Files opened from
 // here on use it. Needs root (sysfs).
 func raiseKernelReadAhead(path string, n int) error {
-	dev, err := mountDevice(path)
-	if err == nil && dev == "" {
+	m, err := mountAt(path)
+	if err == nil && m == nil {
 		err = fmt.Errorf("%s is not in /proc/self/mountinfo", path)
 	}
 	if err != nil {
 		return err
 	}
-	return os.WriteFile("/sys/class/bdi/"+dev+"/read_ahead_kb", []byte(strconv.Itoa(n>>10)), 0)
-}
-
-// mountDevice returns the "major:minor" of the mount at path from
-// /proc/self/mountinfo (the last mount there wins, as for lookups), or ""
-// when nothing is mounted there.
-func mountDevice(path string) (string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return "", err
-	}
-	dev := ""
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && unescapeMount(f[4]) == path {
-			dev = f[2]
-		}
-	}
-	return dev, nil
-}
-
-// checkMountpoint refuses a missing path, a non-directory, and a
-// directory that is already a mount point.
-func checkMountpoint(path string) error {
-	st, err := os.Stat(path)
-	if err != nil {
-		var errno syscall.Errno
-		if se, ok := err.(*os.PathError); ok {
-			errno, _ = se.Err.(syscall.Errno)
-		}
-		if errno == syscall.ENOTCONN {
-			return fmt.Errorf("%s: a dead FUSE mount is left here; unmount it first (cairn umount %s)", path, path)
-		}
-		return fmt.Errorf("mount point %s: %w", path, err)
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("mount point %s: not a directory", path)
-	}
-	if mounted, err := isMountpoint(path); err == nil && mounted {
-		return fmt.Errorf("mount point %s: already mounted (busy)", path)
-	}
-	return nil
-}
-
-// isMountpoint looks path up in /proc/self/mountinfo.
-func isMountpoint(path string) (bool, error) {
-	dev, err := mountDevice(path)
-	return dev != "", err
-}
-
-func unescapeMount(s string) string {
-	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
-	return r.Replace(s)
-}
-
-// Unmount detaches the filesystem at mountpoint; a busy mount is
-// detached lazily so no stale mount stays behind.
-func Unmount(mountpoint string) error {
-	abs, err := filepath.Abs(mountpoint)
-	if err != nil {
-		return err
-	}
-	if mounted, _ := isMountpoint(abs); !mounted {
-		return fmt.Errorf("%s: not mounted", mountpoint)
-	}
-	if os.Geteuid() != 0 {
-		for _, prog := range []string{"fusermount3", "fusermount"} {
-			if err := runQuiet(prog, "-u", abs); err == nil {
-				return nil
-			}
-		}
-		return fmt.Errorf("unmount %s: fusermount -u failed", mountpoint)
-	}
-	if err := syscall.Unmount(abs, 0); err != nil {
-		if err == syscall.EBUSY {
-			return syscall.Unmount(abs, syscall.MNT_DETACH)
-		}
-		return fmt.Errorf("unmount %s: %w", mountpoint, err)
-	}
-	return nil
+	return os.WriteFile("/sys/class/bdi/"+m.dev+"/read_ahead_kb", []byte(strconv.Itoa(n>>10)), 0)
 }

@@ -37,8 +37,15 @@ func mountVault(t *testing.T, v *snapshot.Vault, data []byte, holes [][2]int64) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return mountWith(t, v, MountOptions{}), p
+}
+
+// mountWith mounts v with options o and returns the mount directory.
+func mountWith(t *testing.T, v *snapshot.Vault, o MountOptions) string {
+	t.Helper()
 	dir := t.TempDir()
-	srv, err := Mount(dir, v, MountOptions{Logf: t.Logf})
+	o.Logf = t.Logf
+	srv, err := Mount(dir, v, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +54,7 @@ func mountVault(t *testing.T, v *snapshot.Vault, data []byte, holes [][2]int64) 
 			t.Errorf("unmount: %v", err)
 		}
 	})
-	return dir, p
+	return dir
 }
 
 // The kernel caches symlinks for good, so "latest" must still move: a
@@ -180,15 +187,45 @@ func TestReadAheadNeedsTwoSequentialReads(t *testing.T) {
 // is all the kernel grants a FUSE mount's MaxReadAhead on its own.
 func TestMountRaisesKernelReadAhead(t *testing.T) {
 	dir, _ := mountTest(t, make([]byte, 1<<20), nil)
-	dev, err := mountDevice(dir)
-	if err != nil {
-		t.Fatal(err)
+	m, err := mountAt(dir)
+	if err != nil || m == nil {
+		t.Fatalf("%s in mountinfo: %v %v", dir, m, err)
 	}
+	dev := m.dev
 	b, err := os.ReadFile("/sys/class/bdi/" + dev + "/read_ahead_kb")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.TrimSpace(string(b)); got != strconv.Itoa(kernelReadAhead>>10) {
 		t.Errorf("read_ahead_kb of the mount (%s) is %s, want %d", dev, got, kernelReadAhead>>10)
+	}
+}
+
+// A disk file holds every guest file whatever its mode, so it is 0400 and
+// the mounting user's unless the options share it; write bits are refused.
+func TestDiskFileModeAndOwner(t *testing.T) {
+	dir, p := mountTest(t, []byte("disk"), nil)
+	check := func(dir string, mode, gid uint32) {
+		t.Helper()
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(dir, "r", p.ID, "d.raw"), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode != syscall.S_IFREG|mode || st.Uid != uint32(os.Geteuid()) || st.Gid != gid {
+			t.Errorf("d.raw: mode %o uid %d gid %d, want %o %d %d", st.Mode, st.Uid, st.Gid,
+				syscall.S_IFREG|mode, os.Geteuid(), gid)
+		}
+	}
+	check(dir, 0o400, uint32(os.Getegid()))
+
+	v := snapshot.TestVault(t, snapshot.Config{BlockSize: 64 << 10})
+	p, err := v.Backup(context.Background(), "r", []snapshot.DiskSource{{Name: "d", Src: &snapshot.MemSource{Data: []byte("disk")}}}, snapshot.BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := uint32(4242)
+	check(mountWith(t, v, MountOptions{DiskMode: 0o440, DiskGid: &gid}), 0o440, 4242)
+	if _, err := Mount(t.TempDir(), v, MountOptions{DiskMode: 0o640}); err == nil || !strings.Contains(err.Error(), "only read bits") {
+		t.Errorf("mount with disk mode 0640: %v, want a refusal", err)
 	}
 }

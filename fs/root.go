@@ -23,6 +23,9 @@ type FS struct {
 	logf    func(string, ...any)
 	mounted time.Time
 	ra      *readAhead
+	// diskMode (permission bits), diskUid and diskGid are the disk
+	// files' attributes.
+	diskMode, diskUid, diskGid uint32
 }
 
 // rootNode lists the resources of the vault.

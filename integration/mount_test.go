@@ -28,10 +28,16 @@ type mounted struct {
 // until the mount answers. Cleanup stops it and checks nothing is left.
 func startMount(t *testing.T, vault string, extra ...string) *mounted {
 	t.Helper()
-	needFUSE(t)
 	dir := filepath.Join(t.TempDir(), "mnt")
 	os.Mkdir(dir, 0o755)
-	args := append([]string{"mount", dir}, extra...)
+	return startServing(t, vault, dir, append([]string{"mount", dir}, extra...)...)
+}
+
+// startServing runs cairn with args (mount or daemon --mount) on vault
+// and waits until it serves a mount at dir.
+func startServing(t *testing.T, vault, dir string, args ...string) *mounted {
+	t.Helper()
+	needFUSE(t)
 	m := &mounted{cmd: exec.Command(cairnBin, args...), dir: dir, log: &lockedBuffer{}, done: make(chan error, 1)}
 	m.cmd.Env = append(os.Environ(), "CAIRN_VAULT="+vault)
 	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
@@ -40,7 +46,8 @@ func startMount(t *testing.T, vault string, extra ...string) *mounted {
 	}
 	go func() { m.done <- m.cmd.Wait() }()
 	deadline := time.Now().Add(10 * time.Second)
-	for !isMounted(dir) {
+	// "serving" follows the mount: a dead mount left at dir is no sign.
+	for !isMounted(dir) || !strings.Contains(m.log.String(), "serving ") {
 		select {
 		case err := <-m.done:
 			t.Fatalf("cairn mount exited: %v\n%s", err, m.log)
@@ -146,7 +153,7 @@ func TestMountServesEveryPoint(t *testing.T) {
 		if err := syscall.Stat(filepath.Join(res, id1, "vdb.raw"), &st); err != nil {
 			t.Fatal(err)
 		}
-		if st.Size != 48<<20 || st.Mode&0o777 != 0o444 {
+		if st.Size != 48<<20 || st.Mode&0o777 != 0o400 {
 			t.Errorf("size %d mode %o", st.Size, st.Mode)
 		}
 		if st.Blocks*512 > 8<<20 || st.Blocks == 0 {
@@ -321,6 +328,53 @@ func TestMountServesEveryPoint(t *testing.T) {
 	mustCairn(t, vault, "verify", "--data") // runs locally again
 }
 
+// TestMountAfterKill: a cairn killed with SIGKILL leaves a dead FUSE
+// mount behind. The next mount or daemon --mount there removes it, says
+// so and serves; a live one is still refused; cairn umount removes a
+// dead one too.
+func TestMountAfterKill(t *testing.T) {
+	dir := t.TempDir()
+	vault := filepath.Join(dir, "vault")
+	disk := createSized(t, filepath.Join(dir, "d.raw"), 1<<20)
+	scribble(t, disk, 4, 4, 10<<10, 0, 1<<20)
+	mustCairn(t, vault, "init", "--chunk-size", "64K")
+	id := strings.TrimPrefix(strings.TrimSpace(mustCairn(t, vault, "backup", "--name", "r", disk)), "r@")
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	kill := func(m *mounted) {
+		t.Helper()
+		// Just looked at, the mount's attributes stay in the kernel's
+		// cache for a while: stat alone would take it for a live one.
+		os.ReadDir(mnt)
+		m.cmd.Process.Kill()
+		<-m.done
+		if !isMounted(mnt) {
+			t.Fatal("no dead mount left after SIGKILL")
+		}
+	}
+	kill(startServing(t, vault, mnt, "mount", mnt))
+	for _, args := range [][]string{{"mount", mnt}, {"daemon", "--mount", mnt}} {
+		m := startServing(t, vault, mnt, args...)
+		if n := strings.Count(m.log.String(), "removed the dead mount"); n != 1 {
+			t.Errorf("cairn %s: %d lines on the dead mount it replaced, want 1:\n%s", strings.Join(args, " "), n, m.log)
+		}
+		sameFile(t, disk, filepath.Join(mnt, "r", id, "d.raw"))
+		if args[0] == "mount" {
+			other := filepath.Join(dir, "other")
+			mustCairn(t, other, "init")
+			r := cairn(t, other, "mount", mnt)
+			if r.code != 1 || !strings.Contains(r.stderr, "already mounted by a running cairn (cairn:"+vault+")") {
+				t.Errorf("mount over a live cairn mount: exit %d %q", r.code, r.stderr)
+			}
+		}
+		kill(m)
+	}
+	mustCairn(t, vault, "umount", mnt)
+	if isMounted(mnt) {
+		t.Error("cairn umount left the dead mount")
+	}
+}
+
 // TestMountDamagedPackIsEIO damages a stored block and checks the mount
 // answers EIO for it, logs it, keeps serving the rest, and never returns
 // wrong bytes.
@@ -440,4 +494,29 @@ func TestDaemonSocket(t *testing.T) {
 	mustCairn(t, vault, "restore", name, out)
 	sameFile(t, img, out)
 	fmt.Fprint(io.Discard, log)
+}
+
+// TestMountHelp: the help of mount, daemon and umount says what the user
+// sees and ends with examples.
+func TestMountHelp(t *testing.T) {
+	for cmd, words := range map[string][]string{
+		"mount": {"RESOURCE/latest", "RESOURCE/ID/DISK.raw", "DISK/partN/", "DISK/partN.raw", "bare filesystem",
+			"0400", "--allow-other", "--disk-group"},
+		"daemon": {"socket", "CAIRN_SOCKET", "--mount", "SIGTERM"},
+		"umount": {"dead mount"},
+	} {
+		r := cairn(t, t.TempDir(), cmd, "--help")
+		desc, _, _ := strings.Cut(r.stdout, "OPTIONS:")
+		if r.code != 0 || !strings.Contains(desc, "Examples:\n     cairn ") {
+			t.Errorf("cairn %s --help: exit %d, no examples:\n%s", cmd, r.code, r.stdout)
+		}
+		for _, w := range words {
+			if !strings.Contains(desc, w) {
+				t.Errorf("cairn %s --help does not mention %q", cmd, w)
+			}
+		}
+		if strings.Contains(r.stdout, "Badger") {
+			t.Errorf("cairn %s --help speaks of Badger", cmd)
+		}
+	}
 }

@@ -32,8 +32,9 @@ func socketPath(getenv func(string) string, vault string) string {
 }
 
 // commandOf finds the command name and the vault a command line names,
-// without parsing flags of the command itself.
-func commandOf(args []string, getenv func(string) string) (cmd, vault string, help bool) {
+// without parsing flags of the command itself. named says the vault was
+// named, by --vault or CAIRN_VAULT, rather than left to the default.
+func commandOf(args []string, getenv func(string) string) (cmd, vault string, named, help bool) {
 	for i := 1; i < len(args); i++ {
 		a := args[i]
 		switch {
@@ -53,17 +54,20 @@ func commandOf(args []string, getenv func(string) string) (cmd, vault string, he
 	if vault == "" {
 		vault = getenv("CAIRN_VAULT")
 	}
+	named = vault != ""
 	if vault == "" {
 		vault = defaultVault
 	}
-	return cmd, vault, help
+	return cmd, vault, named, help
 }
 
 // viaDaemon runs the command line in the daemon that owns the vault, if
 // one listens. It returns errNoDaemon when none does (removing a socket
-// left by a daemon that was killed).
+// left by a daemon that was killed). The request says which vault the
+// command is for: a daemon found through CAIRN_SOCKET may serve another,
+// and refuses a vault named explicitly that is not its own.
 func viaDaemon(ctx context.Context, env *cmdEnv, args []string) (int, error) {
-	cmd, vault, help := commandOf(args, env.getenv)
+	cmd, vault, named, help := commandOf(args, env.getenv)
 	if help || !slices.Contains(forwardedCommands, cmd) {
 		return 0, errNoDaemon
 	}
@@ -85,7 +89,7 @@ func viaDaemon(ctx context.Context, env *cmdEnv, args []string) (int, error) {
 	}
 	defer conn.Close()
 	req := daemonRequest{Args: args, Cwd: cwd, Terminal: env.terminal, StdoutTerminal: env.stdoutTerminal,
-		Env: map[string]string{"CAIRN_VAULT": env.getenv("CAIRN_VAULT")}}
+		Env: map[string]string{"CAIRN_VAULT": env.getenv("CAIRN_VAULT")}, Vault: vault, VaultNamed: named}
 	b, _ := json.Marshal(req)
 	if err := writeFrame(conn, frameRequest, b); err != nil {
 		return 0, fmt.Errorf("talk to the daemon at %s: %w", sock, err)

@@ -9,6 +9,7 @@ import (
 	"log"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -23,6 +24,8 @@ import (
 // socket and, optionally, the FUSE mount of every point.
 type daemon struct {
 	vault  *snapshot.Vault
+	dir    string      // the vault's directory, absolute
+	dirFI  os.FileInfo // and its identity, to compare a client's vault with
 	sock   string
 	ln     net.Listener
 	mount  *fuse.Server
@@ -36,6 +39,8 @@ type daemonOptions struct {
 	socket     string
 	mountpoint string
 	allowOther bool
+	diskMode   os.FileMode // of disk files in the mount
+	diskGid    *uint32     // nil: the process's group
 	cacheSize  int64
 }
 
@@ -53,6 +58,12 @@ func runDaemon(ctx context.Context, env *cmdEnv, o daemonOptions) error {
 	}
 	defer v.Close()
 	d := &daemon{vault: v, sock: o.socket, log: logger}
+	if d.dir, err = filepath.Abs(o.vault); err != nil {
+		return err
+	}
+	if d.dirFI, err = os.Stat(d.dir); err != nil {
+		return err
+	}
 	if d.sock == "" {
 		d.sock = socketPath(env.getenv, o.vault)
 	}
@@ -65,7 +76,8 @@ func runDaemon(ctx context.Context, env *cmdEnv, o daemonOptions) error {
 	if o.mountpoint != "" {
 		d.mpoint = o.mountpoint
 		d.mount, err = cairnfs.Mount(o.mountpoint, v, cairnfs.MountOptions{
-			AllowOther: o.allowOther, Logf: logger.Printf, FsName: "cairn:" + o.vault,
+			AllowOther: o.allowOther, DiskMode: o.diskMode, DiskGid: o.diskGid,
+			Logf: logger.Printf, FsName: "cairn:" + o.vault,
 			Debug: env.getenv("CAIRN_FUSE_DEBUG") != ""})
 		if err != nil {
 			return err
@@ -182,12 +194,35 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 		cwd:            req.Cwd,
 		vault:          d.vault,
 	}
-	cmd, _, _ := commandOf(req.Args, env.getenv)
-	d.log.Printf("running %s for a client", cmd)
-	code := run(ctx, env, req.Args)
+	cmd, _, _, _ := commandOf(req.Args, env.getenv)
+	code := 1
+	if err := d.checkVault(req); err != nil {
+		d.log.Printf("refused %s for a client: %v", cmd, err)
+		fmt.Fprintf(env.stderr, "cairn: %v\n", err)
+	} else {
+		d.log.Printf("running %s for a client", cmd)
+		code = run(ctx, env, req.Args)
+	}
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], uint32(code))
 	mu.Lock()
 	writeFrame(conn, frameExit, b[:])
 	mu.Unlock()
+}
+
+// checkVault refuses a request that names a vault other than the
+// daemon's. A client finds the daemon through CAIRN_SOCKET whatever
+// vault its command names; running the command on the daemon's vault
+// instead would back up into, or delete from, the wrong one. Comparing
+// the directories' identities lets symlinks and relative paths agree.
+func (d *daemon) checkVault(req daemonRequest) error {
+	if !req.VaultNamed {
+		return nil
+	}
+	if fi, err := os.Stat(req.Vault); err == nil && os.SameFile(fi, d.dirFI) {
+		return nil
+	}
+	return fmt.Errorf("this command names vault %s, but the daemon at %s serves %s: "+
+		"unset CAIRN_SOCKET to use %s, or name %s (or no vault) to use the daemon's",
+		req.Vault, d.sock, d.dir, req.Vault, d.dir)
 }

@@ -30,6 +30,11 @@ type daemonRequest struct {
 	// StdoutTerminal: the client's stdout is a terminal.
 	StdoutTerminal bool              `json:"stdout_terminal"`
 	Env            map[string]string `json:"env"`
+	// Vault is the vault the command is for, absolute. VaultNamed says
+	// it was named (--vault, CAIRN_VAULT); the daemon then refuses to run
+	// the command unless Vault is its own.
+	Vault      string `json:"vault,omitempty"`
+	VaultNamed bool   `json:"vault_named,omitempty"`
 }
 
 func writeFrame(w io.Writer, typ byte, payload []byte) error {
