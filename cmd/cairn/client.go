@@ -89,7 +89,8 @@ func viaDaemon(ctx context.Context, env *cmdEnv, args []string) (int, error) {
 	}
 	defer conn.Close()
 	req := daemonRequest{Args: args, Cwd: cwd, Terminal: env.terminal, StdoutTerminal: env.stdoutTerminal,
-		Env: map[string]string{"CAIRN_VAULT": env.getenv("CAIRN_VAULT")}, Vault: vault, VaultNamed: named}
+		Env: map[string]string{"CAIRN_VAULT": env.getenv("CAIRN_VAULT")}, Vault: vault, VaultNamed: named,
+		Width: env.width, StdoutWidth: env.stdoutWidth, TZ: env.getenv("TZ")}
 	b, _ := json.Marshal(req)
 	if err := writeFrame(conn, frameRequest, b); err != nil {
 		return 0, fmt.Errorf("talk to the daemon at %s: %w", sock, err)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -190,15 +191,22 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 		stderr:         frameWriter{&mu, conn, frameStderr},
 		terminal:       req.Terminal,
 		stdoutTerminal: req.StdoutTerminal,
+		width:          req.Width,
+		stdoutWidth:    req.StdoutWidth,
 		getenv:         func(k string) string { return req.Env[k] },
 		cwd:            req.Cwd,
 		vault:          d.vault,
+	}
+	if req.TZ != "" {
+		if loc, err := time.LoadLocation(strings.TrimPrefix(req.TZ, ":")); err == nil {
+			env.loc = loc
+		}
 	}
 	cmd, _, _, _ := commandOf(req.Args, env.getenv)
 	code := 1
 	if err := d.checkVault(req); err != nil {
 		d.log.Printf("refused %s for a client: %v", cmd, err)
-		fmt.Fprintf(env.stderr, "cairn: %v\n", err)
+		reportError(env, req.Args, 1, oneLine(err))
 	} else {
 		d.log.Printf("running %s for a client", cmd)
 		code = run(ctx, env, req.Args)

@@ -35,6 +35,12 @@ type daemonRequest struct {
 	// the command unless Vault is its own.
 	Vault      string `json:"vault,omitempty"`
 	VaultNamed bool   `json:"vault_named,omitempty"`
+	// Width and StdoutWidth are the columns of the client's terminals
+	// (0: not a terminal), so bars and tables fit them.
+	Width       int `json:"width,omitempty"`
+	StdoutWidth int `json:"stdout_width,omitempty"`
+	// TZ is the client's $TZ, so times print in its zone.
+	TZ string `json:"tz,omitempty"`
 }
 
 func writeFrame(w io.Writer, typ byte, payload []byte) error {
