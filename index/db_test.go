@@ -10,7 +10,7 @@ import (
 
 func openTemp(t testing.TB) *DB {
 	t.Helper()
-	db, err := Open(t.TempDir(), Options{})
+	db, err := Open(t.TempDir(), Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,12 +102,12 @@ func TestPointsByResource(t *testing.T) {
 
 func TestSecondOpenIsLocked(t *testing.T) {
 	dir := t.TempDir()
-	db, err := Open(dir, Options{})
+	db, err := Open(dir, Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := Open(dir, Options{}); !errors.Is(err, ErrLocked) {
+	if _, err := Open(dir, Options{Create: true}); !errors.Is(err, ErrLocked) {
 		t.Fatalf("second open: %v, want ErrLocked", err)
 	}
 }
@@ -129,7 +129,7 @@ func TestHashText(t *testing.T) {
 // killed between creating and sizing it: the first open must succeed.
 func TestOpenAfterKillBeforeMemtableSized(t *testing.T) {
 	dir := t.TempDir()
-	db, err := Open(dir, Options{})
+	db, err := Open(dir, Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestOpenAfterKillBeforeMemtableSized(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "00099.mem"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	db, err = Open(dir, Options{})
+	db, err = Open(dir, Options{Create: true})
 	if err != nil {
 		t.Fatalf("first open after the kill: %v", err)
 	}
@@ -155,13 +155,13 @@ func TestOpenAfterKillBeforeMemtableSized(t *testing.T) {
 func TestIndexFileModes(t *testing.T) {
 	dir := t.TempDir()
 	old := syscall.Umask(0)
-	db, err := Open(dir, Options{})
+	db, err := Open(dir, Options{Create: true})
 	syscall.Umask(old)
 	if err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
-	db, err = Open(dir, Options{})
+	db, err = Open(dir, Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,9 +9,15 @@ import (
 
 // Key prefixes. One byte each; never reuse a retired value.
 const (
-	prefixBlock byte = 'b' // 'b' hash[32] → Location
-	prefixPoint byte = 'p' // 'p' resource 0x00 id → manifest bytes
-	prefixPack  byte = 'k' // 'k' packID[16] → PackInfo
+	prefixBlock       byte = 'b' // 'b' hash[32] → Location
+	prefixPoint       byte = 'p' // 'p' resource 0x00 id → point record
+	prefixPack        byte = 'k' // 'k' packID[16] → PackInfo
+	prefixDamage      byte = 'd' // 'd' hash[32] → Location reason: a copy known damaged
+	prefixPointDamage byte = 'D' // 'D' resource 0x00 id → what is known damaged in the point
+	prefixBadRecord   byte = 'r' // 'r' name → why the point record cannot be read
+	prefixCandidate   byte = 'L' // 'L' hash[32] packID[16] offset[8] → Location (repair only)
+	keyVault          byte = 'v' // 'v' → the vault ID this index belongs to
+	keySession        byte = 's' // 's' → present while a writer has the index open
 )
 
 // Hash identifies a block by its content (BLAKE3-256 of the raw bytes).
@@ -104,6 +110,26 @@ func decodePackInfo(b []byte) (PackInfo, error) {
 		Size:  int64(binary.BigEndian.Uint64(b)),
 		Blobs: int64(binary.BigEndian.Uint64(b[8:])),
 	}, nil
+}
+
+func damageKey(h Hash) []byte {
+	k := blockKey(h)
+	k[0] = prefixDamage
+	return k
+}
+
+func pointDamageKey(resource, id string) []byte {
+	k := pointKey(resource, id)
+	k[0] = prefixPointDamage
+	return k
+}
+
+func candidateKey(h Hash, l Location) []byte {
+	k := make([]byte, 0, 1+len(h)+len(l.Pack)+8)
+	k = append(k, prefixCandidate)
+	k = append(k, h[:]...)
+	k = append(k, l.Pack[:]...)
+	return binary.BigEndian.AppendUint64(k, l.Offset)
 }
 
 func blockKey(h Hash) []byte {

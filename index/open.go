@@ -1,0 +1,403 @@
+package index
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/dgraph-io/badger/v4/table"
+	"github.com/dgraph-io/ristretto/v2/z"
+)
+
+var (
+	// ErrNotFound is returned for a key that does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrCorrupt is returned when a stored record cannot be decoded, or
+	// Badger fails (or panics) on damaged files.
+	ErrCorrupt = errors.New("index damaged")
+	// ErrLocked is returned when another process has the index open.
+	ErrLocked = errors.New("index is in use by another process")
+	// ErrNoWrite is returned when the index cannot be opened for writing
+	// because its filesystem is full or read-only; it may still open
+	// with Options.ReadOnly.
+	ErrNoWrite = errors.New("index cannot be written")
+	// ErrMissing is returned by Open when dir holds no index and
+	// Options.Create is not set.
+	ErrMissing = errors.New("index missing")
+)
+
+// Options tune the index. The zero value means "default" for every field.
+type Options struct {
+	// InMemory keeps everything in memory, for tests.
+	InMemory bool
+	// Create makes a new index when dir holds none. Without it, Open
+	// fails with ErrMissing rather than hand out an empty index where one
+	// was lost.
+	Create bool
+	// CacheSize bounds Badger's block and index caches together, in bytes.
+	// Default 16 MiB.
+	CacheSize int64
+	// ReadOnly opens the index without the ability to write.
+	ReadOnly bool
+	// Logf receives Badger's warnings and errors; nil discards them.
+	Logf func(format string, args ...any)
+}
+
+// DB is the vault's index.
+type DB struct {
+	db *badger.DB
+}
+
+// Exists reports whether dir holds an index (its manifest).
+func Exists(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, badger.ManifestFilename))
+	return err == nil
+}
+
+// Open opens the index stored in dir, creating it when o.Create is set.
+// Damaged files (a truncated table, a bad checksum) fail with ErrCorrupt,
+// and so does a panic inside Badger.
+func Open(dir string, o Options) (db *DB, err error) {
+	if !o.InMemory && !Exists(dir) && (!o.Create || o.ReadOnly) {
+		if _, statErr := os.Stat(dir); statErr != nil && !errors.Is(statErr, os.ErrNotExist) {
+			return nil, statErr
+		}
+		return nil, fmt.Errorf("%w: %s holds no index", ErrMissing, dir)
+	}
+	if o.Create && !o.InMemory {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	cache := o.CacheSize
+	if cache <= 0 {
+		cache = 16 << 20
+	}
+	// Badger's defaults (64 MiB memtables ×5, a 256 MiB block cache) cost
+	// hundreds of MiB; our records are tiny and written in batches, so a
+	// few small memtables and caches keep RSS low at little cost in speed.
+	opts := badger.DefaultOptions(dir).
+		WithInMemory(o.InMemory).
+		WithReadOnly(o.ReadOnly).
+		WithLogger(badgerLogger{o.Logf}).
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithBaseTableSize(4 << 20).
+		WithBaseLevelSize(16 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithValueThreshold(1 << 20).
+		WithBlockCacheSize(cache * 3 / 4).
+		WithIndexCacheSize(cache / 4).
+		WithCompression(options.None). // hashes and locations do not compress
+		// A flipped bit in a table is an error, never a wrong location or
+		// a wrong point size: every block is checked as it is read (and
+		// each table's index when it opens; see checkTables).
+		WithChecksumVerificationMode(options.OnBlockRead).
+		WithNumCompactors(2).
+		WithNumGoroutines(2).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false)
+	if o.InMemory {
+		opts = opts.WithDir("").WithValueDir("")
+	} else if !o.ReadOnly {
+		removeEmptyMemtables(dir)
+	}
+	if !o.InMemory {
+		if err := checkTables(dir, o.ReadOnly); err != nil {
+			return nil, err
+		}
+	}
+	defer recoverBadger(&err)
+	bdb, err := badger.Open(opts)
+	if err != nil {
+		if bdb != nil {
+			bdb.Close()
+		}
+		msg := err.Error()
+		switch {
+		case strings.Contains(msg, "Cannot acquire directory lock"):
+			return nil, ErrLocked
+		case !o.ReadOnly && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+			strings.Contains(msg, "no space left") || strings.Contains(msg, "quota exceeded")):
+			return nil, fmt.Errorf("%w: its filesystem is full (%s)", ErrNoWrite, lastPart(msg))
+		case !o.ReadOnly && (errors.Is(err, syscall.EROFS) || strings.Contains(msg, "read-only file system")):
+			return nil, fmt.Errorf("%w: its filesystem is read-only", ErrNoWrite)
+		case errors.Is(err, os.ErrPermission):
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %s", ErrCorrupt, oneLine(msg))
+	}
+	if !o.InMemory && !o.ReadOnly {
+		tightenModes(dir)
+	}
+	return &DB{db: bdb}, nil
+}
+
+// checkTables opens each table file the way Badger will, but here, where
+// a panic can be caught, and verifies its checksums: Badger opens tables
+// on goroutines of its own, and a truncated table panics there, taking
+// the process down with a long trace; a table whose index fails its
+// checksum it skips without a word, losing its records; and its
+// iterators end quietly at a block that fails its checksum, so a scan
+// would list part of the points as if that were all. Each of these is
+// ErrCorrupt here. Tables never change once written, so each is verified
+// once: those verified are listed, with size and time, in a file beside
+// them (a table rewritten in place has a new time and is checked again).
+func checkTables(dir string, readOnly bool) error {
+	paths, err := filepath.Glob(filepath.Join(dir, "*.sst"))
+	if err != nil {
+		return err
+	}
+	verified := readVerified(dir)
+	changed := false
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		key := fmt.Sprintf("%s %d %d", filepath.Base(p), st.Size(), st.ModTime().UnixNano())
+		if verified[key] {
+			continue
+		}
+		if err := checkTable(p); err != nil {
+			return fmt.Errorf("%w: table %s: %s", ErrCorrupt, filepath.Base(p), oneLine(err.Error()))
+		}
+		verified[key] = true
+		changed = true
+	}
+	if changed && !readOnly {
+		writeVerified(dir, verified, paths)
+	}
+	return nil
+}
+
+// verifiedName lists the tables checked whole, one "name size mtime" a line.
+const verifiedName = "VERIFIED"
+
+func readVerified(dir string) map[string]bool {
+	out := map[string]bool{}
+	b, err := os.ReadFile(filepath.Join(dir, verifiedName))
+	if err != nil {
+		return out
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l != "" {
+			out[l] = true
+		}
+	}
+	return out
+}
+
+// writeVerified keeps the entries of tables that still exist. Losing the
+// file costs a check of every table at the next open, nothing more.
+func writeVerified(dir string, verified map[string]bool, paths []string) {
+	exists := map[string]bool{}
+	for _, p := range paths {
+		exists[filepath.Base(p)] = true
+	}
+	var b strings.Builder
+	for k := range verified {
+		if name, _, _ := strings.Cut(k, " "); exists[name] {
+			b.WriteString(k + "\n")
+		}
+	}
+	tmp := filepath.Join(dir, verifiedName+".tmp")
+	if os.WriteFile(tmp, []byte(b.String()), 0o600) == nil {
+		os.Rename(tmp, filepath.Join(dir, verifiedName))
+	}
+}
+
+func checkTable(path string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	mf, err := z.OpenMmapFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	// OpenTable closes mf when it fails. On success the table is left to
+	// the garbage collector and only the file is closed: the table's
+	// DecrRef would delete the file.
+	if _, err := table.OpenTable(mf, table.Options{ReadOnly: true, ChkMode: options.OnTableRead, Compression: options.None}); err != nil {
+		return err
+	}
+	return mf.Close(-1)
+}
+
+// recoverBadger turns a panic inside Badger (it panics on some damaged
+// files) into ErrCorrupt.
+func recoverBadger(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: %s", ErrCorrupt, oneLine(fmt.Sprint(r)))
+	}
+}
+
+// oneLine keeps the first line of Badger's messages, which may carry a
+// stack trace.
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+// removeEmptyMemtables deletes memtable logs of length zero. Badger
+// creates a memtable's log, then sizes it; a process killed between the
+// two leaves an empty log, which the next open fails on ("while opening
+// memtables ... Create a new file") while it sizes the file, so that
+// only the open after that one succeeds. An empty log holds no entries,
+// so removing it loses nothing.
+func removeEmptyMemtables(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".mem") {
+			continue
+		}
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() && info.Size() == 0 {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// lastPart is the innermost cause of a chain of "a: b: c" messages.
+func lastPart(msg string) string {
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		return msg[i+2:]
+	}
+	return msg
+}
+
+// tightenModes makes the index's files readable by their owner only.
+// Badger creates them with mode 0666 less the umask; the cairn command
+// sets a umask of 077, and this mends files of vaults made before it
+// did, or by other programs that use this package.
+func tightenModes(dir string) {
+	os.Chmod(dir, 0o700)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() && info.Mode().Perm()&0o077 != 0 {
+			os.Chmod(filepath.Join(dir, e.Name()), info.Mode().Perm()&0o700)
+		}
+	}
+}
+
+// Close flushes and closes the index.
+func (d *DB) Close() (err error) {
+	defer recoverBadger(&err)
+	return d.db.Close()
+}
+
+// Sync makes every write so far durable.
+func (d *DB) Sync() (err error) {
+	defer recoverBadger(&err)
+	return d.db.Sync()
+}
+
+// The helpers below are the only places that call into Badger after
+// Open, so each turns a panic on damaged files into ErrCorrupt.
+
+func (d *DB) view(fn func(txn *badger.Txn) error) (err error) {
+	defer recoverBadger(&err)
+	return d.db.View(fn)
+}
+
+func (d *DB) update(fn func(txn *badger.Txn) error) (err error) {
+	defer recoverBadger(&err)
+	if err := d.db.Update(fn); err != nil {
+		return err
+	}
+	return d.db.Sync()
+}
+
+// batch writes sets (and deletes, for nil values) in one WriteBatch and
+// syncs.
+func (d *DB) batch(fn func(wb *badger.WriteBatch) error) (err error) {
+	defer recoverBadger(&err)
+	wb := d.db.NewWriteBatch()
+	defer wb.Cancel()
+	if err := fn(wb); err != nil {
+		return err
+	}
+	if err := wb.Flush(); err != nil {
+		return err
+	}
+	return d.db.Sync()
+}
+
+// get copies the value of key out, or returns ErrNotFound.
+func (d *DB) get(key []byte) ([]byte, error) {
+	var out []byte
+	err := d.view(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		out, err = item.ValueCopy(nil)
+		return err
+	})
+	return out, err
+}
+
+// scan iterates keys with prefix; v is nil unless values is set. k and v
+// are only valid during fn.
+func (d *DB) scan(prefix []byte, values bool, fn func(k, v []byte) error) error {
+	return d.view(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = values
+		opts.PrefetchSize = 64
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			item := it.Item()
+			var err error
+			if values {
+				err = item.Value(func(v []byte) error { return fn(item.Key(), v) })
+			} else {
+				err = fn(item.Key(), nil)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// dropPrefix deletes every key with prefix.
+func (d *DB) dropPrefix(prefix []byte) (err error) {
+	defer recoverBadger(&err)
+	if err := d.db.DropPrefix(prefix); err != nil {
+		return err
+	}
+	return d.db.Sync()
+}
+
+type badgerLogger struct {
+	logf func(string, ...any)
+}
+
+func (l badgerLogger) Errorf(f string, a ...any) {
+	if l.logf != nil {
+		l.logf("index: "+f, a...)
+	}
+}
+func (l badgerLogger) Warningf(f string, a ...any) { l.Errorf(f, a...) }
+func (badgerLogger) Infof(string, ...any)          {}
+func (badgerLogger) Debugf(string, ...any)         {}
