@@ -7,9 +7,10 @@ import (
 	"hash/crc32"
 )
 
-// On-disk format, version 1. All integers are big-endian.
+// On-disk format, version 2 (version 1 is read too). All integers are
+// big-endian.
 //
-//	pack   := packHeader blob*
+//	pack   := packHeader blob* trailer    (version 1 packs have no trailer)
 //	packHeader (16 bytes) := "CAIRNPAK" version:u16 flags:u16 reserved:u32
 //	blob   := blobHeader payload
 //	blobHeader (56 bytes) := "BLOB" kind:u8 codec:u8 flags:u16
@@ -17,10 +18,11 @@ import (
 //
 // crc is CRC-32C over the first 44 header bytes and the payload; it lets
 // a pack scan tell a torn or damaged blob from a good one without
-// decompressing. Flags are zero in version 1; encryption will set them.
+// decompressing. Flags are zero; encryption will set them. The trailer
+// (trailer.go) repeats every blob header at the end of the pack.
 const (
 	packMagic      = "CAIRNPAK"
-	packVersion    = 1
+	packVersion    = 2
 	packHeaderSize = 16
 	blobMagic      = "BLOB"
 	blobHeaderSize = 56
@@ -63,18 +65,29 @@ func packHeader() []byte {
 	return b
 }
 
-func checkPackHeader(b []byte) error {
+// checkPackHeader returns the pack's format version.
+func checkPackHeader(b []byte) (int, error) {
 	if len(b) < packHeaderSize || string(b[:8]) != packMagic {
-		return fmt.Errorf("%w: not a cairn pack", ErrCorrupt)
+		return 0, fmt.Errorf("%w: not a cairn pack", ErrCorrupt)
 	}
-	if v := binary.BigEndian.Uint16(b[8:]); v != packVersion {
-		return fmt.Errorf("pack format version %d is not supported by this cairn (knows %d)", v, packVersion)
+	v := binary.BigEndian.Uint16(b[8:])
+	if v < 1 || v > packVersion {
+		return 0, fmt.Errorf("pack format version %d is not supported by this cairn (knows 1 to %d)", v, packVersion)
 	}
-	return nil
+	return int(v), nil
 }
 
-// encodeBlobHeader fills dst[:blobHeaderSize]; the CRC covers payload.
-func encodeBlobHeader(dst []byte, h blobHeader, payload []byte) {
+// encodeBlobHeader fills dst[:blobHeaderSize] and returns the CRC, which
+// covers the header and payload.
+func encodeBlobHeader(dst []byte, h blobHeader, payload []byte) uint32 {
+	putBlobHeader(dst, h)
+	h.CRC = crc32.Update(crc32.Checksum(dst[:48], castagnoli), castagnoli, payload)
+	binary.BigEndian.PutUint32(dst[48:], h.CRC)
+	return h.CRC
+}
+
+// putBlobHeader writes h, CRC included, into dst[:blobHeaderSize].
+func putBlobHeader(dst []byte, h blobHeader) {
 	copy(dst, blobMagic)
 	dst[4] = byte(h.Kind)
 	dst[5] = byte(h.Codec)
@@ -82,8 +95,7 @@ func encodeBlobHeader(dst []byte, h blobHeader, payload []byte) {
 	binary.BigEndian.PutUint32(dst[8:], h.RawLen)
 	binary.BigEndian.PutUint32(dst[12:], h.StoredLen)
 	copy(dst[16:48], h.Hash[:])
-	crc := crc32.Update(crc32.Checksum(dst[:48], castagnoli), castagnoli, payload)
-	binary.BigEndian.PutUint32(dst[48:], crc)
+	binary.BigEndian.PutUint32(dst[48:], h.CRC)
 	binary.BigEndian.PutUint32(dst[52:], 0)
 }
 

@@ -2,13 +2,29 @@ package chunkstore
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"runtime"
 	"sync"
 
+	"github.com/cairn-backup/cairn/chunkstore/storage"
 	"github.com/cairn-backup/cairn/index"
 )
+
+// storageReaderAt reads one object as an io.ReaderAt.
+type storageReaderAt struct {
+	ctx  context.Context
+	st   storage.Storage
+	name string
+}
+
+func (r storageReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if err := r.st.ReadAt(r.ctx, storage.Packs, r.name, p, off); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
 
 // BlobCheck is the outcome of checking one blob found in a pack.
 type BlobCheck struct {
@@ -23,19 +39,25 @@ type BlobCheck struct {
 // CheckPack reads pack id front to back, decompresses and re-hashes every
 // blob on all cores, and calls fn for each blob in pack order. A pack
 // whose blob structure is broken stops the scan with an error wrapping
-// ErrCorrupt after reporting the blobs before the damage.
-func (s *Store) CheckPack(id index.PackID, fn func(BlobCheck)) error {
-	obj, err := s.be.Open(id.String() + ".pack")
+// ErrCorrupt after reporting the blobs before the damage. A version 2
+// pack's trailer is not a blob: the scan ends where the trailer says the
+// blobs end (or, with the trailer damaged, where one seems to start).
+func (s *Store) CheckPack(ctx context.Context, id index.PackID, fn func(BlobCheck)) error {
+	name := PackName(id)
+	info, err := s.st.Stat(ctx, storage.Packs, name)
 	if err != nil {
 		return err
 	}
-	defer obj.Close()
-	r := bufio.NewReaderSize(io.NewSectionReader(obj, 0, obj.Size()), 1<<20)
+	end := info.Size
+	if _, at, err := readTrailer(ctx, s.st, name, info.Size); err == nil {
+		end = at
+	}
+	r := bufio.NewReaderSize(io.NewSectionReader(storageReaderAt{ctx, s.st, name}, 0, end), 1<<20)
 	ph := make([]byte, packHeaderSize)
 	if _, err := io.ReadFull(r, ph); err != nil {
 		return fmt.Errorf("%w: pack %s: short header", ErrCorrupt, id)
 	}
-	if err := checkPackHeader(ph); err != nil {
+	if _, err := checkPackHeader(ph); err != nil {
 		return fmt.Errorf("pack %s: %w", id, err)
 	}
 
@@ -74,16 +96,27 @@ func (s *Store) CheckPack(id index.PackID, fn func(BlobCheck)) error {
 
 	off := int64(packHeaderSize)
 	var scanErr error
+	var found []BlobInfo
 	hb := make([]byte, blobHeaderSize)
-	for off < obj.Size() {
+	for off < end {
+		if err := ctx.Err(); err != nil {
+			scanErr = err
+			break
+		}
 		if _, err := io.ReadFull(r, hb); err != nil {
 			scanErr = fmt.Errorf("%w: pack %s: truncated blob header at %d", ErrCorrupt, id, off)
 			break
 		}
 		hdr, err := decodeBlobHeader(hb)
 		if err != nil {
+			if isTrailerAt(hb, found, off) {
+				break // a damaged trailer; the blobs before it were all
+			}
 			scanErr = fmt.Errorf("pack %s at %d: %w", id, off, err)
 			break
+		}
+		if len(found) == 0 {
+			found = append(found, blobInfo(hdr, off))
 		}
 		payload := make([]byte, hdr.StoredLen)
 		if _, err := io.ReadFull(r, payload); err != nil {

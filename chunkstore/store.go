@@ -1,11 +1,13 @@
 package chunkstore
 
 import (
-	"container/list"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 
+	"github.com/cairn-backup/cairn/chunkstore/storage"
 	"github.com/cairn-backup/cairn/index"
 )
 
@@ -13,34 +15,70 @@ import (
 type Options struct {
 	// CacheSize bounds the decompressed-block cache in bytes. Default 64 MiB.
 	CacheSize int64
-	// MaxOpenPacks bounds the pack files kept open for reading. Default 64.
-	MaxOpenPacks int
+	// ReadOnly says the index may not be written: damage found while
+	// reading is reported but not recorded.
+	ReadOnly bool
+	// Logf receives notes on damage recorded; discarded when nil.
+	Logf func(format string, args ...any)
 }
 
 // Store reads and writes blocks. It is safe for concurrent use.
 type Store struct {
-	be    Backend
+	st    storage.Storage
 	idx   *index.DB
 	cache *blockCache
-	packs *packFiles
+	o     Options
+
+	mu     sync.Mutex
+	marked map[Hash]index.Location // damage recorded by this store
 }
 
-// New returns a store over backend be, indexed by idx.
-func New(be Backend, idx *index.DB, o Options) *Store {
+// New returns a store over st, indexed by idx.
+func New(st storage.Storage, idx *index.DB, o Options) *Store {
 	if o.CacheSize <= 0 {
 		o.CacheSize = 64 << 20
 	}
-	if o.MaxOpenPacks <= 0 {
-		o.MaxOpenPacks = 64
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
 	}
-	return &Store{be: be, idx: idx, cache: newBlockCache(o.CacheSize), packs: newPackFiles(be, o.MaxOpenPacks)}
+	return &Store{st: st, idx: idx, cache: newBlockCache(o.CacheSize), o: o, marked: map[Hash]index.Location{}}
 }
 
-// Close releases open pack files.
-func (s *Store) Close() error { return s.packs.closeAll() }
+// Close releases the store. The storage and index stay open.
+func (s *Store) Close() error { return nil }
 
-// Has reports whether block h is stored.
-func (s *Store) Has(h Hash) (bool, error) { return s.idx.HasBlock(h) }
+// Storage returns the storage the store's packs live in.
+func (s *Store) Storage() storage.Storage { return s.st }
+
+// PackName is the storage name of pack id.
+func PackName(id index.PackID) string { return id.String() + ".pack" }
+
+// Has reports whether block h is stored in a copy that is not known to
+// be damaged: a backup refers to such a block instead of storing it
+// again.
+func (s *Store) Has(h Hash) (bool, error) {
+	loc, err := s.idx.Block(h)
+	if errors.Is(err, index.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return s.usable(h, loc)
+}
+
+// usable reports whether the indexed copy loc of block h is not known
+// damaged.
+func (s *Store) usable(h Hash, loc index.Location) (bool, error) {
+	dm, err := s.idx.Damaged(h)
+	switch {
+	case errors.Is(err, index.ErrNotFound):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	return dm.Location != loc, nil
+}
 
 // Get returns block h, verified, through the cache. The returned slice is
 // shared: callers must not modify it. Prefer ReadAt, which lets the
@@ -79,6 +117,13 @@ func (s *Store) Load(h Hash, dst []byte) ([]byte, error) {
 	return s.readBlob(h, loc, dst)
 }
 
+// LoadAt reads the copy of block h at loc, checked as Load checks it,
+// whatever the index says; for repair, which weighs the copies storage
+// holds of a block.
+func (s *Store) LoadAt(h Hash, loc index.Location, dst []byte) ([]byte, error) {
+	return s.readBlob(h, loc, dst)
+}
+
 // storedBufs recycles the buffers blobs are read into before they are
 // decompressed: each is needed for a moment per block read, and fresh
 // memory is what a cold read pays most for.
@@ -107,9 +152,15 @@ func (s *Store) readStoredBlob(h Hash, loc index.Location) (hdr blobHeader, payl
 		*bp = make([]byte, (loc.Length+0xffff)&^0xffff)
 	}
 	buf := (*bp)[:loc.Length]
-	if err := s.packs.readAt(loc.Pack, buf, int64(loc.Offset)); err != nil {
+	if err := s.st.ReadAt(context.Background(), storage.Packs, PackName(loc.Pack), buf, int64(loc.Offset)); err != nil {
 		storedBufs.Put(bp)
-		return hdr, nil, nil, fmt.Errorf("block %s in pack %s at %d: %w", h, loc.Pack, loc.Offset, err)
+		switch {
+		case errors.Is(err, storage.ErrNotExist):
+			err = fmt.Errorf("%w: pack %s is missing", ErrCorrupt, loc.Pack)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			err = fmt.Errorf("%w: pack %s is truncated", ErrCorrupt, loc.Pack)
+		}
+		return hdr, nil, nil, s.damaged(h, loc, fmt.Errorf("block %s in pack %s at %d: %w", h, loc.Pack, loc.Offset, err))
 	}
 	hdr, err = decodeBlobHeader(buf)
 	if err == nil && (hdr.Hash != h || hdr.RawLen != loc.RawLen || int(hdr.StoredLen) != len(buf)-blobHeaderSize) {
@@ -120,7 +171,7 @@ func (s *Store) readStoredBlob(h Hash, loc index.Location) (hdr blobHeader, payl
 	}
 	if err != nil {
 		storedBufs.Put(bp)
-		return hdr, nil, nil, fmt.Errorf("block %s in pack %s at %d: %w", h, loc.Pack, loc.Offset, err)
+		return hdr, nil, nil, s.damaged(h, loc, fmt.Errorf("block %s in pack %s at %d: %w", h, loc.Pack, loc.Offset, err))
 	}
 	return hdr, buf[blobHeaderSize:], bp, nil
 }
@@ -133,10 +184,10 @@ func (s *Store) decodeBlob(h Hash, loc index.Location, hdr blobHeader, payload, 
 	}
 	dst = dst[:hdr.RawLen]
 	if err := decompress(hdr.Codec, payload, dst); err != nil {
-		return nil, fmt.Errorf("%w: block %s in pack %s at %d: %v", ErrCorrupt, h, loc.Pack, loc.Offset, err)
+		return nil, s.damaged(h, loc, fmt.Errorf("%w: block %s in pack %s at %d: %v", ErrCorrupt, h, loc.Pack, loc.Offset, err))
 	}
 	if Sum(dst) != h {
-		return nil, fmt.Errorf("%w: block %s in pack %s at %d: content does not match its hash", ErrCorrupt, h, loc.Pack, loc.Offset)
+		return nil, s.damaged(h, loc, fmt.Errorf("%w: block %s in pack %s at %d: content does not match its hash", ErrCorrupt, h, loc.Pack, loc.Offset))
 	}
 	return dst, nil
 }
@@ -190,97 +241,28 @@ func (s *Store) location(h Hash) (index.Location, error) {
 	return loc, err
 }
 
-// packFiles keeps an LRU of open pack objects. An evicted object is
-// closed only when its last reader is done with it.
-type packFiles struct {
-	be  Backend
-	max int
-	mu  sync.Mutex
-	lru *list.List // of *openPack
-	m   map[index.PackID]*list.Element
-}
-
-type openPack struct {
-	id      index.PackID
-	obj     Object
-	refs    int
-	evicted bool
-}
-
-func newPackFiles(be Backend, max int) *packFiles {
-	return &packFiles{be: be, max: max, lru: list.New(), m: map[index.PackID]*list.Element{}}
-}
-
-func (p *packFiles) acquire(id index.PackID) (*openPack, error) {
-	p.mu.Lock()
-	if e, ok := p.m[id]; ok {
-		p.lru.MoveToFront(e)
-		op := e.Value.(*openPack)
-		op.refs++
-		p.mu.Unlock()
-		return op, nil
-	}
-	p.mu.Unlock()
-	obj, err := p.be.Open(id.String() + ".pack")
-	if err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if e, ok := p.m[id]; ok { // another reader opened it meanwhile
-		obj.Close()
-		op := e.Value.(*openPack)
-		op.refs++
-		return op, nil
-	}
-	op := &openPack{id: id, obj: obj, refs: 1}
-	p.m[id] = p.lru.PushFront(op)
-	for p.lru.Len() > p.max {
-		e := p.lru.Back()
-		old := e.Value.(*openPack)
-		p.lru.Remove(e)
-		delete(p.m, old.id)
-		old.evicted = true
-		if old.refs == 0 {
-			old.obj.Close()
-		}
-	}
-	return op, nil
-}
-
-func (p *packFiles) release(op *openPack) {
-	p.mu.Lock()
-	op.refs--
-	if op.evicted && op.refs == 0 {
-		op.obj.Close()
-	}
-	p.mu.Unlock()
-}
-
-func (p *packFiles) readAt(id index.PackID, buf []byte, off int64) error {
-	op, err := p.acquire(id)
-	if err != nil {
+// damaged records that the copy of block h at loc failed its checks (err
+// wraps ErrCorrupt), once per store, so no backup refers to it again: the
+// next backup of those bytes stores a good copy, which every point that
+// uses the block then reads. It returns err.
+func (s *Store) damaged(h Hash, loc index.Location, err error) error {
+	if !errors.Is(err, ErrCorrupt) || s.o.ReadOnly {
 		return err
 	}
-	defer p.release(op)
-	if off+int64(len(buf)) > op.obj.Size() {
-		return fmt.Errorf("%w: pack is %d bytes, blob ends at %d", ErrCorrupt, op.obj.Size(), off+int64(len(buf)))
+	s.mu.Lock()
+	done := s.marked[h] == loc
+	s.marked[h] = loc
+	s.mu.Unlock()
+	if !done {
+		if merr := s.idx.MarkDamaged(h, loc, err.Error()); merr != nil {
+			s.o.Logf("block %s is damaged, and recording that failed: %v", h, merr)
+		}
 	}
-	_, err = op.obj.ReadAt(buf, off)
 	return err
 }
 
-func (p *packFiles) closeAll() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for id, e := range p.m {
-		op := e.Value.(*openPack)
-		op.evicted = true
-		if op.refs == 0 {
-			op.obj.Close()
-		}
-		delete(p.m, id)
-	}
-	p.lru.Init()
-	return nil
+// MarkDamaged records that the copy of block h at loc failed its checks;
+// for verify, which finds damage without reading through the store.
+func (s *Store) MarkDamaged(h Hash, loc index.Location, err error) {
+	s.damaged(h, loc, fmt.Errorf("%w: %v", ErrCorrupt, err))
 }

@@ -2,6 +2,7 @@ package chunkstore
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"math/rand"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cairn-backup/cairn/chunkstore/storage"
 	"github.com/cairn-backup/cairn/index"
 )
 
@@ -16,16 +18,16 @@ import (
 func newTestStore(t testing.TB) (*Store, string) {
 	t.Helper()
 	dir := t.TempDir()
-	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{})
+	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	be, err := NewDirBackend(filepath.Join(dir, "packs"))
+	st, err := storage.NewDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(be, idx, Options{CacheSize: 1 << 20})
-	t.Cleanup(func() { s.Close(); idx.Close() })
+	s := New(st, idx, Options{CacheSize: 1 << 20})
+	t.Cleanup(func() { s.Close(); st.Close(); idx.Close() })
 	return s, filepath.Join(dir, "packs")
 }
 
@@ -58,7 +60,7 @@ func put(t testing.TB, w *PackWriter, c Codec, raw []byte) (Hash, int64) {
 
 func TestRoundTripAllCodecs(t *testing.T) {
 	s, _ := newTestStore(t)
-	w := s.NewPackWriter(256 << 10) // small packs: several seals
+	w := s.NewPackWriter(context.Background(), 256<<10) // small packs: several seals
 	blocks := map[Hash][]byte{}
 	for i, c := range []Codec{CodecZstd, CodecLZ4, CodecNone} {
 		for j := 0; j < 20; j++ {
@@ -120,7 +122,7 @@ func TestIncompressibleStoredRaw(t *testing.T) {
 // payload and checks every read path reports it.
 func TestDamagedPackIsReportedNotReturned(t *testing.T) {
 	s, dir := newTestStore(t)
-	w := s.NewPackWriter(0)
+	w := s.NewPackWriter(context.Background(), 0)
 	raw := testBlock(7, 128<<10, true)
 	h, _ := put(t, w, CodecZstd, raw)
 	good, _ := put(t, w, CodecZstd, testBlock(8, 128<<10, true))
@@ -153,7 +155,7 @@ func TestDamagedPackIsReportedNotReturned(t *testing.T) {
 		t.Fatalf("undamaged neighbour: %v", err)
 	}
 	var bad, ok int
-	err = s.CheckPack(loc.Pack, func(c BlobCheck) {
+	err = s.CheckPack(context.Background(), loc.Pack, func(c BlobCheck) {
 		if c.Err != nil {
 			bad++
 			if c.Hash != h {
@@ -170,7 +172,7 @@ func TestDamagedPackIsReportedNotReturned(t *testing.T) {
 
 func TestAbortLeavesNothingVisible(t *testing.T) {
 	s, dir := newTestStore(t)
-	w := s.NewPackWriter(0)
+	w := s.NewPackWriter(context.Background(), 0)
 	h, _ := put(t, w, CodecLZ4, testBlock(3, 4096, true))
 	w.Abort()
 	if ok, _ := s.Has(h); ok {
@@ -213,7 +215,7 @@ func BenchmarkLoadZstd(b *testing.B) {
 	}
 	const bs = 256 << 10
 	s, _ := newTestStore(b)
-	w := s.NewPackWriter(0)
+	w := s.NewPackWriter(context.Background(), 0)
 	var hashes []Hash
 	for off := 0; off+bs <= len(code) && len(hashes) < 16; off += bs {
 		h, _ := put(b, w, CodecZstd, code[off:off+bs])

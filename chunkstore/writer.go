@@ -2,10 +2,13 @@ package chunkstore
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"sync"
 
+	"github.com/cairn-backup/cairn/chunkstore/storage"
 	"github.com/cairn-backup/cairn/index"
 )
 
@@ -13,9 +16,11 @@ import (
 const DefaultPackSize = 64 << 20
 
 // PackWriter appends new blobs to packs. One goroutine calls Add; a full
-// pack is sealed (synced, renamed into place, indexed) in the background
-// while the next one fills, so disk flushes overlap with compression.
+// pack is sealed (trailer written, committed to storage, indexed) in the
+// background while the next one fills, so storage flushes overlap with
+// compression.
 type PackWriter struct {
+	ctx    context.Context
 	s      *Store
 	target int64
 
@@ -26,24 +31,25 @@ type PackWriter struct {
 	mu      sync.Mutex
 	pending map[Hash]struct{} // in an open or sealing pack, not yet indexed
 	err     error             // first sealing error
+	packs   map[index.PackID]int64
 }
 
 type openWrite struct {
-	id      index.PackID
-	ow      ObjectWriter
-	bw      *bufio.Writer
-	size    int64
-	entries []index.BlockEntry
+	id    index.PackID
+	w     storage.Writer
+	bw    *bufio.Writer
+	size  int64
+	blobs []BlobInfo
 }
 
 // NewPackWriter returns a writer that seals packs at about target bytes
-// (DefaultPackSize when target <= 0).
-func (s *Store) NewPackWriter(target int64) *PackWriter {
+// (DefaultPackSize when target <= 0). ctx governs every write.
+func (s *Store) NewPackWriter(ctx context.Context, target int64) *PackWriter {
 	if target <= 0 {
 		target = DefaultPackSize
 	}
-	w := &PackWriter{s: s, target: target, pending: map[Hash]struct{}{},
-		sealing: make(chan *openWrite), sealed: make(chan error, 1)}
+	w := &PackWriter{ctx: ctx, s: s, target: target, pending: map[Hash]struct{}{},
+		sealing: make(chan *openWrite), sealed: make(chan error, 1), packs: map[index.PackID]int64{}}
 	go w.sealLoop()
 	return w
 }
@@ -53,8 +59,8 @@ func (w *PackWriter) sealLoop() {
 	for p := range w.sealing {
 		err := w.seal(p)
 		w.mu.Lock()
-		for _, e := range p.entries {
-			delete(w.pending, e.Hash)
+		for _, b := range p.blobs {
+			delete(w.pending, b.Hash)
 		}
 		if err != nil && w.err == nil {
 			w.err = err
@@ -68,18 +74,34 @@ func (w *PackWriter) sealLoop() {
 }
 
 func (w *PackWriter) seal(p *openWrite) error {
-	if err := p.bw.Flush(); err != nil {
-		p.ow.Abort()
+	trailer := appendTrailer(nil, p.blobs, p.size)
+	if _, err := p.bw.Write(trailer); err != nil {
+		p.w.Abort()
 		return fmt.Errorf("write pack %s: %w", p.id, err)
 	}
-	if err := p.ow.Commit(); err != nil {
+	if err := p.bw.Flush(); err != nil {
+		p.w.Abort()
+		return fmt.Errorf("write pack %s: %w", p.id, err)
+	}
+	if err := p.w.Commit(w.ctx); err != nil {
 		return fmt.Errorf("commit pack %s: %w", p.id, err)
 	}
-	info := index.PackInfo{Size: p.size, Blobs: int64(len(p.entries))}
-	return w.s.idx.CommitPack(p.id, info, p.entries)
+	entries := make([]index.BlockEntry, len(p.blobs))
+	for i, b := range p.blobs {
+		entries[i] = index.BlockEntry{Hash: b.Hash, Location: b.location(p.id)}
+	}
+	info := index.PackInfo{Size: p.size + int64(len(trailer)), Blobs: int64(len(p.blobs))}
+	return w.s.idx.CommitPack(p.id, info, entries)
 }
 
-// Has reports whether h is already stored or pending in this writer.
+func (b BlobInfo) location(pack index.PackID) index.Location {
+	return index.Location{Pack: pack, Offset: uint64(b.Offset), Length: uint32(b.Length), RawLen: uint32(b.RawLen)}
+}
+
+// Has reports whether h is stored in a copy a backup may refer to, or
+// pending in this writer. A copy is not usable when it is known damaged,
+// or when its pack is missing from storage or too short to hold it:
+// storage is checked once per pack and writer.
 func (w *PackWriter) Has(h Hash) (bool, error) {
 	w.mu.Lock()
 	_, ok := w.pending[h]
@@ -87,7 +109,44 @@ func (w *PackWriter) Has(h Hash) (bool, error) {
 	if ok {
 		return true, nil
 	}
-	return w.s.Has(h)
+	loc, err := w.s.idx.Block(h)
+	if errors.Is(err, index.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if ok, err := w.s.usable(h, loc); err != nil || !ok {
+		return false, err
+	}
+	size, err := w.packSize(loc.Pack)
+	if err != nil {
+		return false, err
+	}
+	return int64(loc.Offset)+int64(loc.Length) <= size, nil
+}
+
+// packSize returns the size of a pack in storage, -1 when it is missing.
+func (w *PackWriter) packSize(id index.PackID) (int64, error) {
+	w.mu.Lock()
+	size, ok := w.packs[id]
+	w.mu.Unlock()
+	if ok {
+		return size, nil
+	}
+	info, err := w.s.st.Stat(w.ctx, storage.Packs, PackName(id))
+	switch {
+	case errors.Is(err, storage.ErrNotExist):
+		size = -1
+	case err != nil:
+		return 0, err
+	default:
+		size = info.Size
+	}
+	w.mu.Lock()
+	w.packs[id] = size
+	w.mu.Unlock()
+	return size, nil
 }
 
 // Blob is one block ready for storage: stored is the (possibly
@@ -100,8 +159,9 @@ type Blob struct {
 	Stored []byte
 }
 
-// Add stores b unless the vault or this writer already holds its hash. It
-// returns the bytes added to the vault (0 for a duplicate).
+// Add stores b unless the vault (in a usable copy) or this writer already
+// holds its hash. It returns the bytes added to the vault (0 for a
+// duplicate).
 func (w *PackWriter) Add(b Blob) (int64, error) {
 	w.mu.Lock()
 	_, dup := w.pending[b.Hash]
@@ -113,7 +173,7 @@ func (w *PackWriter) Add(b Blob) (int64, error) {
 	if dup {
 		return 0, nil
 	}
-	if ok, err := w.s.Has(b.Hash); err != nil || ok {
+	if ok, err := w.Has(b.Hash); err != nil || ok {
 		return 0, err
 	}
 	if b.RawLen <= 0 || b.RawLen > MaxBlockSize {
@@ -126,8 +186,8 @@ func (w *PackWriter) Add(b Blob) (int64, error) {
 	}
 	p := w.cur
 	var hdr [blobHeaderSize]byte
-	encodeBlobHeader(hdr[:], blobHeader{Kind: b.Kind, Codec: b.Codec, RawLen: uint32(b.RawLen),
-		StoredLen: uint32(len(b.Stored)), Hash: b.Hash}, b.Stored)
+	bh := blobHeader{Kind: b.Kind, Codec: b.Codec, RawLen: uint32(b.RawLen), StoredLen: uint32(len(b.Stored)), Hash: b.Hash}
+	bh.CRC = encodeBlobHeader(hdr[:], bh, b.Stored)
 	off := p.size
 	if _, err := p.bw.Write(hdr[:]); err != nil {
 		return 0, fmt.Errorf("write pack %s: %w", p.id, err)
@@ -137,8 +197,7 @@ func (w *PackWriter) Add(b Blob) (int64, error) {
 	}
 	n := int64(blobHeaderSize + len(b.Stored))
 	p.size += n
-	p.entries = append(p.entries, index.BlockEntry{Hash: b.Hash, Location: index.Location{
-		Pack: p.id, Offset: uint64(off), Length: uint32(n), RawLen: uint32(b.RawLen)}})
+	p.blobs = append(p.blobs, blobInfo(bh, off))
 	w.mu.Lock()
 	w.pending[b.Hash] = struct{}{}
 	w.mu.Unlock()
@@ -154,13 +213,13 @@ func (w *PackWriter) open() error {
 	if _, err := rand.Read(id[:]); err != nil {
 		return err
 	}
-	ow, err := w.s.be.Create(id.String() + ".pack")
+	sw, err := w.s.st.Create(w.ctx, storage.Packs, PackName(id))
 	if err != nil {
 		return fmt.Errorf("create pack: %w", err)
 	}
-	p := &openWrite{id: id, ow: ow, bw: bufio.NewWriterSize(ow, 1<<20)}
+	p := &openWrite{id: id, w: sw, bw: bufio.NewWriterSize(sw, 1<<20)}
 	if _, err := p.bw.Write(packHeader()); err != nil {
-		ow.Abort()
+		sw.Abort()
 		return err
 	}
 	p.size = packHeaderSize
@@ -183,7 +242,7 @@ func (w *PackWriter) Close() error {
 // valid, indexed data that a later backup reuses or GC frees.
 func (w *PackWriter) Abort() {
 	if w.cur != nil {
-		w.cur.ow.Abort()
+		w.cur.w.Abort()
 		w.cur = nil
 	}
 	close(w.sealing)

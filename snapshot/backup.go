@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/cairn-backup/cairn/chunkstore"
+	"github.com/cairn-backup/cairn/chunkstore/storage"
 	"github.com/cairn-backup/cairn/index"
 )
 
@@ -87,7 +88,7 @@ func (v *Vault) Backup(ctx context.Context, resource string, disks []DiskSource,
 		}
 	}
 
-	pw := v.store.NewPackWriter(0)
+	pw := v.store.NewPackWriter(ctx, 0)
 	committed := false
 	defer func() {
 		if !committed {
@@ -143,18 +144,22 @@ func (v *Vault) Backup(ctx context.Context, resource string, disks []DiskSource,
 	v.commitMu.Lock()
 	defer v.commitMu.Unlock()
 	pt.Time = v.clock().UTC()
-	id, err := v.newID(resource, pt.Time)
+	id, err := v.newID(ctx, resource, pt.Time)
 	if err != nil {
 		return nil, err
 	}
 	pt.ID = id
 	pt.Duration = pt.Time.Sub(start)
-	m, err := encodePoint(pt)
+	rec, err := encodeRecord(pt)
 	if err != nil {
 		return nil, err
 	}
-	if err := v.idx.PutPoint(resource, id, m); err != nil {
-		return nil, err
+	// The durable write of the point's record to storage is the commit.
+	if err := v.st.Put(ctx, storage.Points, recordName(resource, id), rec); err != nil {
+		return nil, fmt.Errorf("commit %s: %w", pt.Name(), err)
+	}
+	if err := v.idx.PutPoint(resource, id, rec); err != nil {
+		v.indexLags("point "+pt.Name(), err)
 	}
 	return pt, nil
 }

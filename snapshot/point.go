@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-backup/cairn/chunkstore/storage"
 	"github.com/cairn-backup/cairn/index"
 )
 
@@ -133,7 +135,7 @@ const idLayout = "20060102T150405Z"
 func (v *Vault) Resources() ([]string, error) {
 	keys, err := v.idx.PointKeys("")
 	if err != nil {
-		return nil, err
+		return nil, v.indexError(err)
 	}
 	var out []string
 	for _, k := range keys {
@@ -145,19 +147,22 @@ func (v *Vault) Resources() ([]string, error) {
 }
 
 // Points lists the points of resource (of all resources when ""), oldest
-// first within each resource.
+// first within each resource. A point whose record cannot be read is
+// left out, logged, and listed by BadRecords: one damaged record never
+// hides the others.
 func (v *Vault) Points(resource string) ([]*Point, error) {
 	var out []*Point
-	err := v.idx.Points(resource, func(k index.PointKey, m []byte) error {
-		p, err := decodePoint(m)
+	err := v.idx.Points(resource, func(k index.PointKey, rec []byte) error {
+		p, err := v.decodeIndexed(k.Resource, k.ID, rec)
 		if err != nil {
-			return fmt.Errorf("%s@%s: %w", k.Resource, k.ID, err)
+			v.logf("%s@%s: %v", k.Resource, k.ID, err)
+			return nil
 		}
 		out = append(out, p)
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, v.indexError(err)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].Resource != out[j].Resource {
@@ -166,6 +171,47 @@ func (v *Vault) Points(resource string) ([]*Point, error) {
 		return idLess(out[i].ID, out[j].ID)
 	})
 	return out, nil
+}
+
+// decodeIndexed decodes the record the index holds for resource@id.
+func (v *Vault) decodeIndexed(resource, id string, rec []byte) (*Point, error) {
+	p, err := decodeRecord(rec, v.cfg.Format < 2)
+	if err == nil && (p.Resource != resource || p.ID != id) {
+		err = fmt.Errorf("%w: it holds %s", ErrBadRecord, p.Name())
+	}
+	return p, err
+}
+
+// BadRecord is a point whose record cannot be read.
+type BadRecord struct {
+	Point  string `json:"point"`
+	Reason string `json:"reason"`
+}
+
+// BadRecords lists the points whose records cannot be read, from the
+// index or from storage: repair and verify name them, points lists them
+// as damaged.
+func (v *Vault) BadRecords() ([]BadRecord, error) {
+	var out []BadRecord
+	seen := map[string]bool{}
+	err := v.idx.Points("", func(k index.PointKey, rec []byte) error {
+		if _, err := v.decodeIndexed(k.Resource, k.ID, rec); err != nil {
+			name := recordName(k.Resource, k.ID)
+			seen[name] = true
+			out = append(out, BadRecord{Point: name, Reason: err.Error()})
+		}
+		return nil
+	})
+	if err == nil {
+		err = v.idx.BadRecords(func(name, reason string) error {
+			if !seen[name] {
+				out = append(out, BadRecord{Point: name, Reason: reason})
+			}
+			return nil
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Point < out[j].Point })
+	return out, v.indexError(err)
 }
 
 // idLess orders point IDs oldest first: by time, then by suffix, so
@@ -192,11 +238,11 @@ func splitID(id string) (base string, seq int) {
 }
 
 // PointIDs lists point IDs of one resource, oldest first, without
-// decoding manifests.
+// decoding records.
 func (v *Vault) PointIDs(resource string) ([]string, error) {
 	keys, err := v.idx.PointKeys(resource)
 	if err != nil {
-		return nil, err
+		return nil, v.indexError(err)
 	}
 	ids := make([]string, len(keys))
 	for i, k := range keys {
@@ -208,14 +254,18 @@ func (v *Vault) PointIDs(resource string) ([]string, error) {
 
 // Point returns the point resource@id, with id exact.
 func (v *Vault) Point(resource, id string) (*Point, error) {
-	m, err := v.idx.Point(resource, id)
+	rec, err := v.idx.Point(resource, id)
 	if errors.Is(err, index.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s@%s", ErrNoPoint, resource, id)
 	}
 	if err != nil {
-		return nil, err
+		return nil, v.indexError(err)
 	}
-	return decodePoint(m)
+	p, err := v.decodeIndexed(resource, id, rec)
+	if err != nil {
+		return nil, fmt.Errorf("%s@%s: %w (cairn repair reads it again from storage)", resource, id, err)
+	}
+	return p, nil
 }
 
 // Resolve finds a point from its user-facing reference: RESOURCE@ID,
@@ -257,28 +307,46 @@ func (v *Vault) Resolve(ref string) (*Point, error) {
 	return nil, fmt.Errorf("%w: %s matches %s", ErrAmbiguous, ref, strings.Join(matches, ", "))
 }
 
-// Delete removes points. Blocks they alone used stay in the vault until
-// garbage collection; every other point is untouched and stays complete.
+// Delete removes points: each point's record leaves storage, then the
+// index. Blocks they alone used stay in the vault until garbage
+// collection; every other point is untouched and stays complete.
 func (v *Vault) Delete(points []*Point) error {
 	if v.readOnly {
 		return fmt.Errorf("%s: %w (its filesystem is full or read-only)", v.dir, ErrReadOnly)
 	}
-	keys := make([]index.PointKey, len(points))
-	for i, p := range points {
-		keys[i] = index.PointKey{Resource: p.Resource, ID: p.ID}
+	ctx := context.Background()
+	keys := make([]index.PointKey, 0, len(points))
+	for _, p := range points {
+		if err := v.st.Delete(ctx, storage.Points, recordName(p.Resource, p.ID)); err != nil {
+			if len(keys) > 0 {
+				v.dropFromIndex(keys)
+			}
+			return fmt.Errorf("delete %s: %w", p.Name(), err)
+		}
+		keys = append(keys, index.PointKey{Resource: p.Resource, ID: p.ID})
 	}
-	return v.idx.DeletePoints(keys)
+	return v.dropFromIndex(keys)
 }
 
-// newID picks the ID for a point of resource taken at t. Called with
-// commitMu held.
-func (v *Vault) newID(resource string, t time.Time) (string, error) {
+func (v *Vault) dropFromIndex(keys []index.PointKey) error {
+	if err := v.idx.DeletePoints(keys); err != nil {
+		v.indexLags("the deletion of points", err)
+	}
+	return nil
+}
+
+// newID picks the ID for a point of resource taken at t: one no point in
+// the index or in storage has. Called with commitMu held.
+func (v *Vault) newID(ctx context.Context, resource string, t time.Time) (string, error) {
 	base := t.UTC().Format(idLayout)
 	id := base
 	for n := 2; ; n++ {
 		_, err := v.idx.Point(resource, id)
 		if errors.Is(err, index.ErrNotFound) {
-			return id, nil
+			_, err = v.st.Stat(ctx, storage.Points, recordName(resource, id))
+			if errors.Is(err, storage.ErrNotExist) {
+				return id, nil
+			}
 		}
 		if err != nil {
 			return "", err
@@ -286,5 +354,3 @@ func (v *Vault) newID(resource string, t time.Time) (string, error) {
 		id = fmt.Sprintf("%s-%d", base, n)
 	}
 }
-
-func encodePoint(p *Point) ([]byte, error) { return json.Marshal(p) }

@@ -96,6 +96,7 @@ func (r *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 		} else {
 			got, err := r.v.store.ReadAt(h, p[n:n+int(chunk)], int(within))
 			if err != nil {
+				r.v.noteReadDamage(r.p, r.d, i, h, err)
 				return n, r.fail(pos, err)
 			}
 			if int64(got) < chunk {

@@ -2,11 +2,14 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 
+	"github.com/cairn-backup/cairn/chunkstore"
 	"github.com/cairn-backup/cairn/index"
 )
 
@@ -21,6 +24,61 @@ type RestoreOptions struct {
 	Progress func(done, total int64)
 	// Workers reading and decompressing in parallel; GOMAXPROCS when 0.
 	Workers int
+	// SkipDamaged restores what can be read of a damaged point: a block
+	// or map page that fails its checks is left as zeros (a hole, or
+	// zeros with WriteZeros), and Restore ends with a *DamagedRestore
+	// naming every range left so.
+	SkipDamaged bool
+}
+
+// DamagedRestore is the error of a restore with SkipDamaged that left
+// damaged ranges as zeros; everything else was restored.
+type DamagedRestore struct {
+	Point  string
+	Damage DiskDamage
+}
+
+func (e *DamagedRestore) Error() string {
+	s := fmt.Sprintf("%s disk %s: %d damaged range(s), %d bytes, left as zeros:", e.Point, e.Damage.Disk, len(e.Damage.Ranges), e.Damage.Bytes)
+	for i, r := range e.Damage.Ranges {
+		if i == 8 {
+			s += fmt.Sprintf(" and %d more", len(e.Damage.Ranges)-i)
+			break
+		}
+		s += fmt.Sprintf(" [%d, %d)", r[0], r[1])
+	}
+	return s
+}
+
+// damageRanges collects the block ranges a restore skipped.
+type damageRanges struct {
+	mu     sync.Mutex
+	blocks []int64
+}
+
+func (d *damageRanges) add(first, n int64) {
+	d.mu.Lock()
+	for i := first; i < first+n; i++ {
+		d.blocks = append(d.blocks, i)
+	}
+	d.mu.Unlock()
+}
+
+// result merges the skipped blocks into byte ranges of disk dk.
+func (d *damageRanges) result(dk *Disk) DiskDamage {
+	slices.Sort(d.blocks)
+	out := DiskDamage{Disk: dk.Name, Ranges: [][2]int64{}}
+	bs := int64(dk.BlockSize)
+	for _, b := range slices.Compact(d.blocks) {
+		start, end := b*bs, min((b+1)*bs, dk.Size)
+		if k := len(out.Ranges); k > 0 && out.Ranges[k-1][1] == start {
+			out.Ranges[k-1][1] = end
+		} else {
+			out.Ranges = append(out.Ranges, [2]int64{start, end})
+		}
+		out.Bytes += end - start
+	}
+	return out
 }
 
 // Restore writes disk name of point p to w, from offset 0 to the disk's
@@ -62,6 +120,7 @@ func (v *Vault) Restore(ctx context.Context, p *Point, name string, w io.WriterA
 	if o.WriteZeros {
 		zeros = make([]byte, bs)
 	}
+	var skipped damageRanges
 	var wg sync.WaitGroup
 	for w0 := 0; w0 < o.Workers; w0++ {
 		wg.Add(1)
@@ -80,6 +139,17 @@ func (v *Vault) Restore(ctx context.Context, p *Point, name string, w io.WriterA
 				} else {
 					b, err := v.store.Load(j.h, buf)
 					if err != nil {
+						v.noteReadDamage(p, d, j.i, j.h, err)
+						if o.SkipDamaged && isDamage(err) {
+							skipped.add(j.i, 1)
+							if o.WriteZeros {
+								if _, err := w.WriteAt(zeros[:n], off); err != nil {
+									setErr(fmt.Errorf("write at offset %d: %w", off, err))
+								}
+							}
+							report(n)
+							continue
+						}
 						setErr(fmt.Errorf("%s disk %s at offset %d: %w", p.Name(), d.Name, off, err))
 						continue
 					}
@@ -101,6 +171,20 @@ func (v *Vault) Restore(ctx context.Context, p *Point, name string, w io.WriterA
 	nb := d.Blocks()
 	for i := int64(0); i < nb && ctx.Err() == nil; i++ {
 		h, err := c.hash(i)
+		if err != nil && o.SkipDamaged && isDamage(err) {
+			// The whole map page is unreadable: its blocks are unknown.
+			last := min(nb, (i/PageEntries+1)*PageEntries)
+			skipped.add(i, last-i)
+			if o.WriteZeros {
+				for ; i < last; i++ {
+					jobs <- job{i, index.Hash{}}
+				}
+			} else {
+				report(min(last*bs, d.Size) - i*bs)
+			}
+			i = last - 1
+			continue
+		}
 		if err != nil {
 			setErr(fmt.Errorf("%s disk %s: %w", p.Name(), d.Name, err))
 			break
@@ -116,5 +200,17 @@ func (v *Vault) Restore(ctx context.Context, p *Point, name string, w io.WriterA
 	if firstErr != nil {
 		return firstErr
 	}
-	return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(skipped.blocks) > 0 {
+		return &DamagedRestore{Point: p.Name(), Damage: skipped.result(d)}
+	}
+	return nil
+}
+
+// isDamage reports whether err is a block that failed its checks or has
+// no copy, as opposed to a failure to write or a cancel.
+func isDamage(err error) bool {
+	return errors.Is(err, chunkstore.ErrCorrupt) || errors.Is(err, chunkstore.ErrMissing)
 }

@@ -1,6 +1,9 @@
 package snapshot
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,11 +14,14 @@ import (
 	"time"
 
 	"github.com/cairn-backup/cairn/chunkstore"
+	"github.com/cairn-backup/cairn/chunkstore/storage"
 	"github.com/cairn-backup/cairn/index"
 )
 
-// FormatVersion is the vault layout this code writes and reads.
-const FormatVersion = 1
+// FormatVersion is the vault layout this code writes. Format 1 vaults
+// (points kept only in the index) are upgraded when first opened for
+// writing, and read as they are otherwise.
+const FormatVersion = 2
 
 // Default settings of a new vault.
 const (
@@ -39,6 +45,12 @@ var (
 	ErrSourceChanged = errors.New("the source changed while it was read")
 	// ErrBadSetting marks a vault setting that is out of range or unknown.
 	ErrBadSetting = errors.New("invalid vault setting")
+	// ErrNeedsRepair marks a vault whose index is missing, damaged or not
+	// its own, while its storage holds points: nothing is done until
+	// cairn repair has rebuilt the index from storage.
+	ErrNeedsRepair = errors.New("run cairn repair to rebuild the index from storage")
+	// ErrReadOnly is returned by writes to a vault opened read-only.
+	ErrReadOnly = errors.New("vault is open read-only")
 )
 
 // settingError is a bad setting, said plainly; it is ErrBadSetting.
@@ -47,15 +59,37 @@ type settingError struct{ msg string }
 func (e settingError) Error() string        { return e.msg }
 func (e settingError) Is(target error) bool { return target == ErrBadSetting }
 
-// Config is the vault's cairn.json.
+// needsRepair says what is wrong with the index, and what to do.
+func needsRepair(format string, args ...any) error {
+	return fmt.Errorf("%s; %w", fmt.Sprintf(format, args...), ErrNeedsRepair)
+}
+
+// Config is the vault's cairn.json, kept in storage.
 type Config struct {
 	Format      int       `json:"format"`
+	ID          string    `json:"id,omitempty"` // random; binds an index to its vault
 	BlockSize   int       `json:"block_size"`
 	Compression string    `json:"compression"`
 	Created     time.Time `json:"created"`
 }
 
 const configName = "cairn.json"
+
+func (c *Config) check() error {
+	if c.BlockSize < MinBlockSize || c.BlockSize > MaxBlockSize || c.BlockSize&(c.BlockSize-1) != 0 {
+		return settingError{fmt.Sprintf("chunk size %d: must be a power of two from 4 KiB to 4 MiB", c.BlockSize)}
+	}
+	if _, err := chunkstore.ParseCodec(c.Compression); err != nil {
+		return settingError{err.Error()}
+	}
+	return nil
+}
+
+func newVaultID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
 
 // Init creates a vault in dir, which must not exist or be empty.
 func Init(dir string, cfg Config, now time.Time) error {
@@ -65,13 +99,11 @@ func Init(dir string, cfg Config, now time.Time) error {
 	if cfg.Compression == "" {
 		cfg.Compression = DefaultCompression
 	}
-	if cfg.BlockSize < MinBlockSize || cfg.BlockSize > MaxBlockSize || cfg.BlockSize&(cfg.BlockSize-1) != 0 {
-		return settingError{fmt.Sprintf("chunk size %d: must be a power of two from 4 KiB to 4 MiB", cfg.BlockSize)}
-	}
-	if _, err := chunkstore.ParseCodec(cfg.Compression); err != nil {
-		return settingError{err.Error()}
+	if err := cfg.check(); err != nil {
+		return err
 	}
 	cfg.Format = FormatVersion
+	cfg.ID = newVaultID()
 	cfg.Created = now.UTC()
 	if _, err := os.Stat(filepath.Join(dir, configName)); err == nil {
 		return fmt.Errorf("%s: %w", dir, ErrAlreadyVault)
@@ -84,42 +116,50 @@ func Init(dir string, cfg Config, now time.Time) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	for _, sub := range []string{"index", "packs"} {
-		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil {
-			return err
-		}
+	st, err := storage.NewDir(dir)
+	if err != nil {
+		return err
 	}
-	b, _ := json.MarshalIndent(cfg, "", "  ")
+	defer st.Close()
+	idx, err := index.Open(filepath.Join(dir, indexDir), index.Options{Create: true})
+	if err != nil {
+		return err
+	}
+	err = idx.SetVaultID(cfg.ID)
+	if cerr := idx.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
 	// The config goes in last: a half-made vault is not a vault.
-	return writeFileAtomic(filepath.Join(dir, configName), append(b, '\n'))
+	return putConfig(context.Background(), st, cfg)
 }
 
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+func putConfig(ctx context.Context, st storage.Storage, cfg Config) error {
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	return st.Put(ctx, storage.Config, configName, append(b, '\n'))
+}
+
+func readConfig(ctx context.Context, st storage.Storage, dir string) (Config, error) {
+	var cfg Config
+	b, err := st.Get(ctx, storage.Config, configName)
+	if errors.Is(err, storage.ErrNotExist) {
+		return cfg, fmt.Errorf("%s: %w (create one with cairn init)", dir, ErrNotVault)
+	}
 	if err != nil {
-		return err
+		return cfg, err
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return cfg, needsRepair("%s: damaged %s: %v", dir, configName, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if cfg.Format < 1 || cfg.Format > FormatVersion {
+		return cfg, fmt.Errorf("%s: vault format %d is not supported by this cairn (knows 1 to %d)", dir, cfg.Format, FormatVersion)
 	}
-	if err := f.Close(); err != nil {
-		return err
+	if err := cfg.check(); err != nil {
+		return cfg, needsRepair("%s: damaged %s: %v", dir, configName, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return cfg, nil
 }
 
 // Options tune an open vault. The zero value means "default".
@@ -130,6 +170,9 @@ type Options struct {
 	Clock func() time.Time
 	// Logf receives warnings; discarded when nil.
 	Logf func(format string, args ...any)
+	// Storage is where the vault's objects live; the vault's directory
+	// (storage.Dir) when nil. The index stays in the directory.
+	Storage storage.Storage
 	// ReadOnly says the caller only reads. The vault still opens for
 	// writing when it can (that is how a crashed writer's index is
 	// recovered), and read-only when its filesystem is full or mounted
@@ -142,83 +185,235 @@ type Vault struct {
 	dir   string
 	cfg   Config
 	codec chunkstore.Codec
+	st    storage.Storage
 	idx   *index.DB
-	be    *chunkstore.DirBackend
 	store *chunkstore.Store
+	lock  *vaultLock
 	clock func() time.Time
 	logf  func(string, ...any)
 
 	commitMu sync.Mutex // serialises point ID choice and commit
 	readOnly bool       // opened without write access
+
+	mu    sync.Mutex
+	dirty bool // the index missed a write to storage: keep the session open
 }
 
-// ErrReadOnly is returned by writes to a vault opened read-only.
-var ErrReadOnly = errors.New("vault is open read-only")
+// The index lives beside the storage's objects; a repair builds the new
+// one in indexNew and swaps it in.
+const (
+	indexDir = "index"
+	indexNew = "index.new"
+	indexOld = "index.old"
+)
 
-// Open opens the vault in dir. Only one process may have it open.
+// Open opens the vault in dir. Only one process may have it open for
+// writing. A vault whose index is missing, damaged or another vault's
+// while its storage holds points is refused with ErrNeedsRepair: it is
+// never taken for an empty one.
 func Open(dir string, o Options) (*Vault, error) {
-	b, err := os.ReadFile(filepath.Join(dir, configName))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w (create one with cairn init)", dir, ErrNotVault)
-	}
-	if err != nil {
-		return nil, err
-	}
-	var cfg Config
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return nil, fmt.Errorf("%s: damaged %s: %v", dir, configName, err)
-	}
-	if cfg.Format != FormatVersion {
-		return nil, fmt.Errorf("%s: vault format %d is not supported by this cairn (knows %d)", dir, cfg.Format, FormatVersion)
-	}
-	codec, err := chunkstore.ParseCodec(cfg.Compression)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", dir, err)
-	}
-	if cfg.BlockSize < MinBlockSize || cfg.BlockSize > MaxBlockSize {
-		return nil, fmt.Errorf("%s: damaged %s: block size %d", dir, configName, cfg.BlockSize)
-	}
+	ctx := context.Background()
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
-	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{Logf: o.Logf})
-	readOnly := false
-	if errors.Is(err, index.ErrNoWrite) && o.ReadOnly {
-		idx, err = index.Open(filepath.Join(dir, "index"), index.Options{Logf: o.Logf, ReadOnly: true})
-		readOnly = err == nil
-	}
-	if errors.Is(err, index.ErrLocked) {
-		return nil, fmt.Errorf("%s: %w", dir, ErrLocked)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", dir, err)
-	}
-	be, err := chunkstore.NewDirBackend(filepath.Join(dir, "packs"))
-	if err != nil {
-		idx.Close()
+	if _, err := os.Stat(dir); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w (create one with cairn init)", dir, ErrNotVault)
+		}
 		return nil, err
 	}
-	// We hold the index lock, so no writer is active: leftovers of a
-	// crashed backup can go.
-	if readOnly {
-		o.Logf("%s: its filesystem is full or read-only; the vault is open for reading only", dir)
-	} else if n, err := be.CleanTemp(); err == nil && n > 0 {
-		o.Logf("removed %d unfinished pack(s) left by an interrupted backup", n)
+	st := o.Storage
+	if st == nil {
+		var err error
+		if st, err = storage.NewDir(dir); err != nil {
+			return nil, err
+		}
 	}
-	return &Vault{
-		dir: dir, cfg: cfg, codec: codec, idx: idx, be: be,
-		store: chunkstore.New(be, idx, chunkstore.Options{CacheSize: o.CacheSize}),
-		clock: o.Clock, logf: o.Logf, readOnly: readOnly,
-	}, nil
+	v := &Vault{dir: dir, st: st, clock: o.Clock, logf: o.Logf}
+	if err := v.open(ctx, o); err != nil {
+		v.closeAll()
+		return nil, err
+	}
+	return v, nil
 }
 
-// Close releases the vault.
+func (v *Vault) open(ctx context.Context, o Options) error {
+	cfg, err := readConfig(ctx, v.st, v.dir)
+	if err != nil {
+		return err
+	}
+	v.cfg = cfg
+	if v.codec, err = chunkstore.ParseCodec(cfg.Compression); err != nil {
+		return err
+	}
+	if v.lock, err = lockVault(v.dir); err != nil {
+		return err
+	}
+	if err := v.openIndex(ctx, o); err != nil {
+		return err
+	}
+	v.store = chunkstore.New(v.st, v.idx, chunkstore.Options{CacheSize: o.CacheSize, ReadOnly: v.readOnly, Logf: v.logf})
+	if v.readOnly {
+		v.logf("%s: its filesystem is full or read-only; the vault is open for reading only", v.dir)
+		return nil
+	}
+	// We hold the vault: no writer is active, so leftovers of a crashed
+	// backup or repair can go.
+	if c, ok := v.st.(interface {
+		CleanTemp(context.Context) (int, error)
+	}); ok {
+		if n, err := c.CleanTemp(ctx); err == nil && n > 0 {
+			v.logf("removed %d unfinished object(s) left by an interrupted backup", n)
+		}
+	}
+	os.RemoveAll(filepath.Join(v.dir, indexNew))
+	os.RemoveAll(filepath.Join(v.dir, indexOld))
+	if cfg.Format < FormatVersion {
+		if err := v.upgrade(ctx); err != nil {
+			return fmt.Errorf("%s: upgrade to vault format %d: %w", v.dir, FormatVersion, err)
+		}
+	}
+	crashed, err := v.idx.SessionOpen()
+	if err != nil {
+		return v.indexError(err)
+	}
+	if crashed {
+		// The last writer stopped without closing: what it committed to
+		// storage may not be in the index yet. Storage wins.
+		if err := v.reconcile(ctx); err != nil {
+			return fmt.Errorf("%s: bring the index up to date with storage: %w", v.dir, err)
+		}
+	}
+	return v.indexError(v.idx.BeginSession())
+}
+
+// openIndex opens the index, read-write when it can, and checks that it
+// is this vault's.
+func (v *Vault) openIndex(ctx context.Context, o Options) error {
+	path := filepath.Join(v.dir, indexDir)
+	io := index.Options{Logf: v.logf}
+	idx, err := index.Open(path, io)
+	if errors.Is(err, index.ErrNoWrite) && o.ReadOnly {
+		io.ReadOnly = true
+		idx, err = index.Open(path, io)
+		v.readOnly = err == nil
+	}
+	switch {
+	case errors.Is(err, index.ErrLocked):
+		return fmt.Errorf("%s: %w", v.dir, ErrLocked)
+	case errors.Is(err, index.ErrMissing):
+		if _, serr := os.Stat(filepath.Join(v.dir, indexNew)); serr == nil {
+			return needsRepair("%s: a repair of the index was interrupted", v.dir)
+		}
+		empty, serr := v.storageEmpty(ctx)
+		if serr != nil {
+			return serr
+		}
+		if !empty || v.cfg.Format < 2 {
+			return needsRepair("%s: the index is missing, and storage holds points", v.dir)
+		}
+		// Nothing to lose: a vault without points gets a new index.
+		io.Create = true
+		if idx, err = index.Open(path, io); err != nil {
+			return err
+		}
+		v.idx = idx
+		return v.indexError(idx.SetVaultID(v.cfg.ID))
+	case errors.Is(err, index.ErrCorrupt):
+		return needsRepair("%s: %v", v.dir, err)
+	case err != nil:
+		return fmt.Errorf("%s: %w", v.dir, err)
+	}
+	v.idx = idx
+	if v.cfg.Format < 2 {
+		return nil // bound to the vault by the upgrade
+	}
+	id, err := idx.VaultID()
+	switch {
+	case errors.Is(err, index.ErrNotFound):
+		empty, serr := v.storageEmpty(ctx)
+		if serr != nil {
+			return serr
+		}
+		if !empty {
+			return needsRepair("%s: the index is empty, and storage holds points", v.dir)
+		}
+		if v.readOnly {
+			return nil
+		}
+		return v.indexError(idx.SetVaultID(v.cfg.ID))
+	case err != nil:
+		return v.indexError(err)
+	case id != v.cfg.ID:
+		return needsRepair("%s: the index belongs to another vault", v.dir)
+	}
+	return nil
+}
+
+// indexError turns a damaged index's error into one that says to repair.
+func (v *Vault) indexError(err error) error {
+	if errors.Is(err, index.ErrCorrupt) {
+		return needsRepair("%s: %v", v.dir, err)
+	}
+	return err
+}
+
+// storageEmpty reports whether storage holds no point and no pack.
+func (v *Vault) storageEmpty(ctx context.Context) (bool, error) {
+	found := errors.New("found")
+	for _, kind := range []storage.Kind{storage.Points, storage.Packs} {
+		err := v.st.List(ctx, kind, func(storage.ObjectInfo) error { return found })
+		if errors.Is(err, found) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// Close releases the vault. A vault whose index missed a write to
+// storage keeps its session open, so the next open reconciles them.
 func (v *Vault) Close() error {
-	v.store.Close()
-	return v.idx.Close()
+	var err error
+	if v.idx != nil && !v.readOnly {
+		v.mu.Lock()
+		dirty := v.dirty
+		v.mu.Unlock()
+		if !dirty {
+			err = v.idx.EndSession()
+		}
+	}
+	if cerr := v.closeAll(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (v *Vault) closeAll() error {
+	var err error
+	if v.store != nil {
+		v.store.Close()
+	}
+	if v.idx != nil {
+		err = v.idx.Close()
+	}
+	v.st.Close()
+	v.lock.release()
+	return err
+}
+
+// indexLags notes that storage has a change the index missed; the next
+// open brings the index up to date.
+func (v *Vault) indexLags(what string, err error) {
+	v.mu.Lock()
+	v.dirty = true
+	v.mu.Unlock()
+	v.logf("%s is in storage, but the index could not be updated (%v); the next open of the vault catches up", what, err)
 }
 
 // Dir returns the vault's directory.

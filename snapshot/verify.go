@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 
 	"github.com/cairn-backup/cairn/chunkstore"
+	"github.com/cairn-backup/cairn/chunkstore/storage"
 	"github.com/cairn-backup/cairn/index"
 )
 
@@ -29,191 +29,211 @@ type Problem struct {
 // VerifyReport is the outcome of Verify. The vault is healthy when
 // Problems is empty; Notes are harmless findings.
 type VerifyReport struct {
-	Points         int       `json:"points"`
-	Packs          int       `json:"packs"`
-	Blocks         int64     `json:"blocks"`
-	BytesChecked   int64     `json:"bytes_checked"`
-	DataChecked    bool      `json:"data_checked"`
-	Problems       []Problem `json:"problems"`
-	Notes          []string  `json:"notes"`
-	DamagedPoints  []string  `json:"damaged_points"`
-	MissingBlocks  int64     `json:"missing_blocks"`
-	DamagedBlocks  int64     `json:"damaged_blocks"`
-	UnreadablePack int       `json:"unreadable_packs"`
+	Points         int           `json:"points"`
+	Packs          int           `json:"packs"`
+	Blocks         int64         `json:"blocks"`
+	BytesChecked   int64         `json:"bytes_checked"`
+	DataChecked    bool          `json:"data_checked"`
+	Problems       []Problem     `json:"problems"`
+	Damaged        []PointDamage `json:"damaged"` // every point that cannot be read whole, with disks and ranges
+	Notes          []string      `json:"notes"`
+	DamagedPoints  []string      `json:"damaged_points"`
+	MissingBlocks  int64         `json:"missing_blocks"`
+	DamagedBlocks  int64         `json:"damaged_blocks"`
+	UnreadablePack int           `json:"unreadable_packs"`
 }
 
 // OK reports whether nothing is wrong.
 func (r *VerifyReport) OK() bool { return len(r.Problems) == 0 }
 
-// Verify checks that the index and the packs agree and that every block
-// of every point is stored; with Data it also re-reads and re-hashes
-// every blob. It reads only; it never changes the vault.
+// Verify checks storage against the index: every indexed pack is in
+// storage at its size, every point's record is in storage and sound,
+// and every block of every point has a location inside a pack storage
+// holds. With Data it also reads back and re-hashes every blob. It names
+// every damaged point, with its disks and the byte ranges affected.
+//
+// Verify changes no data: what it finds damaged it records in the index
+// (a cache) only, so that points and show can say so and the next backup
+// of the same bytes stores a good copy instead of referring to the
+// damaged one.
 func (v *Vault) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, error) {
 	// Lists are never nil, so JSON shows an empty one as [].
-	rep := &VerifyReport{DataChecked: o.Data, Problems: []Problem{}, Notes: []string{}, DamagedPoints: []string{}}
+	rep := &VerifyReport{DataChecked: o.Data, Problems: []Problem{}, Damaged: []PointDamage{}, Notes: []string{},
+		DamagedPoints: []string{}}
 	problem := func(format string, a ...any) {
 		rep.Problems = append(rep.Problems, Problem{What: fmt.Sprintf(format, a...), Points: []string{}})
 	}
 
-	// 1. Packs: every indexed pack exists with its recorded size.
-	onDisk := map[string]int64{}
-	if err := v.be.List(func(name string, size int64) error {
-		onDisk[name] = size
+	// 1. Packs: every indexed pack is in storage, at its indexed size.
+	stored := map[index.PackID]int64{}
+	var unindexed []string
+	if err := v.st.List(ctx, storage.Packs, func(ob storage.ObjectInfo) error {
+		if id, ok := packID(ob.Name); ok {
+			stored[id] = ob.Size
+		}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("list packs: %w", err)
 	}
-	packs := map[index.PackID]index.PackInfo{}
-	var totalPackBytes int64
+	indexed := map[index.PackID]index.PackInfo{}
 	if err := v.idx.Packs(func(id index.PackID, info index.PackInfo) error {
-		packs[id] = info
-		name := id.String() + ".pack"
-		size, ok := onDisk[name]
-		switch {
-		case !ok:
-			problem("pack %s is missing", id)
-		case size != info.Size:
-			problem("pack %s is %d bytes, the index says %d", id, size, info.Size)
-		}
-		delete(onDisk, name)
-		totalPackBytes += info.Size
+		indexed[id] = info
 		return nil
 	}); err != nil {
-		return nil, err
+		return nil, v.indexError(err)
 	}
-	for name := range onDisk {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("pack %s is not indexed (left by an interrupted backup; garbage collection frees it)", name))
-	}
-	sort.Strings(rep.Notes)
-	rep.Packs = len(packs)
-
-	// 2. Block locations point inside known, intact packs.
-	bad := map[index.Hash]string{} // block → what is wrong with it
-	perPack := map[index.PackID]int64{}
-	if err := v.idx.Blocks(func(e index.BlockEntry) error {
-		rep.Blocks++
-		info, ok := packs[e.Location.Pack]
+	var total int64
+	for id, info := range indexed {
+		size, ok := stored[id]
+		if !ok {
+			if st, err := v.st.Stat(ctx, storage.Packs, chunkstore.PackName(id)); err == nil {
+				size, ok = st.Size, true // listed late
+				stored[id] = size
+			} else if !errors.Is(err, storage.ErrNotExist) {
+				return nil, err
+			}
+		}
 		switch {
 		case !ok:
-			bad[e.Hash] = fmt.Sprintf("block %s is in unknown pack %s", e.Hash, e.Location.Pack)
-		case int64(e.Location.Offset)+int64(e.Location.Length) > info.Size:
-			bad[e.Hash] = fmt.Sprintf("block %s lies past the end of pack %s", e.Hash, e.Location.Pack)
-		default:
-			perPack[e.Location.Pack]++
+			rep.UnreadablePack++
+		case size < info.Size:
+			rep.UnreadablePack++
+		case size > info.Size:
+			problem("pack %s is %d bytes, the index says %d (cairn repair reads it again)", id, size, info.Size)
 		}
-		return ctx.Err()
-	}); err != nil {
-		return nil, err
+		total += info.Size
 	}
+	for id := range stored {
+		if _, ok := indexed[id]; !ok {
+			unindexed = append(unindexed, id.String())
+		}
+	}
+	sort.Strings(unindexed)
+	for _, id := range unindexed {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("pack %s is in storage but not in the index (cairn repair indexes it; garbage collection frees what no point uses)", id))
+	}
+	rep.Packs = len(indexed)
 
-	// 3. With Data: every blob decompresses and matches its hash, and
-	// every indexed location is a good blob.
+	// 2. With Data: every blob decompresses and matches its hash.
+	bad := map[index.Hash]string{}
 	if o.Data {
-		if err := v.verifyData(ctx, packs, perPack, totalPackBytes, bad, rep, o.Progress); err != nil {
+		if err := v.verifyData(ctx, indexed, stored, total, bad, rep, o.Progress); err != nil {
 			return nil, err
 		}
 	}
 
-	// 4. Every point's map pages and blocks are present and sound.
+	// 3. Point records: each point in the index has a sound record in
+	// storage, and each record in storage is in the index.
+	if err := v.verifyRecords(ctx, rep, problem); err != nil {
+		return nil, err
+	}
+
+	// 4. Every block of every point has a usable location.
 	points, err := v.Points("")
 	if err != nil {
 		return nil, err
 	}
 	rep.Points = len(points)
-	affected := map[string][]string{} // problem → points
+	c := newChecker(v, stored, bad)
 	for _, p := range points {
-		damaged := false
-		for di := range p.Disks {
-			found, err := v.checkDisk(ctx, &p.Disks[di], bad, rep)
-			if err != nil {
-				return nil, err
-			}
-			for _, what := range found {
-				affected[what] = append(affected[what], p.Name())
-				damaged = true
-			}
-		}
-		if damaged {
-			rep.DamagedPoints = append(rep.DamagedPoints, p.Name())
-		}
-	}
-	var whats []string
-	for what := range bad {
-		whats = append(whats, bad[what])
-	}
-	for what := range affected {
-		if !slices.Contains(whats, what) {
-			whats = append(whats, what)
-		}
-	}
-	sort.Strings(whats)
-	for _, what := range whats {
-		rep.Problems = append(rep.Problems, Problem{What: what, Points: append([]string{}, affected[what]...)})
-	}
-	return rep, nil
-}
-
-// checkDisk returns the problems that make disk d unreadable, each once.
-func (v *Vault) checkDisk(ctx context.Context, d *Disk, bad map[index.Hash]string, rep *VerifyReport) ([]string, error) {
-	seen := map[string]bool{}
-	var out []string
-	note := func(what string) {
-		if !seen[what] {
-			seen[what] = true
-			out = append(out, what)
-		}
-	}
-	for p := range d.Pages {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if d.Pages[p].IsZero() {
-			continue
-		}
-		if what, ok := bad[d.Pages[p]]; ok {
-			note(what)
-			continue
-		}
-		pg, err := v.page(d, p)
+		dmg, err := c.point(p)
 		if err != nil {
-			what := fmt.Sprintf("map page %s: %v", d.Pages[p], errors.Unwrap(err))
-			if errors.Is(err, chunkstore.ErrMissing) {
-				rep.MissingBlocks++
-				what = fmt.Sprintf("map page %s is missing", d.Pages[p])
-			}
-			note(what)
-			continue
+			return nil, v.indexError(err)
 		}
-		for off := 0; off < len(pg); off += hashSize {
-			var h index.Hash
-			copy(h[:], pg[off:])
-			if h.IsZero() {
-				continue
-			}
-			if what, ok := bad[h]; ok {
-				note(what)
-				continue
-			}
-			ok, err := v.idx.HasBlock(h)
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				what := fmt.Sprintf("block %s is missing", h)
-				bad[h] = what
-				rep.MissingBlocks++
-				note(what)
-			}
+		v.recordDamage(p, dmg)
+		if dmg != nil {
+			rep.Damaged = append(rep.Damaged, dmg.PointDamage)
+			rep.DamagedPoints = append(rep.DamagedPoints, p.Name())
 		}
 	}
-	return out, nil
+	rep.Problems = append(rep.Problems, c.problemList()...)
+	rep.MissingBlocks = int64(len(c.missing))
+	n := int64(0)
+	if err := v.idx.Blocks(func(index.BlockEntry) error { n++; return ctx.Err() }); err != nil {
+		return nil, v.indexError(err)
+	}
+	rep.Blocks = n
+	sort.Strings(rep.DamagedPoints)
+	return rep, nil
 }
 
-func (v *Vault) verifyData(ctx context.Context, packs map[index.PackID]index.PackInfo, perPack map[index.PackID]int64,
+// verifyRecords checks point records both ways, and names bad ones.
+func (v *Vault) verifyRecords(ctx context.Context, rep *VerifyReport, problem func(string, ...any)) error {
+	inIndex := map[string]bool{}
+	keys, err := v.idx.PointKeys("")
+	if err != nil {
+		return v.indexError(err)
+	}
+	for _, k := range keys {
+		inIndex[recordName(k.Resource, k.ID)] = true
+	}
+	seen := map[string]bool{}
+	if err := v.st.List(ctx, storage.Points, func(ob storage.ObjectInfo) error {
+		seen[ob.Name] = true
+		b, err := v.st.Get(ctx, storage.Points, ob.Name)
+		if errors.Is(err, storage.ErrNotExist) {
+			return nil // deleted meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		res, id, ok := splitRecordName(ob.Name)
+		p, err := decodeRecord(b, false)
+		if err == nil && (!ok || p.Resource != res || p.ID != id) {
+			err = fmt.Errorf("%w: it holds %s", ErrBadRecord, p.Name())
+		}
+		switch {
+		case err != nil:
+			problem("point record %s: %v", ob.Name, err)
+			rep.Damaged = append(rep.Damaged, PointDamage{Point: ob.Name, Record: err.Error(), Disks: []DiskDamage{}})
+			rep.DamagedPoints = append(rep.DamagedPoints, ob.Name)
+		case !inIndex[ob.Name]:
+			problem("point %s is in storage but not in the index (cairn repair adds it)", ob.Name)
+		}
+		return ctx.Err()
+	}); err != nil {
+		return fmt.Errorf("list point records: %w", err)
+	}
+	for name := range inIndex {
+		if seen[name] {
+			continue
+		}
+		if _, err := v.st.Stat(ctx, storage.Points, name); errors.Is(err, storage.ErrNotExist) {
+			problem("point %s has no record in storage (cairn repair drops it from the index)", name)
+		} else if err != nil {
+			return err
+		}
+	}
+	bad, err := v.BadRecords()
+	if err != nil {
+		return err
+	}
+	for _, b := range bad {
+		if !seen[b.Point] || !inIndex[b.Point] {
+			continue // reported above
+		}
+		problem("point %s: the index's copy of its record is damaged: %s (cairn repair reads it again)", b.Point, b.Reason)
+	}
+	return nil
+}
+
+func (v *Vault) verifyData(ctx context.Context, indexed map[index.PackID]index.PackInfo, stored map[index.PackID]int64,
 	total int64, bad map[index.Hash]string, rep *VerifyReport, progress func(done, total int64)) error {
-	ids := make([]index.PackID, 0, len(packs))
-	for id := range packs {
-		ids = append(ids, id)
+	perPack := map[index.PackID]int64{}
+	if err := v.idx.Blocks(func(e index.BlockEntry) error {
+		perPack[e.Location.Pack]++
+		return nil
+	}); err != nil {
+		return v.indexError(err)
+	}
+	ids := make([]index.PackID, 0, len(indexed))
+	for id := range indexed {
+		if _, ok := stored[id]; ok {
+			ids = append(ids, id)
+		}
 	}
 	sort.Slice(ids, func(i, j int) bool { return string(ids[i][:]) < string(ids[j][:]) })
 	for _, id := range ids {
@@ -222,7 +242,7 @@ func (v *Vault) verifyData(ctx context.Context, packs map[index.PackID]index.Pac
 		}
 		var good, damaged int64 // indexed blobs found in this pack
 		var cbErr error
-		err := v.store.CheckPack(id, func(c chunkstore.BlobCheck) {
+		err := v.store.CheckPack(ctx, id, func(c chunkstore.BlobCheck) {
 			rep.BytesChecked += c.Length
 			if progress != nil {
 				progress(rep.BytesChecked, total)
@@ -242,12 +262,13 @@ func (v *Vault) verifyData(ctx context.Context, packs map[index.PackID]index.Pac
 				rep.DamagedBlocks++
 				damaged++
 				bad[c.Hash] = fmt.Sprintf("block %s in pack %s at offset %d is damaged: %v", c.Hash, id, c.Offset, c.Err)
+				v.store.MarkDamaged(c.Hash, loc, c.Err)
 				return
 			}
 			good++
 		})
 		if cbErr != nil {
-			return cbErr
+			return v.indexError(cbErr)
 		}
 		if err != nil {
 			rep.UnreadablePack++
@@ -268,7 +289,7 @@ func (v *Vault) verifyData(ctx context.Context, packs map[index.PackID]index.Pac
 				}
 				return nil
 			}); err != nil {
-				return err
+				return v.indexError(err)
 			}
 		}
 	}

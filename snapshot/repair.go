@@ -1,0 +1,451 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cairn-backup/cairn/chunkstore"
+	"github.com/cairn-backup/cairn/chunkstore/storage"
+	"github.com/cairn-backup/cairn/index"
+)
+
+// RepairOptions tune Repair. The zero value means "default".
+type RepairOptions struct {
+	// DryRun builds the new index aside, reports, and changes nothing.
+	DryRun bool
+	// Logf receives notes on what repair meets; discarded when nil.
+	Logf func(format string, args ...any)
+	// Progress is called with the packs read so far and their number.
+	Progress func(done, total int64)
+}
+
+// RepairReport says what Repair found and did.
+type RepairReport struct {
+	DryRun    bool          `json:"dry_run"`
+	Points    int           `json:"points"`
+	Packs     int           `json:"packs"`
+	Blocks    int64         `json:"blocks"`
+	Added     []string      `json:"added"`       // points the old index lacked
+	Dropped   []string      `json:"dropped"`     // points the old index had that storage does not
+	Relocated int64         `json:"relocated"`   // blocks now read from another copy
+	Healed    []string      `json:"healed"`      // points damaged before, whole now
+	Damaged   []PointDamage `json:"damaged"`     // points that still cannot be read whole
+	BadRecord []BadRecord   `json:"bad_records"` // point records that cannot be read
+	Notes     []string      `json:"notes"`
+	OldIndex  string        `json:"old_index"` // what the old index was: sound, damaged, missing, ...
+	Seconds   float64       `json:"duration_seconds"`
+}
+
+// Repair rebuilds the index of the vault in dir from its storage alone:
+// the config, every point record, and every block location from the
+// packs' headers (no block data is read, but where storage holds several
+// copies of a block, they are read to find a sound one). It then checks
+// every point as Verify does and records what is damaged. The new index
+// is built beside the old one and swapped in at the end, so a repair
+// killed at any moment leaves the old index, or none (then the next
+// repair starts over); the vault's data is never changed.
+//
+// Repair needs the vault to itself: no daemon or other cairn may have it
+// open.
+func Repair(ctx context.Context, dir string, o RepairOptions) (*RepairReport, error) {
+	start := time.Now()
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	if _, err := os.Stat(dir); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", dir, ErrNotVault)
+		}
+		return nil, err
+	}
+	st, err := storage.NewDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	lock, err := lockVault(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.release()
+	cfg, err := readConfig(ctx, st, dir)
+	if errors.Is(err, ErrNeedsRepair) {
+		o.Logf("%v; rebuilding the config from the point records", err)
+		cfg, err = inferConfig(ctx, st, dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Format < FormatVersion || cfg.ID == "" {
+		cfg.Format, cfg.ID = FormatVersion, newVaultID()
+	}
+	rep := &RepairReport{DryRun: o.DryRun, Added: []string{}, Dropped: []string{}, Healed: []string{},
+		Damaged: []PointDamage{}, BadRecord: []BadRecord{}, Notes: []string{}}
+	old := readOldIndex(dir, cfg.Format, o.DryRun, rep)
+
+	newDir := filepath.Join(dir, indexNew)
+	if err := os.RemoveAll(newDir); err != nil {
+		return nil, err
+	}
+	idx, err := index.Open(newDir, index.Options{Create: true, Logf: o.Logf})
+	if err != nil {
+		return nil, err
+	}
+	v := &Vault{dir: dir, cfg: cfg, st: st, idx: idx, clock: time.Now, logf: o.Logf}
+	v.codec, _ = chunkstore.ParseCodec(cfg.Compression)
+	v.store = chunkstore.New(st, idx, chunkstore.Options{ReadOnly: true, Logf: o.Logf})
+	built := false
+	defer func() {
+		if !built {
+			idx.Close()
+			os.RemoveAll(newDir)
+		}
+	}()
+	packs, err := v.rebuildBlocks(ctx, old, rep, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.rebuildPoints(ctx, rep); err != nil {
+		return nil, err
+	}
+	if err := v.rebuildDamage(ctx, packs, old, rep); err != nil {
+		return nil, err
+	}
+	if err := idx.SetVaultID(cfg.ID); err != nil {
+		return nil, err
+	}
+	if err := idx.Close(); err != nil {
+		return nil, err
+	}
+	built = true
+	for name := range old.points {
+		if !old.seenNew[name] {
+			rep.Dropped = append(rep.Dropped, name)
+		}
+	}
+	sort.Strings(rep.Added)
+	sort.Strings(rep.Dropped)
+	rep.Seconds = time.Since(start).Seconds()
+	if o.DryRun {
+		return rep, os.RemoveAll(newDir)
+	}
+	if err := putConfig(ctx, st, cfg); err != nil {
+		return nil, err
+	}
+	return rep, swapIndex(dir)
+}
+
+// swapIndex puts the new index in place of the old one.
+func swapIndex(dir string) error {
+	cur, oldDir := filepath.Join(dir, indexDir), filepath.Join(dir, indexOld)
+	if err := os.RemoveAll(oldDir); err != nil {
+		return err
+	}
+	if err := os.Rename(cur, oldDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.Rename(filepath.Join(dir, indexNew), cur); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return os.RemoveAll(oldDir)
+}
+
+// oldIndex is what repair takes from the index it replaces, when that
+// can be read: which copies were known damaged, which points damaged,
+// which points it listed.
+type oldIndex struct {
+	damage  map[index.Hash]index.Location
+	damaged map[string]bool // points
+	points  map[string]bool
+	seenNew map[string]bool // points of the old index found in storage
+}
+
+func readOldIndex(dir string, format int, dryRun bool, rep *RepairReport) *oldIndex {
+	old := &oldIndex{damage: map[index.Hash]index.Location{}, damaged: map[string]bool{}, points: map[string]bool{},
+		seenNew: map[string]bool{}}
+	path := filepath.Join(dir, indexDir)
+	if !index.Exists(path) {
+		// A repair killed between its two renames leaves the old index here.
+		path = filepath.Join(dir, indexOld)
+	}
+	idx, err := index.Open(path, index.Options{ReadOnly: true})
+	if err != nil && !errors.Is(err, index.ErrMissing) && !dryRun {
+		idx, err = index.Open(path, index.Options{}) // a crashed writer's index needs recovery first
+	}
+	switch {
+	case errors.Is(err, index.ErrMissing):
+		rep.OldIndex = "missing"
+		return old
+	case err != nil:
+		rep.OldIndex = "unreadable: " + err.Error()
+		return old
+	}
+	defer idx.Close()
+	rep.OldIndex = "sound"
+	if format >= 2 {
+		if _, err := idx.VaultID(); errors.Is(err, index.ErrNotFound) {
+			rep.OldIndex = "empty"
+		}
+	}
+	fail := func(err error) {
+		if err != nil {
+			rep.OldIndex = "damaged: " + err.Error()
+		}
+	}
+	fail(idx.Damages(func(d index.Damage) error {
+		old.damage[d.Hash] = d.Location
+		return nil
+	}))
+	fail(idx.PointDamages(func(k index.PointKey, _ []byte) error {
+		old.damaged[recordName(k.Resource, k.ID)] = true
+		return nil
+	}))
+	fail(idx.BadRecords(func(name, _ string) error {
+		old.damaged[name] = true
+		return nil
+	}))
+	fail(idx.Points("", func(k index.PointKey, _ []byte) error {
+		old.points[recordName(k.Resource, k.ID)] = true
+		return nil
+	}))
+	return old
+}
+
+// rebuildBlocks reads every pack's headers, two packs at a time, then
+// picks one copy per block. It returns the storage size of every pack.
+func (v *Vault) rebuildBlocks(ctx context.Context, old *oldIndex, rep *RepairReport, o RepairOptions) (map[index.PackID]int64, error) {
+	var packs []storage.ObjectInfo
+	if err := v.st.List(ctx, storage.Packs, func(ob storage.ObjectInfo) error {
+		if _, ok := packID(ob.Name); ok {
+			packs = append(packs, ob)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list packs: %w", err)
+	}
+	sort.Slice(packs, func(i, j int) bool { return packs[i].Name < packs[j].Name })
+	sizes := map[index.PackID]int64{}
+	var mu sync.Mutex
+	var firstErr error
+	var done int64
+	work := make(chan storage.ObjectInfo)
+	var wg sync.WaitGroup
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ob := range work {
+				err := v.readPackHeaders(ctx, ob, rep, &mu)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				id, _ := packID(ob.Name)
+				sizes[id] = ob.Size
+				done++
+				if o.Progress != nil {
+					o.Progress(done, int64(len(packs)))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, ob := range packs {
+		work <- ob
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	rep.Packs = len(packs)
+
+	// One copy per block: the only one, or the first sound one.
+	var batch []index.BlockEntry
+	flush := func() error {
+		err := v.idx.PutBlocks(batch)
+		batch = batch[:0]
+		return err
+	}
+	var buf []byte
+	err := v.idx.EachCandidate(func(h index.Hash, locs []index.Location) error {
+		rep.Blocks++
+		pick := locs[0]
+		if len(locs) > 1 {
+			pick = v.pickCopy(h, locs, old, &buf)
+		}
+		if oldLoc, ok := old.damage[h]; ok {
+			if oldLoc == pick {
+				if err := v.idx.MarkDamaged(h, pick, "known damaged before the repair"); err != nil {
+					return err
+				}
+			} else {
+				rep.Relocated++
+			}
+		}
+		batch = append(batch, index.BlockEntry{Hash: h, Location: pick})
+		if len(batch) >= 8192 {
+			return flush()
+		}
+		return ctx.Err()
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err == nil {
+		err = v.idx.DropCandidates()
+	}
+	if err == nil {
+		err = v.idx.Sync()
+	}
+	return sizes, err
+}
+
+// readPackHeaders lists one pack's blobs into the candidates.
+func (v *Vault) readPackHeaders(ctx context.Context, ob storage.ObjectInfo, rep *RepairReport, mu *sync.Mutex) error {
+	id, _ := packID(ob.Name)
+	blobs, err := chunkstore.ReadPackIndex(ctx, v.st, ob.Name, ob.Size)
+	if err != nil && !errors.Is(err, chunkstore.ErrCorrupt) {
+		return err
+	}
+	if err != nil {
+		mu.Lock()
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%v; the %d blob(s) before the damage are kept", err, len(blobs)))
+		mu.Unlock()
+	}
+	entries := make([]index.BlockEntry, len(blobs))
+	for i, b := range blobs {
+		entries[i] = index.BlockEntry{Hash: b.Hash, Location: index.Location{Pack: id, Offset: uint64(b.Offset),
+			Length: uint32(b.Length), RawLen: uint32(b.RawLen)}}
+	}
+	if err := v.idx.AddCandidates(entries); err != nil {
+		return err
+	}
+	return v.idx.PutPack(id, index.PackInfo{Size: ob.Size, Blobs: int64(len(blobs))})
+}
+
+// pickCopy returns the first copy of block h that reads back sound,
+// skipping those the old index knew damaged; the first one when none
+// does.
+func (v *Vault) pickCopy(h index.Hash, locs []index.Location, old *oldIndex, buf *[]byte) index.Location {
+	for _, l := range locs {
+		if old.damage[h] == l {
+			continue
+		}
+		b, err := v.store.LoadAt(h, l, *buf)
+		if err == nil {
+			*buf = b
+			return l
+		}
+	}
+	return locs[0]
+}
+
+// rebuildPoints indexes every point record in storage.
+func (v *Vault) rebuildPoints(ctx context.Context, rep *RepairReport) error {
+	var names []string
+	if err := v.st.List(ctx, storage.Points, func(ob storage.ObjectInfo) error {
+		names = append(names, ob.Name)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list point records: %w", err)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ok, err := v.indexRecord(ctx, name)
+		if errors.Is(err, storage.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if ok {
+			rep.Points++
+		}
+	}
+	return nil
+}
+
+// rebuildDamage checks every point as verify does and records what
+// cannot be read; it reports points healed since the old index.
+func (v *Vault) rebuildDamage(ctx context.Context, packs map[index.PackID]int64, old *oldIndex, rep *RepairReport) error {
+	points, err := v.Points("")
+	if err != nil {
+		return err
+	}
+	c := newChecker(v, packs, nil)
+	for _, p := range points {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		name := p.Name()
+		if old.points[name] {
+			old.seenNew[name] = true
+		} else if rep.OldIndex == "sound" {
+			rep.Added = append(rep.Added, name)
+		}
+		dmg, err := c.point(p)
+		if err != nil {
+			return err
+		}
+		v.recordDamage(p, dmg)
+		switch {
+		case dmg != nil:
+			rep.Damaged = append(rep.Damaged, dmg.PointDamage)
+		case old.damaged[name]:
+			rep.Healed = append(rep.Healed, name)
+		}
+	}
+	bad, err := v.BadRecords()
+	if err != nil {
+		return err
+	}
+	rep.BadRecord = append(rep.BadRecord, bad...)
+	for _, b := range bad {
+		rep.Damaged = append(rep.Damaged, PointDamage{Point: b.Point, Record: b.Reason, Disks: []DiskDamage{}})
+		old.seenNew[b.Point] = true
+	}
+	return nil
+}
+
+// inferConfig rebuilds a lost or damaged cairn.json from the point
+// records: the block size their disks have (which must not change), and
+// the default compression for new blocks (every blob names its own codec,
+// so old ones read as before).
+func inferConfig(ctx context.Context, st storage.Storage, dir string) (Config, error) {
+	cfg := Config{Format: FormatVersion, ID: newVaultID(), Compression: DefaultCompression, Created: time.Now().UTC()}
+	found := errors.New("found")
+	err := st.List(ctx, storage.Points, func(ob storage.ObjectInfo) error {
+		b, err := st.Get(ctx, storage.Points, ob.Name)
+		if err != nil {
+			return nil
+		}
+		p, err := decodeRecord(b, false)
+		if err != nil || len(p.Disks) == 0 {
+			return nil
+		}
+		cfg.BlockSize = p.Disks[0].BlockSize
+		cfg.Created = p.Time
+		return found
+	})
+	if err != nil && !errors.Is(err, found) {
+		return cfg, err
+	}
+	if cfg.BlockSize == 0 {
+		return cfg, fmt.Errorf("%s: %w: no cairn.json and no readable point record", dir, ErrNotVault)
+	}
+	if err := cfg.check(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
