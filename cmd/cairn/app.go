@@ -97,6 +97,7 @@ func newApp(env *cmdEnv) *cli.App {
 			newExportCommand(env),
 			newDeleteCommand(env),
 			newVerifyCommand(env),
+			newRepairCommand(env),
 			newStatsCommand(env),
 			newMountCommand(env),
 			newUmountCommand(env),

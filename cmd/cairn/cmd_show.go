@@ -35,7 +35,10 @@ func runShow(env *cmdEnv, v *snapshot.Vault, ref string, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	view := newPointView(p)
+	view, err := newPointViewIn(v, p)
+	if err != nil {
+		return err
+	}
 	sv := showView{pointView: view}
 	for _, d := range view.Disks {
 		sv.Disks = append(sv.Disks, newShowDiskView(v, p, d))
@@ -56,6 +59,12 @@ func runShow(env *cmdEnv, v *snapshot.Vault, ref string, asJSON bool) error {
 	}
 	if c := p.DiskChanges(); !c.None() {
 		fmt.Fprintf(w, "disks:      %s\n", c)
+	}
+	if d := view.Damaged; d != nil {
+		fmt.Fprintf(w, "DAMAGED:    %s; the rest still restores and mounts (restore --skip-damaged)\n", damageSummary(d))
+		for _, dd := range d.Disks {
+			fmt.Fprintf(w, "            disk %s: %s\n", dd.Disk, rangeList(dd.Ranges, 8))
+		}
 	}
 	fmt.Fprintf(w, "size:       %s (%d bytes)\n", bytesIEC(view.Size), view.Size)
 	fmt.Fprintf(w, "allocated:  %s\n", bytesIEC(view.Allocated))

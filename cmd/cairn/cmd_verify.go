@@ -13,9 +13,13 @@ import (
 func newVerifyCommand(env *cmdEnv) *cli.Command {
 	return &cli.Command{
 		Name:  "verify",
-		Usage: "check that the index and packs agree and every point is complete",
-		Description: "Exits 1 and names the affected points when something is wrong.\n" +
-			"With --data, every stored block is read back and re-hashed. Verify only reads.\n\n" +
+		Usage: "check that storage holds every point whole; name what is damaged",
+		Description: "Checks that every indexed pack is in storage at its size, that every point's record is in\n" +
+			"storage and sound, and that every block of every point has a location inside a pack storage\n" +
+			"holds. With --data, every stored block is also read back and re-hashed. Exits 1 and names every\n" +
+			"damaged point, with its disks and byte ranges, when something is wrong.\n" +
+			"Verify never changes data: what it finds damaged it records in the index, so points and show\n" +
+			"say so, and the next backup of the same bytes stores a good copy instead of referring to it.\n\n" +
 			"Examples:\n" +
 			"  cairn verify\n" +
 			"  cairn verify --data --json",
@@ -62,8 +66,12 @@ func runVerify(ctx context.Context, env *cmdEnv, v *snapshot.Vault, data, asJSON
 			}
 			fmt.Fprintln(env.stdout)
 		}
+		printDamage(env.stdout, rep.Damaged)
 		if rep.OK() {
 			fmt.Fprintln(env.stdout, "no problems found")
+		} else if len(rep.Damaged) > 0 {
+			fmt.Fprintln(env.stdout, "the damaged ranges are recorded: the next backup of the same data stores good copies,\n"+
+				"and restore --skip-damaged restores everything else")
 		}
 	}
 	if !rep.OK() {

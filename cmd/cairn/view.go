@@ -24,6 +24,9 @@ type pointView struct {
 	// DiskChanges says which disks were added, removed or renamed since
 	// the parent; empty lists for a point with its parent's disks.
 	DiskChanges snapshot.DiskChanges `json:"disk_changes"`
+	// Damaged is what cannot be read of the point, when anything is
+	// known so (from verify, repair or a failed read).
+	Damaged *snapshot.PointDamage `json:"damaged,omitempty"`
 }
 
 type diskView struct {
@@ -36,6 +39,14 @@ type diskView struct {
 	Allocated int64  `json:"allocated"`
 	Changed   int64  `json:"changed"`
 	Added     int64  `json:"added"`
+}
+
+// newPointViewIn is newPointView with what the vault knows damaged.
+func newPointViewIn(v *snapshot.Vault, p *snapshot.Point) (pointView, error) {
+	pv := newPointView(p)
+	var err error
+	pv.Damaged, err = v.Damage(p)
+	return pv, err
 }
 
 func newPointView(p *snapshot.Point) pointView {
