@@ -110,12 +110,23 @@ func (s *Store) Cached(h Hash) bool { return s.cache.contains(h) }
 // Load reads block h into dst (reallocated if too small), bypassing the
 // cache; for restore, export and verify, which read each block once.
 func (s *Store) Load(h Hash, dst []byte) ([]byte, error) {
-	loc, err := s.location(h)
-	if err != nil {
-		return nil, err
+	for try := 0; ; try++ {
+		loc, err := s.location(h)
+		if err != nil {
+			return nil, err
+		}
+		b, err := s.readBlob(h, loc, dst)
+		if errors.Is(err, errMoved) && try < 3 {
+			continue // gc moved the block meanwhile: read its new copy
+		}
+		return b, err
 	}
-	return s.readBlob(h, loc, dst)
 }
+
+// errMoved: the pack a block was read from is gone because garbage
+// collection moved the block to another pack meanwhile; the index has
+// its new place.
+var errMoved = errors.New("block moved to another pack")
 
 // LoadAt reads the copy of block h at loc, checked as Load checks it,
 // whatever the index says; for repair, which weighs the copies storage
@@ -156,6 +167,9 @@ func (s *Store) readStoredBlob(h Hash, loc index.Location) (hdr blobHeader, payl
 		storedBufs.Put(bp)
 		switch {
 		case errors.Is(err, storage.ErrNotExist):
+			if cur, lerr := s.idx.Block(h); lerr == nil && cur != loc {
+				return hdr, nil, nil, errMoved
+			}
 			err = fmt.Errorf("%w: pack %s is missing", ErrCorrupt, loc.Pack)
 		case errors.Is(err, io.ErrUnexpectedEOF):
 			err = fmt.Errorf("%w: pack %s is truncated", ErrCorrupt, loc.Pack)
@@ -212,10 +226,22 @@ func (s *Store) StoredLen(h Hash) (stored, raw int, err error) {
 // ErrCorrupt, never returned. For export, which can copy a compressed
 // block instead of compressing it again.
 func (s *Store) AppendStored(h Hash, dst []byte) (Codec, []byte, error) {
-	loc, err := s.location(h)
-	if err != nil {
-		return 0, nil, err
+	for try := 0; ; try++ {
+		loc, err := s.location(h)
+		if err != nil {
+			return 0, nil, err
+		}
+		c, out, err := s.AppendStoredAt(h, loc, dst)
+		if errors.Is(err, errMoved) && try < 3 {
+			continue
+		}
+		return c, out, err
 	}
+}
+
+// AppendStoredAt is AppendStored for the copy of h at loc; for
+// compaction, which copies a pack's blobs as stored into a new pack.
+func (s *Store) AppendStoredAt(h Hash, loc index.Location, dst []byte) (Codec, []byte, error) {
 	hdr, payload, bp, err := s.readStoredBlob(h, loc)
 	if err != nil {
 		return 0, nil, err

@@ -1,11 +1,13 @@
 package chunkstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cairn-backup/cairn/chunkstore/storage"
 	"github.com/cairn-backup/cairn/index"
@@ -192,5 +194,63 @@ func TestMissingPackIsNotDeduplicated(t *testing.T) {
 	}
 	if _, err := s.Load(hashes[0], nil); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("load from a missing pack: %v, want ErrCorrupt", err)
+	}
+}
+
+// TestReadFollowsAMovedBlock reads a block while compaction moves it to
+// a new pack and deletes the old one: the read, which looked the block
+// up in the old pack, finds it in the new one.
+func TestReadFollowsAMovedBlock(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	idx, err := index.Open(filepath.Join(dir, "index"), index.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idx.Close()
+	st, err := storage.NewDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	faulty := storage.NewFaulty(st)
+	s := New(faulty, idx, Options{})
+	w := s.NewPackWriter(ctx, 0)
+	raw := testBlock(11, 64<<10, true)
+	h, _ := put(t, w, CodecZstd, raw)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := idx.Block(h)
+	// The read of the old pack waits while the block moves.
+	faulty.Add(storage.Rule{Op: storage.OpReadAt, Kind: storage.Packs, Name: PackName(old.Pack), Times: 1,
+		Fault: storage.FaultDelay(300 * time.Millisecond)})
+	got := make(chan error, 1)
+	go func() {
+		b, err := s.Load(h, nil)
+		if err == nil && !bytes.Equal(b, raw) {
+			err = errors.New("wrong bytes")
+		}
+		got <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	cw := s.NewPackWriter(ctx, 0)
+	codec, stored, err := s.AppendStoredAt(h, old, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cw.Copy(Blob{Kind: KindData, Hash: h, RawLen: len(raw), Codec: codec, Stored: stored}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(ctx, storage.Packs, PackName(old.Pack)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("read of a block moved meanwhile: %v", err)
+	}
+	if _, err := idx.Damaged(h); !errors.Is(err, index.ErrNotFound) {
+		t.Fatal("a moved block was recorded as damaged")
 	}
 }

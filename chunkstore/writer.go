@@ -32,7 +32,29 @@ type PackWriter struct {
 	pending map[Hash]struct{} // in an open or sealing pack, not yet indexed
 	err     error             // first sealing error
 	packs   map[index.PackID]int64
+	budget  Budget
+	nsealed int
 }
+
+// Sealed returns the number of packs sealed so far; after Close, all.
+func (w *PackWriter) Sealed() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nsealed
+}
+
+// Budget limits the bytes a PackWriter adds to storage: a vault with a
+// capacity.
+type Budget interface {
+	// Reserve is asked before n bytes are written; an error stops the
+	// writer.
+	Reserve(n int64) error
+	// Release returns reserved bytes that never landed (an aborted pack).
+	Release(n int64)
+}
+
+// SetBudget makes every write ask b first. Call it before the first Add.
+func (w *PackWriter) SetBudget(b Budget) { w.budget = b }
 
 type openWrite struct {
 	id    index.PackID
@@ -65,6 +87,9 @@ func (w *PackWriter) sealLoop() {
 		if err != nil && w.err == nil {
 			w.err = err
 		}
+		if err == nil {
+			w.nsealed++
+		}
 		w.mu.Unlock()
 		if err != nil && first == nil {
 			first = err
@@ -75,6 +100,13 @@ func (w *PackWriter) sealLoop() {
 
 func (w *PackWriter) seal(p *openWrite) error {
 	trailer := appendTrailer(nil, p.blobs, p.size)
+	if w.budget != nil {
+		if err := w.budget.Reserve(int64(len(trailer))); err != nil {
+			p.w.Abort()
+			w.budget.Release(p.size)
+			return err
+		}
+	}
 	if _, err := p.bw.Write(trailer); err != nil {
 		p.w.Abort()
 		return fmt.Errorf("write pack %s: %w", p.id, err)
@@ -176,11 +208,41 @@ func (w *PackWriter) Add(b Blob) (int64, error) {
 	if ok, err := w.Has(b.Hash); err != nil || ok {
 		return 0, err
 	}
+	return w.write(b)
+}
+
+// Copy stores b even though the vault holds it: compaction moves a live
+// block out of a pack it empties. The index points at the new copy once
+// the new pack is sealed.
+func (w *PackWriter) Copy(b Blob) (int64, error) {
+	w.mu.Lock()
+	err := w.err
+	w.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	return w.write(b)
+}
+
+func (w *PackWriter) write(b Blob) (int64, error) {
 	if b.RawLen <= 0 || b.RawLen > MaxBlockSize {
 		return 0, fmt.Errorf("block of %d bytes is out of range", b.RawLen)
 	}
+	n := int64(blobHeaderSize + len(b.Stored))
+	if w.budget != nil {
+		extra := int64(0)
+		if w.cur == nil {
+			extra = packHeaderSize
+		}
+		if err := w.budget.Reserve(n + extra); err != nil {
+			return 0, err
+		}
+	}
 	if w.cur == nil {
 		if err := w.open(); err != nil {
+			if w.budget != nil {
+				w.budget.Release(n + packHeaderSize)
+			}
 			return 0, err
 		}
 	}
@@ -195,7 +257,6 @@ func (w *PackWriter) Add(b Blob) (int64, error) {
 	if _, err := p.bw.Write(b.Stored); err != nil {
 		return 0, fmt.Errorf("write pack %s: %w", p.id, err)
 	}
-	n := int64(blobHeaderSize + len(b.Stored))
 	p.size += n
 	p.blobs = append(p.blobs, blobInfo(bh, off))
 	w.mu.Lock()
@@ -243,6 +304,9 @@ func (w *PackWriter) Close() error {
 func (w *PackWriter) Abort() {
 	if w.cur != nil {
 		w.cur.w.Abort()
+		if w.budget != nil {
+			w.budget.Release(w.cur.size)
+		}
 		w.cur = nil
 	}
 	close(w.sealing)

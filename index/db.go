@@ -65,6 +65,28 @@ func (d *DB) DeleteBlocks(hashes []Hash) error {
 	})
 }
 
+// DropBlocks removes block locations and what is known damaged of them,
+// for garbage collection.
+func (d *DB) DropBlocks(hashes []Hash) error {
+	return d.batch(func(wb *badger.WriteBatch) error {
+		for _, h := range hashes {
+			if err := wb.Delete(blockKey(h)); err != nil {
+				return err
+			}
+			if err := wb.Delete(damageKey(h)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// DeletePackRecord removes a pack's record alone, for a pack whose
+// blocks no location points into any more.
+func (d *DB) DeletePackRecord(id PackID) error {
+	return d.update(func(txn *badger.Txn) error { return txn.Delete(packKey(id)) })
+}
+
 // DeletePack removes a pack's record and every block location in it, for
 // a pack that storage no longer holds.
 func (d *DB) DeletePack(id PackID) error {
