@@ -69,7 +69,7 @@ func Mount(mountpoint string, v Vault, o MountOptions) (*fuse.Server, error) {
 	if o.DiskGid != nil {
 		gid = *o.DiskGid
 	}
-	fsys := &FS{vault: v, logf: o.Logf, mounted: time.Now(),
+	fsys := &FS{vault: v, logf: o.Logf, mounted: time.Now(), holds: map[uint64]func(){},
 		ra:       newReadAhead(runtime.GOMAXPROCS(0), o.ReadAhead),
 		diskMode: uint32(o.DiskMode), diskUid: uint32(os.Geteuid()), diskGid: gid}
 	root := &rootNode{fsys: fsys}

@@ -18,15 +18,22 @@ type pointDir struct {
 	readOnly
 	fsys  *FS
 	point *snapshot.Point
+	ino   uint64
 }
 
 var (
-	_ gofs.NodeLookuper  = (*pointDir)(nil)
-	_ gofs.NodeReaddirer = (*pointDir)(nil)
-	_ gofs.NodeGetattrer = (*pointDir)(nil)
+	_ gofs.NodeOnForgetter = (*pointDir)(nil)
+	_ gofs.NodeLookuper    = (*pointDir)(nil)
+	_ gofs.NodeReaddirer   = (*pointDir)(nil)
+	_ gofs.NodeGetattrer   = (*pointDir)(nil)
 )
 
 const diskSuffix = ".raw"
+
+// OnForget lets gc free the point's blocks, should it be deleted: the
+// kernel no longer knows the folder, so no file of it is open. (A lookup
+// cannot bring a deleted point's folder back.)
+func (n *pointDir) OnForget() { n.fsys.release(n.ino) }
 
 func (n *pointDir) Getattr(_ context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	dirAttr(&out.Attr, n.point.Time)

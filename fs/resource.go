@@ -54,8 +54,11 @@ func (n *resourceDir) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 	}
 	dirAttr(&out.Attr, p.Time)
 	out.SetAttrTimeout(immutableTimeout)
-	child := &pointDir{fsys: n.fsys, point: p}
-	return n.NewInode(ctx, child, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoOf("point", n.name, p.ID)}), 0
+	ino := inoOf("point", n.name, p.ID)
+	child := &pointDir{fsys: n.fsys, point: p, ino: ino}
+	in := n.NewInode(ctx, child, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino})
+	n.fsys.hold(ino, p)
+	return in, 0
 }
 
 func (n *resourceDir) Readdir(context.Context) (gofs.DirStream, syscall.Errno) {

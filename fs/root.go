@@ -3,11 +3,14 @@ package fs
 import (
 	"context"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/cairn-backup/cairn/snapshot"
 )
 
 // Kernel cache lifetimes: short where points come and go, long inside a
@@ -26,6 +29,30 @@ type FS struct {
 	// diskMode (permission bits), diskUid and diskGid are the disk
 	// files' attributes.
 	diskMode, diskUid, diskGid uint32
+
+	mu    sync.Mutex
+	holds map[uint64]func() // point folders the kernel knows, by inode
+}
+
+// hold keeps the point of folder ino readable while the kernel knows the
+// folder: a file open in it reads on though the point is deleted, and gc
+// frees its blocks only once the kernel forgets the folder.
+func (f *FS) hold(ino uint64, p *snapshot.Point) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.holds[ino] == nil {
+		f.holds[ino] = f.vault.Hold(p)
+	}
+}
+
+func (f *FS) release(ino uint64) {
+	f.mu.Lock()
+	release := f.holds[ino]
+	delete(f.holds, ino)
+	f.mu.Unlock()
+	if release != nil {
+		release()
+	}
 }
 
 // rootNode lists the resources of the vault.

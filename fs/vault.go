@@ -13,6 +13,8 @@ type Vault interface {
 	PointIDs(resource string) ([]string, error)
 	Point(resource, id string) (*snapshot.Point, error)
 	OpenDisk(p *snapshot.Point, name string) (*snapshot.DiskReader, error)
+	// Hold keeps a point's bytes readable, deleted or not, until release.
+	Hold(p *snapshot.Point) (release func())
 }
 
 var _ Vault = (*snapshot.Vault)(nil)

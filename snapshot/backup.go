@@ -88,7 +88,17 @@ func (v *Vault) Backup(ctx context.Context, resource string, disks []DiskSource,
 		}
 	}
 
-	pw := v.store.NewPackWriter(ctx, 0)
+	if parent != nil {
+		// Its map pages are read to count changes; gc keeps them.
+		defer v.fence.hold(parent)()
+	}
+	var nblocks int64
+	for _, d := range disks {
+		nblocks += (d.Src.Size() + int64(v.cfg.BlockSize) - 1) / int64(v.cfg.BlockSize)
+	}
+	pw := &writeSession{v: v, PackWriter: v.store.NewPackWriter(ctx, 0), s: v.fence.begin(nblocks + nblocks/PageEntries)}
+	pw.SetBudget(budget{v})
+	defer v.fence.end(pw.s) // after the commit below: gc must see the session until the point is indexed
 	committed := false
 	defer func() {
 		if !committed {
@@ -315,7 +325,7 @@ type slot struct {
 // backupDisk streams one disk through reader → workers (zero check,
 // hash, dedup lookup, compression) → this goroutine (in order: pack
 // writes and map pages). The window of items in flight bounds memory.
-func (v *Vault) backupDisk(ctx context.Context, ds DiskSource, parent *Disk, pw *chunkstore.PackWriter, workers int, prog *progress) (*Disk, error) {
+func (v *Vault) backupDisk(ctx context.Context, ds DiskSource, parent *Disk, pw *writeSession, workers int, prog *progress) (*Disk, error) {
 	src := ds.Src
 	bs := int64(v.cfg.BlockSize)
 	d := &Disk{Name: ds.Name, Source: ds.Path, Size: src.Size(), BlockSize: int(bs)}
@@ -487,12 +497,12 @@ func (v *Vault) readBlocks(ctx context.Context, src Source, bs, nblocks int64, s
 }
 
 // processBlock runs on a worker: zero check, hash, lookup, compress.
-func (v *Vault) processBlock(it *item, pw *chunkstore.PackWriter) {
+func (v *Vault) processBlock(it *item, pw *writeSession) {
 	if chunkstore.IsZero(it.raw) {
 		return // zero hash: a hole
 	}
 	it.hash = chunkstore.Sum(it.raw)
-	it.exists, it.err = pw.Has(it.hash)
+	it.exists, it.err = pw.has(it.hash)
 	if it.err != nil || it.exists {
 		return
 	}
@@ -503,11 +513,24 @@ func (v *Vault) processBlock(it *item, pw *chunkstore.PackWriter) {
 	}
 }
 
+// writeSession is a backup's pack writer with its gc fence session:
+// every block the backup refers to is noted before the vault is asked
+// whether it holds it.
+type writeSession struct {
+	v *Vault
+	*chunkstore.PackWriter
+	s *session
+}
+
+func (w *writeSession) has(h index.Hash) (bool, error) {
+	return w.v.fence.refer(w.s, h, w.PackWriter.Has)
+}
+
 // pageBuilder cuts the ordered stream of block hashes into map pages and
 // stores each full page as it completes.
 type pageBuilder struct {
 	v      *Vault
-	pw     *chunkstore.PackWriter
+	pw     *writeSession
 	cur    []index.Hash
 	pages  []index.Hash
 	zero   bool // cur holds only holes
@@ -515,7 +538,7 @@ type pageBuilder struct {
 	got    int64
 }
 
-func newPageBuilder(v *Vault, pw *chunkstore.PackWriter, nblocks int64) *pageBuilder {
+func newPageBuilder(v *Vault, pw *writeSession, nblocks int64) *pageBuilder {
 	return &pageBuilder{v: v, pw: pw, cur: make([]index.Hash, 0, PageEntries), zero: true, expect: nblocks}
 }
 
@@ -537,12 +560,18 @@ func (p *pageBuilder) flush(added *int64) error {
 	} else {
 		raw := encodePage(p.cur)
 		h := chunkstore.Sum(raw)
-		codec, stored := chunkstore.Compress(p.v.codec, raw, nil)
-		n, err := p.pw.Add(chunkstore.Blob{Kind: chunkstore.KindMap, Hash: h, RawLen: len(raw), Codec: codec, Stored: stored})
+		exists, err := p.pw.has(h)
 		if err != nil {
 			return err
 		}
-		*added += n
+		if !exists {
+			codec, stored := chunkstore.Compress(p.v.codec, raw, nil)
+			n, err := p.pw.Add(chunkstore.Blob{Kind: chunkstore.KindMap, Hash: h, RawLen: len(raw), Codec: codec, Stored: stored})
+			if err != nil {
+				return err
+			}
+			*added += n
+		}
 		p.pages = append(p.pages, h)
 	}
 	p.cur = p.cur[:0]

@@ -27,6 +27,8 @@ type Point struct {
 	Disks  []Disk `json:"disks"`
 	// Removed lists the parent's disks this point does not have.
 	Removed []string `json:"removed,omitempty"`
+	// Pinned points are kept whatever retention rules say.
+	Pinned bool `json:"pinned,omitempty"`
 	// Added is what the point cost the vault: stored bytes of new blocks
 	// and map pages, after dedup and compression.
 	Added    int64         `json:"added"`
@@ -313,6 +315,11 @@ func (v *Vault) Resolve(ref string) (*Point, error) {
 func (v *Vault) Delete(points []*Point) error {
 	if v.readOnly {
 		return fmt.Errorf("%s: %w (its filesystem is full or read-only)", v.dir, ErrReadOnly)
+	}
+	for _, p := range points {
+		if p.Pinned {
+			return fmt.Errorf("%w: %s (unpin it first)", ErrPinned, p.Name())
+		}
 	}
 	ctx := context.Background()
 	keys := make([]index.PointKey, 0, len(points))

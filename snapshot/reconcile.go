@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -67,7 +68,14 @@ func (v *Vault) reconcilePoints(ctx context.Context) (added, dropped int, err er
 	}
 	for name := range stored {
 		if indexed[name] {
-			continue
+			// A record rewritten (a pin) may not have reached the index.
+			same, err := v.sameRecord(ctx, name)
+			if err != nil || same {
+				if err != nil {
+					return added, dropped, err
+				}
+				continue
+			}
 		}
 		ok, err := v.indexRecord(ctx, name)
 		if err != nil {
@@ -78,6 +86,26 @@ func (v *Vault) reconcilePoints(ctx context.Context) (added, dropped int, err er
 		}
 	}
 	return added, dropped, nil
+}
+
+// sameRecord reports whether the index holds the record storage holds.
+func (v *Vault) sameRecord(ctx context.Context, name string) (bool, error) {
+	resource, id, ok := splitRecordName(name)
+	if !ok {
+		return true, nil
+	}
+	b, err := v.st.Get(ctx, storage.Points, name)
+	if errors.Is(err, storage.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	ib, err := v.idx.Point(resource, id)
+	if err != nil {
+		return false, nil
+	}
+	return bytes.Equal(b, ib), nil
 }
 
 // indexRecord reads a point record from storage into the index. A

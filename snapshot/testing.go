@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"io"
+	"sync"
 	"testing"
 	"time"
 )
@@ -52,7 +53,13 @@ func TestVault(t testing.TB, cfg Config) *Vault {
 	if err := Init(dir, cfg, now); err != nil {
 		t.Fatal(err)
 	}
-	v, err := Open(dir, Options{Clock: func() time.Time { now = now.Add(time.Second); return now }})
+	var mu sync.Mutex
+	v, err := Open(dir, Options{Clock: func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		now = now.Add(time.Second)
+		return now
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-backup/cairn/chunkstore"
@@ -49,6 +50,11 @@ var (
 	// its own, while its storage holds points: nothing is done until
 	// cairn repair has rebuilt the index from storage.
 	ErrNeedsRepair = errors.New("run cairn repair to rebuild the index from storage")
+	// ErrPinned is returned for a delete of a pinned point.
+	ErrPinned = errors.New("the point is pinned")
+	// ErrCapacity is returned by a backup that would take the vault past
+	// its capacity.
+	ErrCapacity = errors.New("the vault is at its capacity")
 	// ErrReadOnly is returned by writes to a vault opened read-only.
 	ErrReadOnly = errors.New("vault is open read-only")
 )
@@ -71,6 +77,8 @@ type Config struct {
 	BlockSize   int       `json:"block_size"`
 	Compression string    `json:"compression"`
 	Created     time.Time `json:"created"`
+	// Capacity bounds the bytes the vault's packs may take; 0 is none.
+	Capacity int64 `json:"capacity,omitempty"`
 }
 
 const configName = "cairn.json"
@@ -81,6 +89,9 @@ func (c *Config) check() error {
 	}
 	if _, err := chunkstore.ParseCodec(c.Compression); err != nil {
 		return settingError{err.Error()}
+	}
+	if c.Capacity < 0 {
+		return settingError{fmt.Sprintf("capacity %d: must not be negative", c.Capacity)}
 	}
 	return nil
 }
@@ -194,9 +205,13 @@ type Vault struct {
 
 	commitMu sync.Mutex // serialises point ID choice and commit
 	readOnly bool       // opened without write access
+	fence    *fence     // gc beside backups and readers
+	gcMu     sync.Mutex // one gc at a time
 
 	mu    sync.Mutex
 	dirty bool // the index missed a write to storage: keep the session open
+
+	used atomic.Int64 // bytes of packs, and of packs being written
 }
 
 // The index lives beside the storage's objects; a repair builds the new
@@ -232,7 +247,7 @@ func Open(dir string, o Options) (*Vault, error) {
 			return nil, err
 		}
 	}
-	v := &Vault{dir: dir, st: st, clock: o.Clock, logf: o.Logf}
+	v := &Vault{dir: dir, st: st, clock: o.Clock, logf: o.Logf, fence: newFence()}
 	if err := v.open(ctx, o); err != nil {
 		v.closeAll()
 		return nil, err
@@ -256,6 +271,9 @@ func (v *Vault) open(ctx context.Context, o Options) error {
 		return err
 	}
 	v.store = chunkstore.New(v.st, v.idx, chunkstore.Options{CacheSize: o.CacheSize, ReadOnly: v.readOnly, Logf: v.logf})
+	if err := v.recountUsed(); err != nil {
+		return err
+	}
 	if v.readOnly {
 		v.logf("%s: its filesystem is full or read-only; the vault is open for reading only", v.dir)
 		return nil
@@ -420,7 +438,11 @@ func (v *Vault) indexLags(what string, err error) {
 func (v *Vault) Dir() string { return v.dir }
 
 // Config returns the vault's settings.
-func (v *Vault) Config() Config { return v.cfg }
+func (v *Vault) Config() Config {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.cfg
+}
 
 // Store returns the vault's block store, for readers that need it raw.
 func (v *Vault) Store() *chunkstore.Store { return v.store }
