@@ -43,6 +43,7 @@ func runCat(ctx context.Context, env *cmdEnv, v *snapshot.Vault, ref string) err
 	if err != nil {
 		return err
 	}
+	defer g.release()
 	if g.disk == "" || !strings.Contains(ref, ":") {
 		return usagef("usage: cairn cat POINT:PATH (e.g. %s:vda/part1/etc/hostname)", g.point.Name())
 	}

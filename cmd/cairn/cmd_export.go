@@ -159,6 +159,7 @@ func runExport(ctx context.Context, env *cmdEnv, v *snapshot.Vault, o exportOpti
 	if err != nil {
 		return err
 	}
+	defer v.Hold(p)() // a prune and gc meanwhile do not pull blocks from under us
 	r, err := v.OpenDisk(p, o.disk)
 	if err != nil {
 		return err

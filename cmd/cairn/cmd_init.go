@@ -14,6 +14,7 @@ type initOptions struct {
 	vault       string
 	chunkSize   int64
 	compression string
+	capacity    int64
 	json        bool
 }
 
@@ -26,11 +27,13 @@ func newInitCommand(env *cmdEnv) *cli.Command {
 			"(BENCHMARKS.md compares them). It cannot be changed later.\n\n" +
 			"Examples:\n" +
 			"  cairn --vault /srv/vault init\n" +
-			"  cairn init --chunk-size 64K --compression lz4",
+			"  cairn init --chunk-size 64K --compression lz4\n" +
+			"  cairn init --capacity 2T",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "chunk-size", Value: "256K", Usage: "block size, a power of two from 4K to 4M"},
 			&cli.StringFlag{Name: "compression", Value: snapshot.DefaultCompression, Usage: "zstd, lz4 or none"},
+			&cli.StringFlag{Name: "capacity", Usage: "bound the bytes the vault's packs may take, e.g. 2T (default: none)"},
 			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
@@ -41,14 +44,20 @@ func newInitCommand(env *cmdEnv) *cli.Command {
 			if err != nil {
 				return usagef("--chunk-size: %v", err)
 			}
+			var capacity int64
+			if s := c.String("capacity"); s != "" {
+				if capacity, err = parseCapacity(s); err != nil {
+					return err
+				}
+			}
 			return runInit(env, initOptions{vault: env.path(env.vaultDir(c)), chunkSize: size,
-				compression: c.String("compression"), json: c.Bool("json")})
+				compression: c.String("compression"), capacity: capacity, json: c.Bool("json")})
 		},
 	}
 }
 
 func runInit(env *cmdEnv, o initOptions) error {
-	cfg := snapshot.Config{BlockSize: int(o.chunkSize), Compression: o.compression}
+	cfg := snapshot.Config{BlockSize: int(o.chunkSize), Compression: o.compression, Capacity: o.capacity}
 	if err := snapshot.Init(o.vault, cfg, time.Now()); errors.Is(err, snapshot.ErrBadSetting) {
 		return usageError{err}
 	} else if err != nil {

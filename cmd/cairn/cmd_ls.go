@@ -43,10 +43,11 @@ func newLsCommand(env *cmdEnv) *cli.Command {
 
 // guestRef is POINT:DISK/PATH taken apart.
 type guestRef struct {
-	ref   string // as the user wrote it, for messages
-	point *snapshot.Point
-	disk  string // "" when the ref names the point alone
-	path  string // inside the disk
+	ref     string // as the user wrote it, for messages
+	point   *snapshot.Point
+	disk    string // "" when the ref names the point alone
+	path    string // inside the disk
+	release func() // of the point's hold: gc keeps its blocks meanwhile
 }
 
 func parseGuestRef(v *snapshot.Vault, ref string) (*guestRef, error) {
@@ -55,12 +56,15 @@ func parseGuestRef(v *snapshot.Vault, ref string) (*guestRef, error) {
 	if err != nil {
 		return nil, err
 	}
+	g := &guestRef{ref: ref, point: point, release: v.Hold(point)}
 	p = strings.Trim(p, "/")
 	disk, rest, _ := strings.Cut(p, "/")
 	if disk != "" && point.Disk(strings.TrimSuffix(disk, ".raw")) == nil {
+		g.release()
 		return nil, fmt.Errorf("%s: %s has no disk %q", ref, point.Name(), disk)
 	}
-	return &guestRef{ref: ref, point: point, disk: disk, path: rest}, nil
+	g.disk, g.path = disk, rest
+	return g, nil
 }
 
 // openVolumes reads the partition table of one disk of a point.
@@ -181,6 +185,7 @@ func runLs(env *cmdEnv, v *snapshot.Vault, ref string, asJSON bool) error {
 	if err != nil {
 		return err
 	}
+	defer g.release()
 	if g.disk == "" {
 		return lsDisks(env, v, g.point, asJSON)
 	}

@@ -85,7 +85,13 @@ func runPoints(env *cmdEnv, v *snapshot.Vault, name string, wide, asJSON bool) e
 		printPoints(&b, points, views, true, env.location())
 		wide = maxLineWidth(b.String()) <= env.stdoutWidth
 	}
-	return printPoints(env.stdout, points, views, wide, env.location())
+	if err := printPoints(env.stdout, points, views, wide, env.location()); err != nil {
+		return err
+	}
+	if c := v.Config().Capacity; c > 0 {
+		fmt.Fprintf(env.stdout, "vault capacity: %s\n", capacityLine(v.Used(), c))
+	}
+	return nil
 }
 
 // printPoints writes the table of points: 80 columns for a single-disk

@@ -72,6 +72,7 @@ func runRestore(ctx context.Context, env *cmdEnv, v *snapshot.Vault, o restoreOp
 	if err != nil {
 		return err
 	}
+	defer v.Hold(p)() // a prune and gc meanwhile do not pull blocks from under us
 	disks := p.Disks
 	if o.disk != "" {
 		d := p.Disk(o.disk)

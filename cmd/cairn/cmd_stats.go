@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -12,7 +14,10 @@ func newStatsCommand(env *cmdEnv) *cli.Command {
 	return &cli.Command{
 		Name:  "stats",
 		Usage: "show how much the vault protects and stores",
-		Description: "Examples:\n" +
+		Description: "Bytes protected and stored, dedup and compression ratios, the capacity used, the bytes gc\n" +
+			"would free now, and those it cannot free yet because a file of a deleted point is open in the\n" +
+			"mount.\n\n" +
+			"Examples:\n" +
 			"  cairn stats\n" +
 			"  cairn stats --json",
 		ArgsUsage: " ",
@@ -21,22 +26,36 @@ func newStatsCommand(env *cmdEnv) *cli.Command {
 			if err := args(c, 0, 0, "[--json]"); err != nil {
 				return err
 			}
-			return env.withVault(c, func(v *snapshot.Vault) error { return runStats(env, v, c.Bool("json")) })
+			return env.withVault(c, func(v *snapshot.Vault) error { return runStats(c.Context, env, v, c.Bool("json")) })
 		},
 	}
 }
 
-func runStats(env *cmdEnv, v *snapshot.Vault, asJSON bool) error {
+func runStats(ctx context.Context, env *cmdEnv, v *snapshot.Vault, asJSON bool) error {
 	s, err := v.Stats()
 	if err != nil {
 		return err
 	}
+	cfg := v.Config()
+	free, held, err := v.Reclaimable(ctx)
+	if err != nil && !errors.Is(err, snapshot.ErrGCRunning) {
+		return err
+	}
+	gcRunning := err != nil
 	if asJSON {
-		return writeJSON(env.stdout, struct {
+		out := struct {
 			*snapshot.Stats
 			ChunkSize   int    `json:"chunk_size"`
 			Compression string `json:"compression"`
-		}{s, v.Config().BlockSize, v.Config().Compression})
+			Used        int64  `json:"used"`
+			Capacity    int64  `json:"capacity,omitempty"`
+			Reclaimable *int64 `json:"reclaimable,omitempty"` // bytes gc would free now (absent while a gc runs)
+			Held        *int64 `json:"held_by_readers,omitempty"`
+		}{Stats: s, ChunkSize: cfg.BlockSize, Compression: cfg.Compression, Used: v.Used(), Capacity: cfg.Capacity}
+		if !gcRunning {
+			out.Reclaimable, out.Held = &free, &held
+		}
+		return writeJSON(env.stdout, out)
 	}
 	w := env.stdout
 	fmt.Fprintf(w, "resources:          %d\n", s.Resources)
@@ -48,6 +67,15 @@ func runStats(env *cmdEnv, v *snapshot.Vault, asJSON bool) error {
 	fmt.Fprintf(w, "blocks:             %d\n", s.Blocks)
 	fmt.Fprintf(w, "dedup ratio:        %.2fx\n", s.DedupRatio)
 	fmt.Fprintf(w, "compression ratio:  %.2fx\n", s.CompressionRatio)
-	fmt.Fprintf(w, "chunk size:         %s, compression %s\n", bytesIEC(int64(v.Config().BlockSize)), v.Config().Compression)
+	fmt.Fprintf(w, "chunk size:         %s, compression %s\n", bytesIEC(int64(cfg.BlockSize)), cfg.Compression)
+	fmt.Fprintf(w, "capacity:           %s\n", capacityLine(v.Used(), cfg.Capacity))
+	if gcRunning {
+		fmt.Fprintln(w, "reclaimable:        (a gc is running)")
+	} else {
+		fmt.Fprintf(w, "reclaimable:        %s (cairn gc frees it now)\n", bytesIEC(free))
+		if held > 0 {
+			fmt.Fprintf(w, "held by readers:    %s (deleted points with files open in the mount; freed once closed)\n", bytesIEC(held))
+		}
+	}
 	return nil
 }

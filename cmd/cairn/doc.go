@@ -17,6 +17,7 @@
 //
 // This is the only package that reads the environment: CAIRN_VAULT,
 // CAIRN_SOCKET, CAIRN_CPUPROFILE (write a CPU profile of the process to
-// that file) and CAIRN_FUSE_DEBUG (non-empty: log every FUSE request of a
-// mount to stderr).
+// that file), CAIRN_FUSE_DEBUG (non-empty: log every FUSE request of a
+// mount to stderr) and CAIRN_NOW (an RFC 3339 time the command takes for
+// now, for tests of retention against fixed histories).
 package main

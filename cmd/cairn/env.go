@@ -93,7 +93,15 @@ func (e *cmdEnv) withVault(c *cli.Context, fn func(v *snapshot.Vault) error) err
 	}
 	dir := e.path(e.vaultDir(c))
 	readOnly := slices.Contains(readOnlyCommands, c.Command.Name)
-	v, err := snapshot.Open(dir, snapshot.Options{Logf: e.warnf, ReadOnly: readOnly})
+	o := snapshot.Options{Logf: e.warnf, ReadOnly: readOnly}
+	if now := e.getenv("CAIRN_NOW"); now != "" {
+		t, err := time.Parse(time.RFC3339, now)
+		if err != nil {
+			return usagef("CAIRN_NOW=%q: want an RFC 3339 time such as 2026-11-21T10:00:00Z", now)
+		}
+		o.Clock = func() time.Time { return t }
+	}
+	v, err := snapshot.Open(dir, o)
 	if err != nil {
 		return vaultOpenError(dir, err)
 	}

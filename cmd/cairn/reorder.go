@@ -33,6 +33,15 @@ func interleaveFlags(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
+	// A command with subcommands (vault set): the subcommand's flags are
+	// the ones to move, in front of its own positional arguments.
+	for len(cmd.Subcommands) > 0 && ci+1 < len(args) {
+		sub := cmd.Command(args[ci+1])
+		if sub == nil {
+			break
+		}
+		cmd, ci = sub, ci+1
+	}
 	var flags, pos []string
 	rest := args[ci+1:]
 	for i := 0; i < len(rest); i++ {

@@ -13,6 +13,7 @@ func TestInterleaveFlags(t *testing.T) {
 		{[]string{"cairn", "backup", "a.img", "--name=x", "b.img"}, []string{"cairn", "backup", "--name=x", "a.img", "b.img"}},
 		{[]string{"cairn", "show", "--", "-odd"}, []string{"cairn", "show", "--", "-odd"}},
 		{[]string{"cairn", "frob", "x", "--y"}, []string{"cairn", "frob", "x", "--y"}},
+		{[]string{"cairn", "vault", "set", "--capacity", "none"}, []string{"cairn", "vault", "set", "--capacity", "none"}},
 	}
 	for _, c := range cases {
 		if got := interleaveFlags(app, c.in); !slices.Equal(got, c.want) {
