@@ -356,3 +356,57 @@ func TestKillDuringGC(t *testing.T) {
 		t.Errorf("after the last gc: %d bytes of packs, %+v", packBytes(t, vault), st)
 	}
 }
+
+// TestOpenFileOfAPrunedPoint opens a disk file of a point in the mount,
+// prunes the point and runs gc through the daemon: stats counts the
+// bytes the open file holds, and the file reads the point's exact bytes
+// until it is closed.
+func TestOpenFileOfAPrunedPoint(t *testing.T) {
+	needTool(t, "cmp")
+	dir := t.TempDir()
+	vault := filepath.Join(dir, "vault")
+	mustCairn(t, vault, "init", "--chunk-size", "64K")
+	img := filepath.Join(dir, "disk.img")
+	createSized(t, img, 16<<20)
+	scribble(t, img, 1, 8, 1<<20, 0, 16<<20)
+	old := strings.TrimSpace(mustCairn(t, vault, "backup", "--name", "vm", img))
+	oldCopy := filepath.Join(dir, "old.img")
+	copyFile(t, img, oldCopy)
+	scribble(t, img, 2, 16, 1<<20, 0, 16<<20) // most of it changes
+	mustCairn(t, vault, "backup", "--name", "vm", img)
+
+	m := startMount(t, vault)
+	f, err := os.Open(filepath.Join(m.dir, "vm", strings.TrimPrefix(old, "vm@"), "disk.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// Through the daemon: the point goes, gc runs, the file stays open.
+	mustCairn(t, vault, "prune", "--keep-last", "1")
+	var gc struct {
+		Held int `json:"held"`
+	}
+	mustJSON(t, mustCairn(t, vault, "gc", "--json"), &gc)
+	var st struct {
+		Held int64 `json:"held_by_readers"`
+	}
+	mustJSON(t, mustCairn(t, vault, "stats", "--json"), &st)
+	if gc.Held != 1 || st.Held < 1<<20 {
+		t.Errorf("gc held %d points, stats says %d bytes held by readers", gc.Held, st.Held)
+	}
+	got := filepath.Join(dir, "got.img")
+	out, err := os.Create(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	for off := int64(0); ; off += int64(len(buf)) {
+		n, err := f.ReadAt(buf, off)
+		out.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	out.Close()
+	sameFile(t, oldCopy, got)
+}
