@@ -42,7 +42,19 @@ type BackupOptions struct {
 	// its disks are not those of the resource's latest point (added,
 	// removed or renamed ones).
 	RequireSameDisks bool
+	// Consistency is recorded in the point: "application" when the
+	// caller froze what writes to the sources; "crash" when empty.
+	Consistency string
+	// Trigger is recorded in the point: "manual" when empty, or
+	// "policy NAME".
+	Trigger string
 }
+
+// Consistency levels a point records.
+const (
+	ConsistencyApplication = "application"
+	ConsistencyCrash       = "crash"
+)
 
 // Backup takes a new point of resource from disks and commits it. On any
 // error the vault is left as it was, plus at most whole packs of blocks
@@ -105,7 +117,13 @@ func (v *Vault) Backup(ctx context.Context, resource string, disks []DiskSource,
 			pw.Abort()
 		}
 	}()
-	pt := &Point{Version: pointVersion, Resource: resource}
+	pt := &Point{Version: pointVersion, Resource: resource, Consistency: o.Consistency, Trigger: o.Trigger}
+	if pt.Consistency == "" {
+		pt.Consistency = ConsistencyCrash
+	}
+	if pt.Trigger == "" {
+		pt.Trigger = "manual"
+	}
 	if parent != nil {
 		pt.Parent = parent.ID
 	}

@@ -29,6 +29,12 @@ type Point struct {
 	Removed []string `json:"removed,omitempty"`
 	// Pinned points are kept whatever retention rules say.
 	Pinned bool `json:"pinned,omitempty"`
+	// Consistency is "application" when freeze hooks ran around the
+	// read and succeeded, "crash" otherwise (a disk read as it was, as
+	// after a power cut). Empty in points made before it was recorded.
+	Consistency string `json:"consistency,omitempty"`
+	// Trigger is "manual", or "policy NAME" for a scheduled backup.
+	Trigger string `json:"trigger,omitempty"`
 	// Added is what the point cost the vault: stored bytes of new blocks
 	// and map pages, after dedup and compression.
 	Added    int64         `json:"added"`
