@@ -6,7 +6,13 @@ BIN     := bin/cairn
 PKGS    := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build test test-short demo bench lint deps clean
+.PHONY: all build test test-short demo bench lint deps clean install
+
+# install (PREFIX, DESTDIR): the binary, the systemd unit and the man page.
+PREFIX  ?= /usr/local
+BINDIR  := $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR  := $(PREFIX)/share/man/man1
 
 all: build
 
@@ -33,6 +39,14 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/cairn
+	sed 's|@BINDIR@|$(BINDIR)|g' cmd/cairn/cairn.service >$(DESTDIR)$(UNITDIR)/cairn.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/cairn.service
+	$(BIN) docs --man >$(DESTDIR)$(MANDIR)/cairn.1
+	chmod 0644 $(DESTDIR)$(MANDIR)/cairn.1
 
 clean:
 	rm -rf bin

@@ -18,6 +18,9 @@ check sfdisk      fdisk
 check setfattr    attr
 check script      bsdutils
 check restic      restic
+check curl        curl
+check systemd-analyze systemd
+check man         man-db
 check borg        borgbackup
 [ -x /usr/bin/time ] || need+=(time)
 # borg mount (make bench) needs a FUSE binding for Python.

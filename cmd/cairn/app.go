@@ -107,6 +107,7 @@ func newApp(env *cmdEnv) *cli.App {
 			newMountCommand(env),
 			newUmountCommand(env),
 			newDaemonCommand(env),
+			newDocsCommand(env),
 		},
 	}
 	for _, c := range app.Commands {
