@@ -73,7 +73,7 @@ func Repair(ctx context.Context, dir string, o RepairOptions) (*RepairReport, er
 	if err != nil {
 		return nil, err
 	}
-	defer lock.release()
+	defer func() { lock.release() }()
 	cfg, err := readConfig(ctx, st, dir)
 	if errors.Is(err, ErrNeedsRepair) {
 		o.Logf("%v; rebuilding the config from the point records", err)
@@ -81,6 +81,20 @@ func Repair(ctx context.Context, dir string, o RepairOptions) (*RepairReport, er
 	}
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Format < 2 {
+		// Its points live in its index alone: upgrade it first, which
+		// writes their records to storage, or refuse.
+		lock.release()
+		if err := upgradeForRepair(dir, o.DryRun); err != nil {
+			return nil, err
+		}
+		if lock, err = lockVault(dir); err != nil {
+			return nil, err
+		}
+		if cfg, err = readConfig(ctx, st, dir); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Format < FormatVersion || cfg.ID == "" {
 		cfg.Format, cfg.ID = FormatVersion, newVaultID()
@@ -139,6 +153,23 @@ func Repair(ctx context.Context, dir string, o RepairOptions) (*RepairReport, er
 		return nil, err
 	}
 	return rep, swapIndex(dir)
+}
+
+// upgradeForRepair upgrades a format 1 vault by opening it, which writes
+// each point's record to storage from its index. When that index cannot
+// be read, nothing can tell which blocks made which point: repair says
+// so and changes nothing.
+func upgradeForRepair(dir string, dryRun bool) error {
+	if dryRun {
+		return fmt.Errorf("%s: this vault was made by an older cairn (format 1), which kept its points in its index alone; "+
+			"run cairn repair without --dry-run to write them to storage first", dir)
+	}
+	v, err := Open(dir, Options{})
+	if err != nil {
+		return fmt.Errorf("%s: this vault was made by an older cairn (format 1), which kept its points in its index alone, "+
+			"and that index cannot be read (%v): its packs hold the data, but not which points it made", dir, err)
+	}
+	return v.Close()
 }
 
 // swapIndex puts the new index in place of the old one.

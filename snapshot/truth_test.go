@@ -478,3 +478,34 @@ func mustIDs(t *testing.T, v *Vault, resource string) []string {
 	}
 	return ids
 }
+
+// TestRepairFormat1 repairs a vault written by the previous release: its
+// points, kept in its index alone, are written to storage first, never
+// dropped; with that index lost, repair refuses and changes nothing.
+func TestRepairFormat1(t *testing.T) {
+	want := expectedDisks(t, "vault-format1")
+	dir := testdataVault(t, "vault-format1")
+	rep, err := Repair(context.Background(), dir, RepairOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Points != 3 {
+		t.Fatalf("repair of a format 1 vault found %d points, want 3", rep.Points)
+	}
+	v, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRestores(t, v, want)
+	v.Close()
+
+	lost := testdataVault(t, "vault-format1")
+	os.RemoveAll(filepath.Join(lost, "index"))
+	before, _ := os.ReadFile(filepath.Join(lost, "cairn.json"))
+	if _, err := Repair(context.Background(), lost, RepairOptions{}); err == nil || !strings.Contains(err.Error(), "format 1") {
+		t.Fatalf("repair of a format 1 vault without its index: %v", err)
+	}
+	if after, _ := os.ReadFile(filepath.Join(lost, "cairn.json")); !bytes.Equal(before, after) {
+		t.Fatal("a refused repair changed cairn.json")
+	}
+}
