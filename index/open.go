@@ -46,6 +46,10 @@ type Options struct {
 	ReadOnly bool
 	// Logf receives Badger's warnings and errors; nil discards them.
 	Logf func(format string, args ...any)
+	// Lean trades a little write speed for memory: smaller memtables and
+	// caches, for a bulk rebuild whose memory must stay bounded
+	// however many records it writes.
+	Lean bool
 }
 
 // DB is the vault's index.
@@ -104,6 +108,14 @@ func Open(dir string, o Options) (db *DB, err error) {
 		WithNumGoroutines(2).
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false)
+	// Badger builds each table in a buffer of twice its size, and its
+	// tables double in size at every level: a large index would hold
+	// builders of 64 MiB and more. One size at every level bounds them.
+	opts.TableSizeMultiplier = 1
+	if o.Lean {
+		opts = opts.WithMemTableSize(2 << 20).WithValueThreshold(256 << 10).WithBaseTableSize(2 << 20).
+			WithBlockCacheSize(4 << 20).WithIndexCacheSize(2 << 20)
+	}
 	if o.InMemory {
 		opts = opts.WithDir("").WithValueDir("")
 	} else if !o.ReadOnly {

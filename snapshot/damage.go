@@ -47,9 +47,14 @@ type checker struct {
 	bad   map[index.Hash]string  // copies found damaged in this run
 	pages map[index.Hash][]pageFault
 
-	problems map[string][]string // what is wrong → points it affects
-	missing  map[index.Hash]bool // blocks without a location
+	problems map[string][]string           // what is wrong → points it affects
+	missing  map[index.Hash]bool           // blocks without a location
+	damaged  map[index.Hash]index.Location // copies known damaged; nil: ask the index
 }
+
+// maxDamageInMemory bounds the known-damaged copies a checker loads to
+// spare an index lookup per block; past it, it asks the index.
+const maxDamageInMemory = 1 << 16
 
 type pageFault struct {
 	entry int    // -1: the whole page
@@ -57,8 +62,19 @@ type pageFault struct {
 }
 
 func newChecker(v *Vault, packs map[index.PackID]int64, bad map[index.Hash]string) *checker {
-	return &checker{v: v, packs: packs, bad: bad, pages: map[index.Hash][]pageFault{}, problems: map[string][]string{},
-		missing: map[index.Hash]bool{}}
+	c := &checker{v: v, packs: packs, bad: bad, pages: map[index.Hash][]pageFault{}, problems: map[string][]string{},
+		missing: map[index.Hash]bool{}, damaged: map[index.Hash]index.Location{}}
+	errTooMany := errors.New("too many")
+	if err := v.idx.Damages(func(d index.Damage) error {
+		if len(c.damaged) >= maxDamageInMemory {
+			return errTooMany
+		}
+		c.damaged[d.Hash] = d.Location
+		return nil
+	}); err != nil {
+		c.damaged = nil
+	}
+	return c
 }
 
 // block says what is wrong with block h, or "".
@@ -82,6 +98,12 @@ func (c *checker) block(h index.Hash) (string, error) {
 		case int64(loc.Offset)+int64(loc.Length) > size:
 			return fmt.Sprintf("pack %s is truncated (%d bytes)", loc.Pack, size), nil
 		}
+	}
+	if c.damaged != nil {
+		if dl, ok := c.damaged[h]; ok && dl == loc {
+			return fmt.Sprintf("block %s in pack %s at offset %d is damaged", h, loc.Pack, loc.Offset), nil
+		}
+		return "", nil
 	}
 	dm, err := c.v.idx.Damaged(h)
 	if err == nil && dm.Location == loc {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -107,13 +108,15 @@ func Repair(ctx context.Context, dir string, o RepairOptions) (*RepairReport, er
 	if err := os.RemoveAll(newDir); err != nil {
 		return nil, err
 	}
-	idx, err := index.Open(newDir, index.Options{Create: true, Logf: o.Logf})
+	idx, err := index.Open(newDir, index.Options{Create: true, Lean: true, Logf: o.Logf})
 	if err != nil {
 		return nil, err
 	}
 	v := &Vault{dir: dir, cfg: cfg, st: st, idx: idx, clock: time.Now, logf: o.Logf}
 	v.codec, _ = chunkstore.ParseCodec(cfg.Compression)
-	v.store = chunkstore.New(st, idx, chunkstore.Options{ReadOnly: true, Logf: o.Logf})
+	// Map pages are read once each (the checker keeps what it found per
+	// page): a small cache is enough.
+	v.store = chunkstore.New(st, idx, chunkstore.Options{ReadOnly: true, Logf: o.Logf, CacheSize: 4 << 20})
 	built := false
 	defer func() {
 		if !built {
@@ -252,21 +255,29 @@ func readOldIndex(dir string, format int, dryRun bool, rep *RepairReport) *oldIn
 	return old
 }
 
-// rebuildBlocks reads every pack's headers, two packs at a time, then
-// picks one copy per block. It returns the storage size of every pack.
+// rebuildBlocks reads every pack's headers, two packs at a time, and
+// indexes the first copy of each block it meets. A block met again (or
+// that a Bloom filter, sized from the packs' bytes, merely takes for
+// one met before) is set aside as a candidate; once every pack is read,
+// each such block gets its first sound copy. It returns the storage size
+// of every pack.
 func (v *Vault) rebuildBlocks(ctx context.Context, old *oldIndex, rep *RepairReport, o RepairOptions) (map[index.PackID]int64, error) {
 	var packs []storage.ObjectInfo
+	var total int64
 	if err := v.st.List(ctx, storage.Packs, func(ob storage.ObjectInfo) error {
 		if _, ok := packID(ob.Name); ok {
 			packs = append(packs, ob)
+			total += ob.Size
 		}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("list packs: %w", err)
 	}
 	sort.Slice(packs, func(i, j int) bool { return packs[i].Name < packs[j].Name })
-	sizes := map[index.PackID]int64{}
-	var mu sync.Mutex
+	// Blobs are at least a quarter of a block in size (compression is
+	// rarely better): this bounds their number.
+	b := &rebuild{v: v, old: old, rep: rep, seen: newBloom(total/int64(max(1, v.cfg.BlockSize/4)), 0.01, rand.Uint64()),
+		sizes: map[index.PackID]int64{}}
 	var firstErr error
 	var done int64
 	work := make(chan storage.ObjectInfo)
@@ -276,18 +287,16 @@ func (v *Vault) rebuildBlocks(ctx context.Context, old *oldIndex, rep *RepairRep
 		go func() {
 			defer wg.Done()
 			for ob := range work {
-				err := v.readPackHeaders(ctx, ob, rep, &mu)
-				mu.Lock()
+				err := b.pack(ctx, ob)
+				b.mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = err
 				}
-				id, _ := packID(ob.Name)
-				sizes[id] = ob.Size
 				done++
 				if o.Progress != nil {
 					o.Progress(done, int64(len(packs)))
 				}
-				mu.Unlock()
+				b.mu.Unlock()
 			}
 		}()
 	}
@@ -301,7 +310,7 @@ func (v *Vault) rebuildBlocks(ctx context.Context, old *oldIndex, rep *RepairRep
 	}
 	rep.Packs = len(packs)
 
-	// One copy per block: the only one, or the first sound one.
+	// Blocks met more than once: the first sound copy of all.
 	var batch []index.BlockEntry
 	flush := func() error {
 		err := v.idx.PutBlocks(batch)
@@ -310,7 +319,13 @@ func (v *Vault) rebuildBlocks(ctx context.Context, old *oldIndex, rep *RepairRep
 	}
 	var buf []byte
 	err := v.idx.EachCandidate(func(h index.Hash, locs []index.Location) error {
-		rep.Blocks++
+		if first, err := v.idx.Block(h); err == nil {
+			locs = append([]index.Location{first}, locs...)
+		} else if errors.Is(err, index.ErrNotFound) {
+			rep.Blocks++ // set aside on a false alarm of the filter
+		} else {
+			return err
+		}
 		pick := locs[0]
 		if len(locs) > 1 {
 			pick = v.pickCopy(h, locs, old, &buf)
@@ -322,6 +337,9 @@ func (v *Vault) rebuildBlocks(ctx context.Context, old *oldIndex, rep *RepairRep
 				}
 			} else {
 				rep.Relocated++
+				if err := v.idx.ClearDamage(h); err != nil {
+					return err
+				}
 			}
 		}
 		batch = append(batch, index.BlockEntry{Hash: h, Location: pick})
@@ -339,28 +357,60 @@ func (v *Vault) rebuildBlocks(ctx context.Context, old *oldIndex, rep *RepairRep
 	if err == nil {
 		err = v.idx.Sync()
 	}
-	return sizes, err
+	return b.sizes, err
 }
 
-// readPackHeaders lists one pack's blobs into the candidates.
-func (v *Vault) readPackHeaders(ctx context.Context, ob storage.ObjectInfo, rep *RepairReport, mu *sync.Mutex) error {
+// rebuild is the state rebuildBlocks' workers share.
+type rebuild struct {
+	v     *Vault
+	old   *oldIndex
+	rep   *RepairReport
+	mu    sync.Mutex
+	seen  *bloom
+	sizes map[index.PackID]int64
+}
+
+// pack indexes one pack's blobs: first copies as block locations, copies
+// of blocks met before as candidates.
+func (b *rebuild) pack(ctx context.Context, ob storage.ObjectInfo) error {
+	v := b.v
 	id, _ := packID(ob.Name)
 	blobs, err := chunkstore.ReadPackIndex(ctx, v.st, ob.Name, ob.Size)
 	if err != nil && !errors.Is(err, chunkstore.ErrCorrupt) {
 		return err
 	}
+	var first, again []index.BlockEntry
+	var known []index.BlockEntry // first copies the old index knew damaged
+	b.mu.Lock()
 	if err != nil {
-		mu.Lock()
-		rep.Notes = append(rep.Notes, fmt.Sprintf("%v; the %d blob(s) before the damage are kept", err, len(blobs)))
-		mu.Unlock()
+		b.rep.Notes = append(b.rep.Notes, fmt.Sprintf("%v; the %d blob(s) before the damage are kept", err, len(blobs)))
 	}
-	entries := make([]index.BlockEntry, len(blobs))
-	for i, b := range blobs {
-		entries[i] = index.BlockEntry{Hash: b.Hash, Location: index.Location{Pack: id, Offset: uint64(b.Offset),
-			Length: uint32(b.Length), RawLen: uint32(b.RawLen)}}
+	for _, bl := range blobs {
+		e := index.BlockEntry{Hash: bl.Hash, Location: index.Location{Pack: id, Offset: uint64(bl.Offset),
+			Length: uint32(bl.Length), RawLen: uint32(bl.RawLen)}}
+		if b.seen.has(bl.Hash) {
+			again = append(again, e)
+			continue
+		}
+		b.seen.add(bl.Hash)
+		first = append(first, e)
+		if b.old.damage[bl.Hash] == e.Location {
+			known = append(known, e)
+		}
 	}
-	if err := v.idx.AddCandidates(entries); err != nil {
+	b.rep.Blocks += int64(len(first))
+	b.sizes[id] = ob.Size
+	b.mu.Unlock()
+	if err := v.idx.PutBlocks(first); err != nil {
 		return err
+	}
+	if err := v.idx.AddCandidates(again); err != nil {
+		return err
+	}
+	for _, e := range known {
+		if err := v.idx.MarkDamaged(e.Hash, e.Location, "known damaged before the repair"); err != nil {
+			return err
+		}
 	}
 	return v.idx.PutPack(id, index.PackInfo{Size: ob.Size, Blobs: int64(len(blobs))})
 }

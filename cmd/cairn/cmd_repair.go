@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -47,6 +48,10 @@ func newRepairCommand(env *cmdEnv) *cli.Command {
 }
 
 func runRepair(ctx context.Context, env *cmdEnv, dir string, dryRun, asJSON bool) error {
+	// Repair's own structures are small; what grows is garbage from the
+	// index it writes. A soft limit has the collector keep the heap,
+	// and so the peak, down, however many blocks the vault holds.
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(repairMemoryLimit))
 	bar := env.newProgress("repair", false)
 	rep, err := snapshot.Repair(ctx, dir, snapshot.RepairOptions{DryRun: dryRun, Logf: env.warnf, Progress: countProgress(bar)})
 	bar.done()
@@ -68,6 +73,9 @@ func runRepair(ctx context.Context, env *cmdEnv, dir string, dryRun, asJSON bool
 	}
 	return nil
 }
+
+// repairMemoryLimit is the soft memory limit repair runs under.
+const repairMemoryLimit = 96 << 20
 
 // countProgress shows a count (packs) on a bar made for bytes.
 func countProgress(bar *progressBar) func(done, total int64) {
