@@ -88,12 +88,16 @@ func runDaemon(ctx context.Context, env *cmdEnv, o daemonOptions) error {
 		logger.Printf("mounted %s at %s", o.vault, o.mountpoint)
 	}
 	logger.Printf("serving %s on %s", o.vault, d.sock)
+	if err := sdNotify("READY=1"); err != nil {
+		logger.Printf("tell systemd the daemon is ready: %v", err)
+	}
 
 	serveCtx, cancelJobs := context.WithCancel(ctx)
 	go d.serve(serveCtx)
 	select {
 	case <-ctx.Done():
 		logger.Printf("shutting down")
+		sdNotify("STOPPING=1")
 	case <-unmounted:
 		logger.Printf("%s was unmounted; shutting down", o.mountpoint)
 	}
