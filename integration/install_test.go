@@ -1,11 +1,14 @@
 package integration
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestMakeInstall installs into a DESTDIR and checks what lands there:
@@ -62,4 +65,47 @@ func TestMakeInstall(t *testing.T) {
 	if out, err := v.CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
+}
+
+// TestDaemonNotifiesSystemd starts the daemon as systemd would start a
+// Type=notify service: it says READY=1 once its socket answers, and
+// STOPPING=1 on SIGTERM.
+func TestDaemonNotifiesSystemd(t *testing.T) {
+	dir := t.TempDir()
+	vault := filepath.Join(dir, "vault")
+	mustCairn(t, vault, "init")
+	addr := &net.UnixAddr{Name: filepath.Join(dir, "notify"), Net: "unixgram"}
+	conn, err := net.ListenUnixgram("unixgram", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	d := exec.Command(cairnBin, "daemon")
+	d.Env = append(os.Environ(), "CAIRN_VAULT="+vault, "NOTIFY_SOCKET="+addr.Name)
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Process.Kill()
+	read := func() string {
+		t.Helper()
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 256)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no notification from the daemon: %v", err)
+		}
+		return string(buf[:n])
+	}
+	if got := read(); got != "READY=1" {
+		t.Fatalf("first notification %q, want READY=1", got)
+	}
+	// Ready means ready: a command runs through it at once.
+	if _, err := net.Dial("unix", filepath.Join(vault, "cairn.sock")); err != nil {
+		t.Fatalf("READY=1 before the socket answers: %v", err)
+	}
+	d.Process.Signal(syscall.SIGTERM)
+	if got := read(); got != "STOPPING=1" {
+		t.Fatalf("notification on SIGTERM %q, want STOPPING=1", got)
+	}
+	d.Wait()
 }
