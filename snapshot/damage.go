@@ -115,90 +115,186 @@ func (c *checker) block(h index.Hash) (string, error) {
 	return "", nil
 }
 
-// page checks map page p of d and its blocks, once per page hash.
-func (c *checker) page(d *Disk, p int) ([]pageFault, error) {
-	h := d.Pages[p]
-	if f, ok := c.pages[h]; ok {
-		return f, nil
+// maxPagesRemembered bounds the map pages whose results a checker keeps
+// by hash (for pages shared between resources).
+const maxPagesRemembered = 1 << 16
+
+// resource checks the points of one resource. It goes page by page
+// across the points, oldest first, so that a block a point shares with
+// the point before it at the same place is not checked again: each
+// changed block of a chain is checked once, and memory holds one page
+// per disk whatever the disks' size. It returns the damage of each
+// damaged point, by name.
+func (c *checker) resource(points []*Point) (map[string]*pointDamageRecord, error) {
+	out := map[string]*pointDamageRecord{}
+	// The disks of the chain, by name, in their points' order.
+	type member struct {
+		p *Point
+		d *Disk
 	}
-	var faults []pageFault
+	var names []string
+	chains := map[string][]member{}
+	for _, p := range points {
+		for di := range p.Disks {
+			d := &p.Disks[di]
+			if _, ok := chains[d.Name]; !ok {
+				names = append(names, d.Name)
+			}
+			chains[d.Name] = append(chains[d.Name], member{p, d})
+		}
+	}
+	damage := map[string]map[string]*DiskDamage{} // point → disk → ranges
+	add := func(p *Point, d *Disk, first, n int64, what string, h index.Hash) {
+		rec := out[p.Name()]
+		if rec == nil {
+			rec = &pointDamageRecord{PointDamage: PointDamage{Point: p.Name()}}
+			out[p.Name()] = rec
+			damage[p.Name()] = map[string]*DiskDamage{}
+		}
+		dd := damage[p.Name()][d.Name]
+		if dd == nil {
+			dd = &DiskDamage{Disk: d.Name, Ranges: [][2]int64{}}
+			damage[p.Name()][d.Name] = dd
+		}
+		bs := int64(d.BlockSize)
+		start, end := first*bs, min((first+n)*bs, d.Size)
+		if k := len(dd.Ranges); k > 0 && dd.Ranges[k-1][1] == start {
+			dd.Ranges[k-1][1] = end
+		} else {
+			dd.Ranges = append(dd.Ranges, [2]int64{start, end})
+		}
+		dd.Bytes += end - start
+		if pts := c.problems[what]; len(pts) == 0 || pts[len(pts)-1] != p.Name() {
+			c.problems[what] = append(pts, p.Name())
+		}
+		rec.noteBlock(h)
+	}
+	for _, name := range names {
+		chain := chains[name]
+		pages := 0
+		for _, m := range chain {
+			pages = max(pages, len(m.d.Pages))
+		}
+		for pi := 0; pi < pages; pi++ {
+			var prev *checkedPage
+			for _, m := range chain {
+				if pi >= len(m.d.Pages) || m.d.Pages[pi].IsZero() {
+					continue
+				}
+				cur, err := c.checkPage(m.d, pi, prev)
+				if err != nil {
+					return nil, err
+				}
+				first := int64(pi) * PageEntries
+				for _, f := range cur.faults {
+					if f.entry < 0 {
+						add(m.p, m.d, first, int64(m.d.pageLen(pi)), f.what, m.d.Pages[pi])
+					} else {
+						add(m.p, m.d, first+int64(f.entry), 1, f.what, cur.hashAt(f.entry))
+					}
+				}
+				prev = cur
+			}
+		}
+	}
+	// Disks in the order the point lists them.
+	for _, p := range points {
+		rec := out[p.Name()]
+		if rec == nil {
+			continue
+		}
+		for _, d := range p.Disks {
+			if dd := damage[p.Name()][d.Name]; dd != nil {
+				rec.Disks = append(rec.Disks, *dd)
+			}
+		}
+	}
+	return out, nil
+}
+
+// eachChain calls fn with the points of each resource, oldest first;
+// points must be sorted by resource (as Points returns them).
+func eachChain(points []*Point, fn func(chain []*Point) error) error {
+	for i := 0; i < len(points); {
+		j := i + 1
+		for j < len(points) && points[j].Resource == points[i].Resource {
+			j++
+		}
+		if err := fn(points[i:j]); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+// checkedPage is a map page and what is wrong with its blocks.
+type checkedPage struct {
+	hash    index.Hash
+	content []byte // nil when the page itself cannot be read
+	faults  []pageFault
+}
+
+func (p *checkedPage) hashAt(i int) index.Hash {
+	var h index.Hash
+	copy(h[:], p.content[i*hashSize:])
+	return h
+}
+
+// checkPage checks map page pi of d. Entries equal to prev's (the same
+// page of the point before in the chain) take prev's verdict.
+func (c *checker) checkPage(d *Disk, pi int, prev *checkedPage) (*checkedPage, error) {
+	h := d.Pages[pi]
+	if prev != nil && prev.hash == h {
+		return prev, nil
+	}
+	cur := &checkedPage{hash: h}
 	if what, err := c.block(h); err != nil {
 		return nil, err
 	} else if what != "" {
-		faults = []pageFault{{-1, "map page " + what[len("block "):]}}
-	} else if pg, err := c.v.page(d, p); err != nil {
-		faults = []pageFault{{-1, fmt.Sprintf("map page %s: %v", h, errors.Unwrap(err))}}
-	} else {
-		for i := 0; i < len(pg)/hashSize; i++ {
-			var bh index.Hash
-			copy(bh[:], pg[i*hashSize:])
-			if bh.IsZero() {
-				continue
-			}
-			what, err := c.block(bh)
-			if err != nil {
-				return nil, err
-			}
-			if what != "" {
-				faults = append(faults, pageFault{i, what})
-			}
+		cur.faults = []pageFault{{-1, "map page " + what[len("block "):]}}
+		return cur, nil
+	}
+	pg, err := c.v.page(d, pi)
+	if err != nil {
+		cur.faults = []pageFault{{-1, fmt.Sprintf("map page %s: %v", h, errors.Unwrap(err))}}
+		return cur, nil
+	}
+	cur.content = pg
+	if known, ok := c.pages[h]; ok {
+		cur.faults = known
+		return cur, nil
+	}
+	var prevFault map[int]string
+	if prev != nil && prev.content != nil {
+		prevFault = map[int]string{}
+		for _, f := range prev.faults {
+			prevFault[f.entry] = f.what
 		}
 	}
-	c.pages[h] = faults
-	return faults, nil
-}
-
-// point checks every disk of p. It returns nil for a whole point.
-func (c *checker) point(p *Point) (*pointDamageRecord, error) {
-	var rec pointDamageRecord
-	rec.Point = p.Name()
-	seen := map[string]bool{}
-	for di := range p.Disks {
-		d := &p.Disks[di]
-		dd := DiskDamage{Disk: d.Name, Ranges: [][2]int64{}}
-		bs := int64(d.BlockSize)
-		add := func(first, n int64, what string) {
-			start, end := first*bs, min((first+n)*bs, d.Size)
-			if k := len(dd.Ranges); k > 0 && dd.Ranges[k-1][1] == start {
-				dd.Ranges[k-1][1] = end
-			} else {
-				dd.Ranges = append(dd.Ranges, [2]int64{start, end})
-			}
-			dd.Bytes += end - start
-			if !seen[what] {
-				seen[what] = true
-				c.problems[what] = append(c.problems[what], p.Name())
-			}
+	for i := 0; i < len(pg)/hashSize; i++ {
+		bh := cur.hashAt(i)
+		if bh.IsZero() {
+			continue
 		}
-		for pi := range d.Pages {
-			if d.Pages[pi].IsZero() {
-				continue
+		if prevFault != nil && i < len(prev.content)/hashSize && prev.hashAt(i) == bh {
+			if what, bad := prevFault[i]; bad {
+				cur.faults = append(cur.faults, pageFault{i, what})
 			}
-			faults, err := c.page(d, pi)
-			if err != nil {
-				return nil, err
-			}
-			first := int64(pi) * PageEntries
-			for _, f := range faults {
-				if f.entry < 0 {
-					add(first, int64(d.pageLen(pi)), f.what)
-					rec.noteBlock(d.Pages[pi])
-					continue
-				}
-				add(first+int64(f.entry), 1, f.what)
-				if h, err := c.v.blockHash(d, first+int64(f.entry)); err == nil {
-					rec.noteBlock(h)
-				}
-			}
+			continue
 		}
-		if len(dd.Ranges) > 0 {
-			rec.Disks = append(rec.Disks, dd)
+		what, err := c.block(bh)
+		if err != nil {
+			return nil, err
+		}
+		if what != "" {
+			cur.faults = append(cur.faults, pageFault{i, what})
 		}
 	}
-	if len(rec.Disks) == 0 {
-		return nil, nil
+	if len(c.pages) < maxPagesRemembered {
+		c.pages[h] = cur.faults
 	}
-	return &rec, nil
+	return cur, nil
 }
 
 func (r *pointDamageRecord) noteBlock(h index.Hash) {

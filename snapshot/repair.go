@@ -465,27 +465,34 @@ func (v *Vault) rebuildDamage(ctx context.Context, packs map[index.PackID]int64,
 		return err
 	}
 	c := newChecker(v, packs, nil)
-	for _, p := range points {
+	err = eachChain(points, func(chain []*Point) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		name := p.Name()
-		if old.points[name] {
-			old.seenNew[name] = true
-		} else if rep.OldIndex == "sound" {
-			rep.Added = append(rep.Added, name)
-		}
-		dmg, err := c.point(p)
+		found, err := c.resource(chain)
 		if err != nil {
 			return err
 		}
-		v.recordDamage(p, dmg)
-		switch {
-		case dmg != nil:
-			rep.Damaged = append(rep.Damaged, dmg.PointDamage)
-		case old.damaged[name]:
-			rep.Healed = append(rep.Healed, name)
+		for _, p := range chain {
+			name := p.Name()
+			if old.points[name] {
+				old.seenNew[name] = true
+			} else if rep.OldIndex == "sound" {
+				rep.Added = append(rep.Added, name)
+			}
+			dmg := found[name]
+			v.recordDamage(p, dmg)
+			switch {
+			case dmg != nil:
+				rep.Damaged = append(rep.Damaged, dmg.PointDamage)
+			case old.damaged[name]:
+				rep.Healed = append(rep.Healed, name)
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	bad, err := v.BadRecords()
 	if err != nil {

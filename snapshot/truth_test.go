@@ -509,3 +509,44 @@ func TestRepairFormat1(t *testing.T) {
 		t.Fatal("a refused repair changed cairn.json")
 	}
 }
+
+// TestVerifyAlongAChain loses one block that the first two points of a
+// chain share at the same place and the third overwrote: verify, which
+// checks each changed block of a chain once, names the first two only,
+// with the block's range.
+func TestVerifyAlongAChain(t *testing.T) {
+	v := damageableVault(t, 64<<10)
+	ctx := context.Background()
+	data := disk(8, 1<<20)
+	var points []*Point
+	for i := 0; i < 3; i++ {
+		if i == 2 {
+			copy(data[5<<16:], disk(9, 64<<10)) // block 5 changes
+		}
+		copy(data[(10+i)<<16:], disk(int64(20+i), 64<<10)) // and one more each time
+		p, err := v.Backup(ctx, "vm", []DiskSource{{Name: "vda", Src: &MemSource{Data: bytes.Clone(data)}}}, BackupOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		points = append(points, p)
+	}
+	h, err := v.blockHash(&points[0].Disks[0], 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.idx.DeleteBlocks([]index.Hash{h}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := v.Verify(ctx, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Damaged) != 2 || rep.Damaged[0].Point != points[0].Name() || rep.Damaged[1].Point != points[1].Name() {
+		t.Fatalf("damaged %+v, want the first two points", rep.DamagedPoints)
+	}
+	for _, d := range rep.Damaged {
+		if r := d.Disks[0].Ranges; len(r) != 1 || r[0] != [2]int64{5 << 16, 6 << 16} {
+			t.Errorf("%s: ranges %v, want [[327680 393216]]", d.Point, r)
+		}
+	}
+}

@@ -135,19 +135,25 @@ func (v *Vault) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, err
 	}
 	rep.Points = len(points)
 	c := newChecker(v, stored, bad)
-	for _, p := range points {
+	if err := eachChain(points, func(chain []*Point) error {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
-		dmg, err := c.point(p)
+		found, err := c.resource(chain)
 		if err != nil {
-			return nil, v.indexError(err)
+			return v.indexError(err)
 		}
-		v.recordDamage(p, dmg)
-		if dmg != nil {
-			rep.Damaged = append(rep.Damaged, dmg.PointDamage)
-			rep.DamagedPoints = append(rep.DamagedPoints, p.Name())
+		for _, p := range chain {
+			dmg := found[p.Name()]
+			v.recordDamage(p, dmg)
+			if dmg != nil {
+				rep.Damaged = append(rep.Damaged, dmg.PointDamage)
+				rep.DamagedPoints = append(rep.DamagedPoints, p.Name())
+			}
 		}
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	rep.Problems = append(rep.Problems, c.problemList()...)
 	rep.MissingBlocks = int64(len(c.missing))
