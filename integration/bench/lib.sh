@@ -98,9 +98,7 @@ make_disks() {
 # filesystem (debugfs -w), then scattered 1 MiB overwrites that each lie
 # inside one regular file of v1, filled from the middle of donor files.
 change_disk() {
-	local v1=$1 v2=$2 bs
-	bs=$(debugfs -R stats "$v1" 2>/dev/null | awk '/^Block size:/ { print $3 }')
-	[ -n "$bs" ] || die "cannot read the block size of $v1"
+	local v1=$1 v2=$2
 
 	# Donors of the overwrites: files of at least 1 MiB left out of the
 	# disk, taken at an even stride through their list for variety.
@@ -129,10 +127,27 @@ change_disk() {
 	}
 	log "wrote $n new files, $((written >> 10)) KiB, into /cairn-bench-new"
 
+	# The middle 1 MiB of each big donor, in 4 KiB units.
+	awk -F '\t' '{ printf "%d\t%s\n", ($1 - 1048576) / 2 / 4096, $2 }' "$work/donors.big" >"$work/pieces.big"
+	overwrite_blocks "$v1" "$v2" "$seed" "$nblocks" "$work/pieces.big"
+}
+
+# overwrite_blocks IMAGE TARGET SEED N PIECES overwrites N scattered 1 MiB
+# ranges of TARGET, at offsets drawn with SEED (4 KiB-aligned) that each lie
+# inside one data extent of a regular file of IMAGE, so the filesystem stays
+# consistent (e2fsck -fn passes). TARGET is IMAGE itself (changed in place)
+# or a copy of it with the same files where IMAGE has them. The i-th range
+# is filled from line i of PIECES, "SKIP<TAB>PATH": 1 MiB of the file PATH
+# from SKIP 4 KiB units on. Scratch files go to $work.
+overwrite_blocks() {
+	local v1=$1 v2=$2 s=$3 nb=$4 pieces=$5 bs
+	bs=$(debugfs -R stats "$v1" 2>/dev/null | awk '/^Block size:/ { print $3 }')
+	[ -n "$bs" ] || die "cannot read the block size of $v1"
+	[ "$(wc -l <"$pieces")" -ge "$nb" ] || die "$pieces: fewer than $nb pieces"
+
 	# Candidate ranges, then keep those that lie inside one physical extent
-	# of file data of a regular file, so the filesystem stays consistent
-	# (e2fsck -fn passes on disk2.img).
-	"$benchtool" offsets -seed "$seed" -n $((nblocks * 20)) -len 1048576 -align "$bs" "$v1" >"$work/cand"
+	# of file data of a regular file.
+	"$benchtool" offsets -seed "$s" -n $((nb * 20)) -len 1048576 -align "$bs" "$v1" >"$work/cand"
 	awk -v bs="$bs" 'BEGIN { printf "icheck" } { printf " %d", int($1 / bs) } END { print "" }' "$work/cand" >"$work/icheck.cmd"
 	debugfs -f "$work/icheck.cmd" "$v1" 2>/dev/null | awk '$1 ~ /^[0-9]+$/ && $2 ~ /^[0-9]+$/ { print $1, $2 }' >"$work/owners"
 	awk -v bs="$bs" 'NR == FNR { owner[$1] = $2; next }
@@ -156,16 +171,14 @@ change_disk() {
 	awk -v bs="$bs" 'NR == FNR { k = $1 SUBSEP (++cnt[$1]); ps[k] = $2; pe[k] = $3; next }
 		{ b0 = int($1 / bs); b1 = int(($1 + 1048575) / bs)
 		  for (i = 1; i <= cnt[$2]; i++) { k = $2 SUBSEP i; if (ps[k] <= b0 && b1 <= pe[k]) { print $1; break } } }' \
-		"$work/extents" "$work/cand.owned" | head -n "$nblocks" >"$work/offsets"
-	[ "$(wc -l <"$work/offsets")" -eq "$nblocks" ] || die "found only $(wc -l <"$work/offsets") ranges inside files"
+		"$work/extents" "$work/cand.owned" | head -n "$nb" >"$work/offsets"
+	[ "$(wc -l <"$work/offsets")" -eq "$nb" ] || die "found only $(wc -l <"$work/offsets") ranges inside files"
 
-	local off i=0
+	local off skip path i=0
 	while read -r off; do
 		i=$((i + 1))
-		IFS=$'\t' read -r size path < <(sed -n "${i}p" "$work/donors.big")
-		# 4 KiB units from the middle of the donor.
-		dd if="$path" of="$v2" bs=4096 skip=$(((size - 1048576) / 2 / 4096)) seek=$((off / 4096)) count=256 \
-			conv=notrunc status=none
+		IFS=$'\t' read -r skip path < <(sed -n "${i}p" "$pieces")
+		dd if="$path" of="$v2" bs=4096 skip="$skip" seek=$((off / 4096)) count=256 conv=notrunc status=none
 	done <"$work/offsets"
 }
 
