@@ -104,6 +104,7 @@ func newApp(env *cmdEnv) *cli.App {
 			newRepairCommand(env),
 			newStatsCommand(env),
 			newVaultCommand(env),
+			newPolicyCommand(env),
 			newMountCommand(env),
 			newUmountCommand(env),
 			newDaemonCommand(env),

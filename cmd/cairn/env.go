@@ -33,6 +33,10 @@ type cmdEnv struct {
 	quiet      bool // --quiet: results and errors only
 	noProgress bool // --no-progress
 
+	// policiesChanged, inside the daemon, tells its scheduler to look
+	// at the policies again.
+	policiesChanged func()
+
 	// loc is the user's time zone for printed times; nil = time.Local.
 	loc *time.Location
 

@@ -286,3 +286,27 @@ func checkRetention(t *testing.T, v *snapshot.Vault, policies []*policy.Policy, 
 		}
 	}
 }
+
+func TestSplitWords(t *testing.T) {
+	for in, want := range map[string][]string{
+		"/usr/bin/freeze --all":   {"/usr/bin/freeze", "--all"},
+		`sh -c 'echo "a b" > /x'`: {"sh", "-c", `echo "a b" > /x`},
+		`a "b c" d\ e`:            {"a", "b c", "d e"},
+		`x "q\"uote"`:             {"x", `q"uote`},
+		"  spaced   out  ":        {"spaced", "out"},
+		`''`:                      {""},
+	} {
+		got, err := splitWords(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("splitWords(%q) = %q, %v; want %q", in, got, err, want)
+		}
+		if back, err := splitWords(quoteWords(got)); err != nil || !slices.Equal(back, got) {
+			t.Errorf("quoteWords(%q) = %q reads back as %q", got, quoteWords(got), back)
+		}
+	}
+	for _, bad := range []string{"", "   ", `a 'b`, `a "b`} {
+		if _, err := splitWords(bad); err == nil {
+			t.Errorf("splitWords(%q): no error", bad)
+		}
+	}
+}
