@@ -26,6 +26,8 @@ func TestCommandLine(t *testing.T) {
 		{"no suggestion for nonsense", []string{"frobnicate"}, 2, `unknown command "frobnicate" (see: cairn --help)`},
 		{"wrong global flag names cairn once", []string{"--frob"}, 2, "(see: cairn --help)"},
 		{"wrong command flag", []string{"points", "--frob"}, 2, "(see: cairn points --help)"},
+		{"wrong subcommand flag", []string{"policy", "set", "web", "--disk", "x"}, 2, "(see: cairn policy set --help)"},
+		{"global flag after a subcommand", []string{"vault", "show", "--vault", vault}, 1, "not a cairn vault"},
 		{"bad chunk size is a wrong command line", []string{"init", "--chunk-size", "3K"}, 2, "power of two"},
 		{"bad compression is a wrong command line", []string{"init", "--compression", "xz"}, 2, "unknown compression"},
 	}

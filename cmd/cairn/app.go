@@ -48,12 +48,6 @@ func init() {
 
 // newApp builds the command line; every command writes to env.
 func newApp(env *cmdEnv) *cli.App {
-	onUsage := func(c *cli.Context, err error, _ bool) error {
-		if c.Command == nil || c.Command.Name == "" || c.Command.Name == c.App.Name {
-			return usagef("%v (see: cairn --help)", err)
-		}
-		return usagef("%v (see: cairn %s --help)", err, c.Command.Name)
-	}
 	app := &cli.App{
 		Name:  "cairn",
 		Usage: "back up disks into a deduplicated vault; restore, verify and mount any point",
@@ -105,18 +99,46 @@ func newApp(env *cmdEnv) *cli.App {
 			newStatsCommand(env),
 			newVaultCommand(env),
 			newPolicyCommand(env),
+			newRunCommand(env),
 			newMountCommand(env),
 			newUmountCommand(env),
 			newDaemonCommand(env),
 			newDocsCommand(env),
 		},
 	}
-	for _, c := range app.Commands {
+	env.prepareCommands(app.Commands)
+	return app
+}
+
+// onUsage turns a command-line error into one line that names the help
+// to read.
+func onUsage(c *cli.Context, err error, _ bool) error {
+	if c.Command == nil || c.Command.Name == "" || c.Command.Name == c.App.Name {
+		return usagef("%v (see: cairn --help)", err)
+	}
+	return usagef("%v (see: cairn %s --help)", err, commandPath(c))
+}
+
+// commandPath names the command c runs with its parents: "policy set".
+func commandPath(c *cli.Context) string {
+	var names []string
+	for _, cc := range c.Lineage() {
+		if cc.Command != nil && cc.Command.Name != "" && cc.Command.Name != c.App.Name {
+			names = append([]string{cc.Command.Name}, names...)
+		}
+	}
+	return strings.Join(names, " ")
+}
+
+// prepareCommands gives every command and subcommand the global flags,
+// the usage-error handler and the global-flag reader.
+func (e *cmdEnv) prepareCommands(cmds []*cli.Command) {
+	for _, c := range cmds {
 		c.OnUsageError = onUsage
 		c.Flags = append(c.Flags, globalFlags()...)
-		c.Before = env.readGlobalFlags
+		c.Before = e.readGlobalFlags
+		e.prepareCommands(c.Subcommands)
 	}
-	return app
 }
 
 // globalFlags are accepted before or after the command name.

@@ -18,7 +18,7 @@ import (
 // forwardedCommands run inside a daemon that owns the vault, when one
 // does. Others (init, mount, daemon, umount, help) always run here.
 var forwardedCommands = []string{"backup", "points", "show", "restore", "delete", "verify", "stats", "ls", "cat", "export",
-	"prune", "pin", "unpin", "gc", "vault", "policy"}
+	"prune", "pin", "unpin", "gc", "vault", "policy", "run"}
 
 var errNoDaemon = errors.New("no daemon")
 

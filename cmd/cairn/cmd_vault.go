@@ -22,7 +22,7 @@ func newVaultCommand(env *cmdEnv) *cli.Command {
 				Usage:       "print the vault's settings and use",
 				Description: "Examples:\n  cairn vault show\n  cairn vault show --json",
 				ArgsUsage:   " ",
-				Flags:       append([]cli.Flag{jsonFlag()}, globalFlags()...),
+				Flags:       []cli.Flag{jsonFlag()},
 				Action: func(c *cli.Context) error {
 					if err := args(c, 0, 0, "[--json]"); err != nil {
 						return err
@@ -37,7 +37,7 @@ func newVaultCommand(env *cmdEnv) *cli.Command {
 					"with one line and commits nothing; restores, mounts, prune and gc go on. none removes the bound.\n\n" +
 					"Examples:\n  cairn vault set --capacity 500G\n  cairn vault set --capacity none",
 				ArgsUsage: " ",
-				Flags:     append([]cli.Flag{&cli.StringFlag{Name: "capacity", Usage: "SIZE (e.g. 500G, 2T) or none"}}, globalFlags()...),
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "capacity", Usage: "SIZE (e.g. 500G, 2T) or none"}},
 				Action: func(c *cli.Context) error {
 					if err := args(c, 0, 0, "--capacity SIZE|none"); err != nil {
 						return err

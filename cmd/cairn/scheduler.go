@@ -125,12 +125,7 @@ func (s *scheduler) launch(p *policy.Policy) (string, error) {
 func (s *scheduler) recordStart(ctx context.Context, name string, start time.Time) {
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
-	st, err := policy.LoadState(ctx, s.st, name)
-	if err != nil && !errors.Is(err, policy.ErrNotFound) {
-		return
-	}
-	st.LastStart, st.LastEnd = start, time.Time{}
-	if err := policy.SaveState(ctx, s.st, name, st); err != nil {
+	if err := recordRunStart(ctx, s.st, name, start); err != nil {
 		s.logf("policy %s: record its run: %v", name, err)
 	}
 }
@@ -138,28 +133,42 @@ func (s *scheduler) recordStart(ctx context.Context, name string, start time.Tim
 func (s *scheduler) recordEnd(ctx context.Context, name string, start time.Time, res *runResult, runErr error) {
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
-	st, err := policy.LoadState(ctx, s.st, name)
-	if err != nil && !errors.Is(err, policy.ErrNotFound) {
-		return
+	if err := recordRunEnd(ctx, s.st, name, start, s.runner.clock(), res, runErr); err != nil {
+		s.logf("policy %s: record its run: %v", name, err)
 	}
-	end := s.runner.clock()
-	st.LastEnd = end
-	st.LastResult, st.LastError = policy.Failure, ""
+}
+
+// recordRunStart notes in a policy's state that a run started.
+func recordRunStart(ctx context.Context, st storage.Storage, name string, start time.Time) error {
+	state, err := policy.LoadState(ctx, st, name)
+	if err != nil && !errors.Is(err, policy.ErrNotFound) {
+		return err
+	}
+	state.LastStart, state.LastEnd = start, time.Time{}
+	return policy.SaveState(ctx, st, name, state)
+}
+
+// recordRunEnd notes in a policy's state how a run ended.
+func recordRunEnd(ctx context.Context, st storage.Storage, name string, start, end time.Time, res *runResult, runErr error) error {
+	state, err := policy.LoadState(ctx, st, name)
+	if err != nil && !errors.Is(err, policy.ErrNotFound) {
+		return err
+	}
+	state.LastEnd = end
+	state.LastResult, state.LastError = policy.Failure, ""
 	if res != nil {
-		st.LastResult = res.Result
+		state.LastResult = res.Result
 		if res.Point != nil {
-			st.LastPoint = res.Point.Point
+			state.LastPoint = res.Point.Point
 		}
 	}
 	if runErr != nil {
-		st.LastError = oneLine(runErr)
+		state.LastError = oneLine(runErr)
 	}
-	if st.LastResult == policy.Success {
-		st.LastSuccess, st.LastSuccessDuration = end, end.Sub(start)
+	if state.LastResult == policy.Success {
+		state.LastSuccess, state.LastSuccessDuration = end, end.Sub(start)
 	}
-	if err := policy.SaveState(ctx, s.st, name, st); err != nil {
-		s.logf("policy %s: record its run: %v", name, err)
-	}
+	return policy.SaveState(ctx, st, name, state)
 }
 
 // runNow starts a run of the policy by hand (cairn run): it leaves the

@@ -197,8 +197,8 @@ func (s Schedule) String() string {
 		}
 	}
 	tz := s.TZ
-	if tz == "" {
-		tz = LocalTZ
+	if tz == "" || tz == LocalTZ {
+		tz = "local time"
 	}
 	fmt.Fprintf(&b, " (%s)", tz)
 	return b.String()
