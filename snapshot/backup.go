@@ -91,6 +91,11 @@ func (v *Vault) Backup(ctx context.Context, resource string, disks []DiskSource,
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
 	}
+	unlock, err := v.backups.lock(ctx, resource)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	var parent *Point
 	if ids, err := v.PointIDs(resource); err != nil {
 		return nil, err

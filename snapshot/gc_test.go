@@ -296,3 +296,116 @@ func TestCapacity(t *testing.T) {
 		t.Fatalf("backup without a capacity: %v", err)
 	}
 }
+
+// TestSameDataBackedUpTwiceAtOnce backs up the same new data into two
+// resources at the same moment. Both may store it before either is
+// indexed; the next gc must bring the vault back to one copy.
+func TestSameDataBackedUpTwiceAtOnce(t *testing.T) {
+	ctx := context.Background()
+	v := TestVault(t, Config{BlockSize: 64 << 10})
+	fresh := TestVault(t, Config{BlockSize: 64 << 10})
+	data := poolDisk(rand.New(rand.NewSource(3)), blockPool(4, 256, 64<<10), 256)
+	if _, err := fresh.Backup(ctx, "a", []DiskSource{{Name: "vda", Src: &MemSource{Data: data}}}, BackupOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	points := make([]*Point, 2)
+	errs := make([]error, 2)
+	for i, name := range []string{"a", "b"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			points[i], errs[i] = v.Backup(ctx, name, []DiskSource{{Name: "vda", Src: &MemSource{Data: data}}}, BackupOptions{})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	before, want := packBytes(t, v), packBytes(t, fresh)
+	rep, err := v.GC(ctx, GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := packBytes(t, v)
+	t.Logf("packs: %d after both backups, %d after gc, %d for one copy; %+v", before, after, want, rep)
+	if float64(after) > 1.05*float64(want) {
+		t.Errorf("after gc the vault is %.2fx one copy (want at most 1.05x)", float64(after)/float64(want))
+	}
+	for _, p := range points {
+		if got := restoreAll(t, v, p, ""); !bytes.Equal(got, data) {
+			t.Errorf("%s restores differently", p.Name())
+		}
+	}
+}
+
+// TestBackupsOfOneResourceTakeTurns starts backups of the same resource
+// at once: they run one after the other, each the parent of the next,
+// and a backup canceled while it waits leaves no point.
+func TestBackupsOfOneResourceTakeTurns(t *testing.T) {
+	ctx := context.Background()
+	v := TestVault(t, Config{BlockSize: 64 << 10})
+	data := poolDisk(rand.New(rand.NewSource(5)), blockPool(6, 64, 64<<10), 64)
+	var wg sync.WaitGroup
+	points := make([]*Point, 3)
+	errs := make([]error, 3)
+	for i := range points {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			points[i], errs[i] = v.Backup(ctx, "vm", []DiskSource{{Name: "vda", Src: &MemSource{Data: data}}}, BackupOptions{})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := v.PointIDs("vm")
+	if err != nil || len(ids) != 3 {
+		t.Fatalf("points %v, %v", ids, err)
+	}
+	fulls := 0
+	parents := map[string]bool{}
+	for _, p := range points {
+		if p.Full() {
+			fulls++
+		} else {
+			parents[p.Parent] = true
+		}
+	}
+	if fulls != 1 || len(parents) != 2 {
+		t.Errorf("want one full point and a chain of two incrementals on distinct parents: %d full, parents %v", fulls, parents)
+	}
+
+	// A backup waiting for another gives up when its context ends.
+	started := make(chan struct{})
+	release := make(chan struct{})
+	go func() {
+		_, err := v.Backup(ctx, "vm", []DiskSource{{Name: "vda", Src: &MemSource{Data: data}}}, BackupOptions{
+			Progress: func(done, total int64) {
+				select {
+				case <-started:
+				default:
+					close(started)
+					<-release
+				}
+			},
+		})
+		errs[0] = err
+		close(release)
+	}()
+	<-started
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := v.Backup(cctx, "vm", []DiskSource{{Name: "vda", Src: &MemSource{Data: data}}}, BackupOptions{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("waiting backup with an expired context: %v", err)
+	}
+	release <- struct{}{}
+	<-release
+	if errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if ids, _ := v.PointIDs("vm"); len(ids) != 4 {
+		t.Errorf("%d points, want 4", len(ids))
+	}
+}

@@ -203,10 +203,11 @@ type Vault struct {
 	clock func() time.Time
 	logf  func(string, ...any)
 
-	commitMu sync.Mutex // serialises point ID choice and commit
-	readOnly bool       // opened without write access
-	fence    *fence     // gc beside backups and readers
-	gcMu     sync.Mutex // one gc at a time
+	commitMu sync.Mutex    // serialises point ID choice and commit
+	readOnly bool          // opened without write access
+	fence    *fence        // gc beside backups and readers
+	gcMu     sync.Mutex    // one gc at a time
+	backups  resourceLocks // one backup of a resource at a time
 
 	mu    sync.Mutex
 	dirty bool // the index missed a write to storage: keep the session open
