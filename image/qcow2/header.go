@@ -55,6 +55,17 @@ type header struct {
 	headerLength    uint32
 	compressionType uint8
 
+	refcountOrder         uint32
+	refcountTableOffset   uint64
+	refcountTableClusters uint32
+	nbSnapshots           uint32
+	snapshotsOffset       uint64
+
+	// from the bitmaps extension
+	nbBitmaps       uint32
+	bitmapDirSize   uint64
+	bitmapDirOffset uint64
+
 	backingFile   string
 	backingFormat string
 }
@@ -93,6 +104,12 @@ func readHeader(r io.ReaderAt, fileSize int64, name string) (*header, error) {
 		l1Size:        be.Uint32(buf[36:]),
 		l1Offset:      be.Uint64(buf[40:]),
 		headerLength:  v2HeaderLength,
+
+		refcountOrder:         4,
+		refcountTableOffset:   be.Uint64(buf[48:]),
+		refcountTableClusters: be.Uint32(buf[56:]),
+		nbSnapshots:           be.Uint32(buf[60:]),
+		snapshotsOffset:       be.Uint64(buf[64:]),
 	}
 	switch h.version {
 	case 2:
@@ -101,8 +118,8 @@ func readHeader(r io.ReaderAt, fileSize int64, name string) (*header, error) {
 			return nil, errf(name, ErrCorrupt, "file is %d bytes, too short for a version 3 header", fileSize)
 		}
 		h.incompatible = be.Uint64(buf[72:])
-		if order := be.Uint32(buf[96:]); order > 6 {
-			return nil, errf(name, ErrCorrupt, "refcount_order %d at offset 96 is out of range", order)
+		if h.refcountOrder = be.Uint32(buf[96:]); h.refcountOrder > 6 {
+			return nil, errf(name, ErrCorrupt, "refcount_order %d at offset 96 is out of range", h.refcountOrder)
 		}
 		h.headerLength = be.Uint32(buf[100:])
 		if h.headerLength < v3HeaderLength {
@@ -118,6 +135,9 @@ func readHeader(r io.ReaderAt, fileSize int64, name string) (*header, error) {
 		return nil, errf(name, ErrCorrupt, "cluster_bits %d at offset 20 is outside %d..%d", h.clusterBits, minClusterBits, maxClusterBits)
 	}
 	C := h.clusterSize()
+	if int64(h.headerLength) > C {
+		return nil, errf(name, ErrCorrupt, "header_length %d at offset 100 exceeds the cluster size", h.headerLength)
+	}
 	if h.cryptMethod != 0 {
 		return nil, errf(name, ErrEncrypted, "crypt_method %d", h.cryptMethod)
 	}
@@ -198,11 +218,14 @@ func (h *header) readExtensions(r io.ReaderAt, fileSize int64, name string) erro
 		}
 		typ := binary.BigEndian.Uint32(hdr[:])
 		n := int64(binary.BigEndian.Uint32(hdr[4:]))
-		if typ == extEnd {
-			return nil
-		}
+		// Checked before the end marker, as qemu does: a header_length
+		// that is not where the extensions start reads a length from
+		// the wrong bytes.
 		if n > end-off-8 {
 			return errf(name, ErrCorrupt, "header extension %#x at offset %#x overruns the header cluster", typ, off)
+		}
+		if typ == extEnd {
+			return nil
 		}
 		switch typ {
 		case extBackingFormat:
@@ -213,6 +236,17 @@ func (h *header) readExtensions(r io.ReaderAt, fileSize int64, name string) erro
 			h.backingFormat = string(b)
 		case extDataFile:
 			return errf(name, ErrUnsupported, "external data files are not supported")
+		case extBitmaps:
+			if n < 24 {
+				return errf(name, ErrCorrupt, "bitmaps extension of %d bytes at offset %#x", n, off)
+			}
+			var b [24]byte
+			if err := readFull(r, b[:], off+8); err != nil {
+				return errf(name, ErrCorrupt, "read bitmaps extension at offset %#x: %v", off+8, err)
+			}
+			h.nbBitmaps = binary.BigEndian.Uint32(b[0:])
+			h.bitmapDirSize = binary.BigEndian.Uint64(b[8:])
+			h.bitmapDirOffset = binary.BigEndian.Uint64(b[16:])
 		}
 		off += 8 + (n+7)&^7
 	}

@@ -120,6 +120,9 @@ func newImage(r io.ReaderAt, fileSize int64, h *header, backing image.Source, na
 			return nil, im.errf(ErrCorrupt, "L1 entry %d: L2 table at offset %#x is beyond the end of the file (%d bytes); truncated?", i, off, fileSize)
 		}
 	}
+	if err := im.checkTables(); err != nil {
+		return nil, err
+	}
 	if h.compressionType == compressionZstd {
 		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(8<<20))
 		if err != nil {

@@ -165,11 +165,10 @@ func TestBadImages(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "bad.qcow2")
 			os.WriteFile(p, c.data, 0o644)
+			// atRead: damage a read meets; Open, which checks every
+			// table, may find it first.
 			im, err := Open(p)
-			if c.atRead {
-				if err != nil {
-					t.Fatalf("Open: %v", err)
-				}
+			if c.atRead && err == nil {
 				defer im.Close()
 				buf := make([]byte, im.Size())
 				_, err = im.ReadAt(buf, 0)
