@@ -97,9 +97,9 @@ func TestRefusesWhatQemuRefuses(t *testing.T) {
 	base := richImage(t, dir)
 	be := binary.BigEndian
 	C := uint64(1) << be.Uint32(base[20:])
-	rt := be.Uint64(base[48:])  // refcount table offset
-	sn := be.Uint64(base[64:])  // snapshot table offset
-	l1 := be.Uint64(base[40:])  // active L1 table offset
+	rt := be.Uint64(base[48:])   // refcount table offset
+	sn := be.Uint64(base[64:])   // snapshot table offset
+	l1 := be.Uint64(base[40:])   // active L1 table offset
 	snL1 := be.Uint64(base[sn:]) // the snapshot's L1 table
 	firstL2 := be.Uint64(base[l1:]) & offsetMask
 	firstRB := be.Uint64(base[rt:])
