@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -71,13 +73,11 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
-// TestHelpHasExamples checks every command's --help: it exits 0 and
-// shows at least one example of the command itself.
-func TestHelpHasExamples(t *testing.T) {
-	out := mustCairn(t, "", "--help")
+// helpCommands lists the commands a --help page shows under COMMANDS.
+func helpCommands(help string) []string {
 	var cmds []string
 	inCommands := false
-	for _, l := range strings.Split(out, "\n") {
+	for _, l := range strings.Split(help, "\n") {
 		switch {
 		case strings.HasPrefix(l, "COMMANDS:"):
 			inCommands = true
@@ -90,11 +90,38 @@ func TestHelpHasExamples(t *testing.T) {
 			inCommands = false
 		}
 	}
-	if len(cmds) < 10 {
-		t.Fatalf("found only %d commands in --help: %q", len(cmds), out)
+	return cmds
+}
+
+// allCommands walks cairn's help: every command and subcommand, as
+// argument lists ("policy set"), with its --help page.
+func allCommands(t *testing.T) map[string]string {
+	t.Helper()
+	pages := map[string]string{}
+	var walk func(path []string)
+	walk = func(path []string) {
+		h := mustCairn(t, "", append(path, "--help")...)
+		if len(path) > 0 {
+			pages[strings.Join(path, " ")] = h
+		}
+		for _, c := range helpCommands(h) {
+			if len(path) == 0 || c != path[len(path)-1] {
+				walk(append(slices.Clone(path), c))
+			}
+		}
 	}
-	for _, c := range cmds {
-		h := mustCairn(t, "", c, "--help")
+	walk(nil)
+	if len(pages) < 20 {
+		t.Fatalf("found only %d commands in --help", len(pages))
+	}
+	return pages
+}
+
+// TestHelpHasExamples checks every command's --help: it exits 0 and
+// shows at least one example of the command itself.
+func TestHelpHasExamples(t *testing.T) {
+	out := mustCairn(t, "", "--help")
+	for c, h := range allCommands(t) {
 		if !strings.Contains(h, "Examples:") || !strings.Contains(h, "cairn "+c) {
 			t.Errorf("cairn %s --help has no example:\n%s", c, h)
 		}
@@ -261,5 +288,48 @@ func TestCatLeadingSlash(t *testing.T) {
 		if out := mustCairn(t, vault, "cat", ref); out != "web01\n" {
 			t.Errorf("cat %s = %q", ref, out)
 		}
+	}
+}
+
+// TestEveryCommandRefusesBadCommandLines walks every command and
+// subcommand with a flag it lacks, without the arguments its usage
+// requires, and with an unknown subcommand: each exits 2 with one line
+// that names the help to read, and leaves no vault behind.
+func TestEveryCommandRefusesBadCommandLines(t *testing.T) {
+	vault := filepath.Join(t.TempDir(), "vault")
+	usageLine := regexp.MustCompile(`(?m)^USAGE:\n\s+cairn (.*)$`)
+	expect := func(args []string, want string) {
+		t.Helper()
+		r := cairn(t, vault, args...)
+		lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+		if r.code != 2 || len(lines) != 1 || !strings.Contains(r.stderr, want) {
+			t.Errorf("cairn %s: exit %d, stderr %q; want exit 2 and one line with %q", strings.Join(args, " "), r.code, r.stderr, want)
+		}
+	}
+	tried := 0
+	for path, help := range allCommands(t) {
+		words := strings.Fields(path)
+		if len(helpCommands(help)) > 0 {
+			expect(append(slices.Clone(words), "frobnicate"), "unknown command \"frobnicate\"")
+			tried++
+			continue
+		}
+		expect(append(slices.Clone(words), "--frobnicate"), "(see: cairn "+path+" --help)")
+		tried++
+		m := usageLine.FindStringSubmatch(help)
+		if m == nil {
+			t.Errorf("cairn %s --help has no usage line", path)
+			continue
+		}
+		usage := strings.TrimSpace(strings.TrimPrefix(m[1], path))
+		usage = strings.TrimSpace(strings.TrimPrefix(usage, "[command options]"))
+		if usage != "" && !strings.HasPrefix(usage, "[") {
+			expect(words, "usage: cairn "+path)
+			tried++
+		}
+	}
+	t.Logf("%d bad command lines tried", tried)
+	if _, err := os.Stat(vault); err == nil {
+		t.Error("a refused command made a vault")
 	}
 }

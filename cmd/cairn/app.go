@@ -137,8 +137,32 @@ func (e *cmdEnv) prepareCommands(cmds []*cli.Command) {
 		c.OnUsageError = onUsage
 		c.Flags = append(c.Flags, globalFlags()...)
 		c.Before = e.readGlobalFlags
+		if len(c.Subcommands) > 0 && c.Action == nil {
+			c.Action = subcommandMissing
+		}
 		e.prepareCommands(c.Subcommands)
 	}
+}
+
+// subcommandMissing is the action of a command made of subcommands
+// (policy, vault) when none, or an unknown one, is named.
+func subcommandMissing(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return cli.ShowSubcommandHelp(c)
+	}
+	typed, path := c.Args().First(), commandPath(c)
+	best, bestD := "", 3
+	for _, sc := range c.Command.Subcommands {
+		for _, n := range sc.Names() {
+			if d := editDistance(strings.ToLower(typed), n); n != "h" && d <= 2 && d < bestD {
+				best, bestD = n, d
+			}
+		}
+	}
+	if best != "" {
+		return usagef("unknown command %q for cairn %s; did you mean %q? (see: cairn %s --help)", typed, path, best, path)
+	}
+	return usagef("unknown command %q for cairn %s (see: cairn %s --help)", typed, path, path)
 }
 
 // globalFlags are accepted before or after the command name.
@@ -220,7 +244,7 @@ func editDistance(a, b string) int {
 func args(c *cli.Context, minN, maxN int, usage string) error {
 	n := c.NArg()
 	if n < minN || (maxN >= 0 && n > maxN) {
-		return usagef("usage: cairn %s %s", c.Command.Name, usage)
+		return usagef("usage: cairn %s %s", commandPath(c), usage)
 	}
 	return nil
 }
