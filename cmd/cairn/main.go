@@ -49,18 +49,24 @@ func run(ctx context.Context, env *cmdEnv, args []string) int {
 	if err == nil {
 		return 0
 	}
+	code, msg := exitCode(err)
+	reportError(env, args, code, msg)
+	return code
+}
+
+// exitCode is the exit code and the one line of a command's error: 2 for
+// a wrong command line (or request), 130 when interrupted, 1 otherwise.
+func exitCode(err error) (int, string) {
 	var ue usageError
-	code, msg := 1, oneLine(err)
 	switch {
 	case errors.As(err, &ue):
-		code = 2
+		return 2, oneLine(err)
 	case errors.Is(err, context.Canceled):
 		// Ctrl-C or SIGTERM: what was cut short is not an error to
 		// explain ("context canceled" deep in some step).
-		code, msg = 130, "interrupted"
+		return 130, "interrupted"
 	}
-	reportError(env, args, code, msg)
-	return code
+	return 1, oneLine(err)
 }
 
 // reportError prints a failed command's error: one "cairn: " line, or
