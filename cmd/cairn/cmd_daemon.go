@@ -23,9 +23,6 @@ func serveFlags() []cli.Flag {
 }
 
 func daemonOpts(env *cmdEnv, c *cli.Context, mountpoint string) (daemonOptions, error) {
-	if env.vault != nil {
-		return daemonOptions{}, errors.New(c.Command.Name + " cannot run through a daemon")
-	}
 	size, err := parseSize(c.String("cache-size"))
 	if err != nil {
 		return daemonOptions{}, usagef("--cache-size: %v", err)
