@@ -107,6 +107,9 @@ func newApp(env *cmdEnv) *cli.App {
 			newMountCommand(env),
 			newUmountCommand(env),
 			newDaemonCommand(env),
+			newJobsCommand(env),
+			newJobCommand(env),
+			newCancelCommand(env),
 		},
 	}
 	for _, c := range app.Commands {
