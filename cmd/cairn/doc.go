@@ -11,7 +11,7 @@
 // the user's process, so output is the same with or without a daemon.
 //
 // Processes: a long-running cairn (daemon, mount) owns the vault and
-// serves a versioned HTTP API on VAULT/cairn.sock (daemon.go, server.go;
+// serves a versioned HTTP API on VAULT/cairn.sock (daemon.go, server*.go;
 // API.md documents it). Every other command looks for that socket
 // (client.go) and, when a daemon answers, calls its typed endpoints:
 // quick reads are GETs answering views, cat and export -o - stream bytes,
