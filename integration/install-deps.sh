@@ -17,6 +17,7 @@ check sgdisk      gdisk
 check sfdisk      fdisk
 check setfattr    attr
 check script      bsdutils
+check curl        curl
 check restic      restic
 check curl        curl
 check systemd-analyze systemd

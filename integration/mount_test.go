@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -461,8 +462,8 @@ func TestDaemonSocket(t *testing.T) {
 			t.Errorf("interrupted client: %v %q, want exit 130 and one line saying so", err, stderr.String())
 		}
 	}
-	if !waitFor(5*time.Second, func() bool { return strings.Contains(log.String(), "running backup") }) {
-		t.Errorf("backup did not run in the daemon:\n%s", log)
+	if !waitFor(5*time.Second, func() bool { return regexp.MustCompile(`job \S+ backup big canceled`).MatchString(log.String()) }) {
+		t.Errorf("backup did not run, or was not canceled, in the daemon:\n%s", log)
 	}
 	var pts []pointJSON
 	mustJSON(t, mustCairn(t, vault, "points", "--json"), &pts)
@@ -483,7 +484,7 @@ func TestDaemonSocket(t *testing.T) {
 	}
 	d, log, done = start()
 	name := strings.TrimSpace(mustCairn(t, vault, "backup", "--name", "big", img))
-	if !strings.Contains(log.String(), "running backup") {
+	if !regexp.MustCompile(`job \S+ backup big succeeded`).MatchString(log.String()) {
 		t.Errorf("backup did not go through the daemon:\n%s", log)
 	}
 	d.Process.Signal(syscall.SIGTERM)

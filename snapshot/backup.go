@@ -96,19 +96,11 @@ func (v *Vault) Backup(ctx context.Context, resource string, disks []DiskSource,
 		return nil, err
 	}
 	defer unlock()
-	var parent *Point
-	if ids, err := v.PointIDs(resource); err != nil {
+	parent, release, err := v.holdNewest(resource)
+	if err != nil {
 		return nil, err
-	} else if len(ids) > 0 {
-		if parent, err = v.Point(resource, ids[len(ids)-1]); err != nil {
-			return nil, err
-		}
 	}
-
-	if parent != nil {
-		// Its map pages are read to count changes; gc keeps them.
-		defer v.fence.hold(parent)()
-	}
+	defer release()
 	var nblocks int64
 	for _, d := range disks {
 		nblocks += (d.Src.Size() + int64(v.cfg.BlockSize) - 1) / int64(v.cfg.BlockSize)
@@ -612,4 +604,33 @@ func (p *pageBuilder) finish(added *int64) ([]index.Hash, error) {
 		return nil, fmt.Errorf("internal error: mapped %d of %d blocks", p.got, p.expect)
 	}
 	return p.pages, nil
+}
+
+// holdNewest returns the newest point of resource, held so that gc
+// keeps its map pages while a backup compares against it (nil when the
+// resource has none), and the release of the hold. A delete that takes
+// the point meanwhile makes it look again: the hold is sure only once
+// the point is seen to exist after it was taken.
+func (v *Vault) holdNewest(resource string) (*Point, func(), error) {
+	for {
+		ids, err := v.PointIDs(resource)
+		if err != nil || len(ids) == 0 {
+			return nil, func() {}, err
+		}
+		p, err := v.Point(resource, ids[len(ids)-1])
+		if errors.Is(err, ErrNoPoint) {
+			continue // deleted since it was listed
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		release := v.fence.hold(p)
+		if _, err := v.Point(resource, p.ID); err == nil {
+			return p, release, nil
+		} else if !errors.Is(err, ErrNoPoint) {
+			release()
+			return nil, nil, err
+		}
+		release()
+	}
 }

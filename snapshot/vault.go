@@ -438,6 +438,9 @@ func (v *Vault) indexLags(what string, err error) {
 // Dir returns the vault's directory.
 func (v *Vault) Dir() string { return v.dir }
 
+// Now is the time on the vault's clock (Options.Clock).
+func (v *Vault) Now() time.Time { return v.clock() }
+
 // Config returns the vault's settings.
 func (v *Vault) Config() Config {
 	v.mu.Lock()

@@ -100,9 +100,13 @@ func newApp(env *cmdEnv) *cli.App {
 			newVaultCommand(env),
 			newPolicyCommand(env),
 			newRunCommand(env),
+			newStatusCommand(env),
 			newMountCommand(env),
 			newUmountCommand(env),
 			newDaemonCommand(env),
+			newJobsCommand(env),
+			newJobCommand(env),
+			newCancelCommand(env),
 			newDocsCommand(env),
 		},
 	}

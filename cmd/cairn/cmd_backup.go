@@ -3,18 +3,44 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/cairn-backup/cairn/image"
 	"github.com/cairn-backup/cairn/snapshot"
 )
 
-type backupOptions struct {
-	name      string
-	sources   []string
-	format    string
-	sameDisks bool
-	json      bool
+// backupRequest is a backup job's params.
+type backupRequest struct {
+	Name             string       `json:"name"` // the resource
+	Disks            []backupDisk `json:"disks"`
+	SourceFormat     string       `json:"source_format,omitempty"` // raw or qcow2; "" detects
+	RequireSameDisks bool         `json:"require_same_disks,omitempty"`
+}
+
+func (r backupRequest) target() string { return r.Name }
+
+func (r *backupRequest) check() error {
+	if r.Name == "" {
+		return usagef("--name NAME is required: the resource the point belongs to")
+	}
+	if err := snapshot.CheckName("resource", r.Name); err != nil {
+		return usagef("--name: %v", err)
+	}
+	if len(r.Disks) == 0 {
+		return usagef("usage: cairn backup --name NAME SOURCE...")
+	}
+	for _, d := range r.Disks {
+		if !filepath.IsAbs(d.Path) {
+			return usagef("source %s: the path must be absolute", d.Path)
+		}
+	}
+	switch r.SourceFormat {
+	case "", image.FormatRaw, image.FormatQcow2:
+		return nil
+	}
+	return usagef("--source-format %q: want raw or qcow2", r.SourceFormat)
 }
 
 func newBackupCommand(env *cmdEnv) *cli.Command {
@@ -48,49 +74,57 @@ func newBackupCommand(env *cmdEnv) *cli.Command {
 			if c.String("name") == "" {
 				return usagef("--name NAME is required: the resource the point belongs to")
 			}
-			o := backupOptions{name: c.String("name"), sources: c.Args().Slice(),
-				format: c.String("source-format"), sameDisks: c.Bool("require-same-disks"), json: c.Bool("json")}
-			return env.withVault(c, func(v *snapshot.Vault) error { return runBackup(c.Context, env, v, o) })
+			disks, err := env.sourceArgs(c.Args().Slice())
+			if err != nil {
+				return err
+			}
+			req := backupRequest{Name: c.String("name"), Disks: disks, SourceFormat: c.String("source-format"),
+				RequireSameDisks: c.Bool("require-same-disks")}
+			var pv pointView
+			return env.job(c, "backup", req, env.newProgress("backup", false), &pv,
+				func() error { return renderBackup(env, &pv, c.Bool("json")) })
 		},
 	}
 }
 
-func runBackup(ctx context.Context, env *cmdEnv, v *snapshot.Vault, o backupOptions) error {
-	if err := snapshot.CheckName("resource", o.name); err != nil {
-		return usagef("--name: %v", err)
-	}
-	srcs, err := env.openSources(o.sources, o.format)
+// runBackup backs up the request's disks as a new point.
+func runBackup(ctx context.Context, v *snapshot.Vault, r backupRequest, jc *jobContext) (*pointView, error) {
+	srcs, err := openSources(r.Disks, r.SourceFormat)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer closeSources(srcs)
 	disks := make([]snapshot.DiskSource, len(srcs))
 	for i, s := range srcs {
 		disks[i] = s.DiskSource
+		jc.logf("disk %s: %s (%s)", s.Name, s.Path, s.format)
 	}
-	bar := env.newProgress("backup", false)
-	p, err := v.Backup(ctx, o.name, disks, snapshot.BackupOptions{Progress: bar.update, RequireSameDisks: o.sameDisks})
-	bar.done()
+	p, err := v.Backup(ctx, r.Name, disks, snapshot.BackupOptions{Progress: jc.progress, RequireSameDisks: r.RequireSameDisks})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if c := p.DiskChanges(); !c.None() && !env.quiet {
+	jc.logf("committed %s: %s added to the vault", p.Name(), bytesIEC(p.Added))
+	jc.setBytes("added", p.Added)
+	pv := newPointView(p)
+	return &pv, nil
+}
+
+// renderBackup prints a new point: its name (or --json view), and for a
+// person at a terminal what each disk cost.
+func renderBackup(env *cmdEnv, pv *pointView, asJSON bool) error {
+	if c := pv.DiskChanges; !c.None() && !env.quiet {
 		// Said whether or not a person watches: a disk that went missing
 		// from a resource must not go unnoticed in a cron job's mail.
-		fmt.Fprintf(env.stderr, "cairn: note: %s has other disks than %s@%s: %s\n", p.Name(), p.Resource, p.Parent, c)
+		fmt.Fprintf(env.stderr, "cairn: note: %s has other disks than %s: %s\n", pv.Point, pv.Parent, c)
 	}
-	if o.json {
-		return writeJSON(env.stdout, newPointView(p))
+	if asJSON {
+		return writeJSON(env.stdout, pv)
 	}
-	fmt.Fprintln(env.stdout, p.Name())
-	for _, d := range p.Disks {
-		kind := "incremental"
-		if !d.Incremental(p) {
-			kind = "full"
-		}
-		env.summaryf("%s %s: %s allocated, %s changed, %s added", kind, d.Name, bytesIEC(d.Allocated),
+	fmt.Fprintln(env.stdout, pv.Point)
+	for _, d := range pv.Disks {
+		env.summaryf("%s %s: %s allocated, %s changed, %s added", d.Type, d.Name, bytesIEC(d.Allocated),
 			bytesIEC(d.Changed), bytesIEC(d.Added))
 	}
-	env.summaryf("backed up %s in %s: %s added to the vault", p.Name(), shortDuration(p.Duration), bytesIEC(p.Added))
+	env.summaryf("backed up %s in %s: %s added to the vault", pv.Point, shortDuration(secondsDuration(pv.Seconds)), bytesIEC(pv.Added))
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"syscall"
 
@@ -28,9 +30,11 @@ func newCatCommand(env *cmdEnv) *cli.Command {
 			if err := args(c, 1, 1, "POINT:PATH"); err != nil {
 				return err
 			}
-			return env.withVault(c, func(v *snapshot.Vault) error {
-				return runCat(c.Context, env, v, c.Args().First())
-			})
+			ref := c.Args().First()
+			return env.stream(c, http.MethodGet, "/cat", url.Values{"ref": {ref}}, nil, env.stdout, nil, nil,
+				func(v *snapshot.Vault, w io.Writer, _ *jobContext) (any, error) {
+					return nil, runCat(c.Context, v, ref, w)
+				})
 		},
 	}
 }
@@ -38,7 +42,8 @@ func newCatCommand(env *cmdEnv) *cli.Command {
 // catChunk bounds memory whatever the file's size.
 const catChunk = 1 << 20
 
-func runCat(ctx context.Context, env *cmdEnv, v *snapshot.Vault, ref string) error {
+// runCat writes the file ref names to w: GET /v1/cat.
+func runCat(ctx context.Context, v *snapshot.Vault, ref string, w io.Writer) error {
 	g, err := parseGuestRef(v, ref)
 	if err != nil {
 		return err
@@ -52,7 +57,7 @@ func runCat(ctx context.Context, env *cmdEnv, v *snapshot.Vault, ref string) err
 		if err != nil {
 			return err
 		}
-		return copyOut(ctx, env.stdout, io.NewSectionReader(r, 0, r.Size()))
+		return copyOut(ctx, w, io.NewSectionReader(r, 0, r.Size()))
 	}
 	_, d, err := openVolumes(v, g.point, g.disk)
 	if err != nil {
@@ -60,7 +65,7 @@ func runCat(ctx context.Context, env *cmdEnv, v *snapshot.Vault, ref string) err
 	}
 	if name, ok := strings.CutSuffix(g.path, ".raw"); ok && !d.Bare && !strings.Contains(name, "/") {
 		if vol := d.Volume(name); vol != nil {
-			return copyOut(ctx, env.stdout, vol.Reader())
+			return copyOut(ctx, w, vol.Reader())
 		}
 	}
 	_, fsys, ino, err := d.Resolve(g.path, true)
@@ -85,7 +90,7 @@ func runCat(ctx context.Context, env *cmdEnv, v *snapshot.Vault, ref string) err
 		}
 		n, err := fsys.ReadAt(ino, buf[:min(int64(len(buf)), int64(a.Size)-off)], off)
 		if n > 0 {
-			if _, werr := env.stdout.Write(buf[:n]); werr != nil {
+			if _, werr := w.Write(buf[:n]); werr != nil {
 				return werr
 			}
 			off += int64(n)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"net"
 	"os"
 	"os/user"
 	"strconv"
@@ -23,9 +24,6 @@ func serveFlags() []cli.Flag {
 }
 
 func daemonOpts(env *cmdEnv, c *cli.Context, mountpoint string) (daemonOptions, error) {
-	if env.vault != nil {
-		return daemonOptions{}, errors.New(c.Command.Name + " cannot run through a daemon")
-	}
 	size, err := parseSize(c.String("cache-size"))
 	if err != nil {
 		return daemonOptions{}, usagef("--cache-size: %v", err)
@@ -76,23 +74,28 @@ func newDaemonCommand(env *cmdEnv) *cli.Command {
 		Name:  "daemon",
 		Usage: "own the vault: serve other cairn commands on a socket, and optionally mount it",
 		Description: "Runs in the foreground and keeps the vault open. Every other command on this vault (backup,\n" +
-			"points, restore, delete, ...) finds the daemon's socket and runs inside it, with the same output\n" +
-			"and exit codes; Ctrl-C on the command cancels it there. The socket is VAULT/cairn.sock, mode 0600,\n" +
-			"unless --socket PATH puts it elsewhere: commands then find it through CAIRN_SOCKET=PATH, and one\n" +
-			"that names another vault (--vault, CAIRN_VAULT) is refused there. With --mount, every point is\n" +
-			"also served read-only at MOUNTPOINT, as by cairn mount (see cairn mount --help). SIGINT or\n" +
-			"SIGTERM stops it cleanly: running commands are cancelled, the mount and the socket go.\n\n" +
+			"points, restore, delete, ...) finds the daemon's socket and has the daemon do its work, with the\n" +
+			"same output and exit codes; Ctrl-C on the command cancels its job there. The daemon runs the work\n" +
+			"as jobs: cairn jobs lists them, cairn job show ID shows one, cairn cancel ID stops one, and its log\n" +
+			"has one line per job end. The socket serves a versioned HTTP API (JSON; see API.md) to root and to\n" +
+			"the daemon's own user only. It is VAULT/cairn.sock, mode 0600, unless --socket PATH puts it\n" +
+			"elsewhere: commands then find it through CAIRN_SOCKET=PATH, and one that names another vault\n" +
+			"(--vault, CAIRN_VAULT) is refused there. With --mount, every point is also served read-only at\n" +
+			"MOUNTPOINT, as by cairn mount (see cairn mount --help). SIGINT or SIGTERM stops it cleanly:\n" +
+			"running jobs are cancelled, the mount and the socket go.\n\n" +
 			"Examples:\n" +
 			"  cairn daemon --mount /srv/cairn\n" +
 			"  cairn --vault /srv/vault daemon --socket /run/cairn.sock\n" +
-			"  CAIRN_SOCKET=/run/cairn.sock cairn points",
+			"  CAIRN_SOCKET=/run/cairn.sock cairn points\n" +
+			"  curl --unix-socket /var/lib/cairn/cairn.sock http://cairn/v1/status",
 		ArgsUsage: " ",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "mount", Usage: "also mount every point at this directory"},
 			&cli.StringFlag{Name: "socket", Usage: "socket path (default VAULT/cairn.sock; clients find it with CAIRN_SOCKET)"},
+			&cli.StringFlag{Name: "listen", Usage: "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9469)"},
 		}, serveFlags()...),
 		Action: func(c *cli.Context) error {
-			if err := args(c, 0, 0, "[--mount MOUNTPOINT] [--socket PATH]"); err != nil {
+			if err := args(c, 0, 0, "[--mount MOUNTPOINT] [--socket PATH] [--listen ADDR]"); err != nil {
 				return err
 			}
 			o, err := daemonOpts(env, c, c.String("mount"))
@@ -101,6 +104,12 @@ func newDaemonCommand(env *cmdEnv) *cli.Command {
 			}
 			if s := c.String("socket"); s != "" {
 				o.socket = env.path(s)
+			}
+			if l := c.String("listen"); l != "" {
+				if _, _, err := net.SplitHostPort(l); err != nil {
+					return usagef("--listen %s: want HOST:PORT, e.g. 127.0.0.1:9469", l)
+				}
+				o.listen = l
 			}
 			return runDaemon(c.Context, env, o)
 		},

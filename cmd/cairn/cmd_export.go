@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -19,17 +21,33 @@ import (
 	"github.com/cairn-backup/cairn/snapshot"
 )
 
-type exportOptions struct {
-	point    string
-	disk     string
-	format   string // raw or qcow2
-	compress string // as given; "" = the format's default
-	level    int
-	cluster  string // qcow2 cluster size as given; "" = the default (defaultCluster)
-	clusterN int64
-	output   string // a path, or "-" for stdout
-	force    bool
-	json     bool
+// exportRequest is an export's params: a job writing a file (POST
+// /v1/jobs, exportFileRequest), or the image streamed as the answer
+// (POST /v1/export, Output "-").
+type exportRequest struct {
+	Point       string `json:"point"`
+	Disk        string `json:"disk,omitempty"`
+	Format      string `json:"format"`             // raw or qcow2
+	Compress    string `json:"compress,omitempty"` // "" = the format's default
+	Level       int    `json:"level,omitempty"`
+	ClusterSize int64  `json:"cluster_size,omitempty"` // qcow2; 0 = the default (defaultCluster)
+	Output      string `json:"output"`                 // an absolute path, or "-" for stdout
+	Force       bool   `json:"force,omitempty"`
+}
+
+func (r exportRequest) target() string { return r.Point }
+
+// exportFileRequest is an export job's params: Output is a file.
+type exportFileRequest struct{ exportRequest }
+
+func (r *exportFileRequest) check() error {
+	if err := r.exportRequest.check(); err != nil {
+		return err
+	}
+	if r.Output == "-" {
+		return usagef("output \"-\" streams the image as the answer: POST %s/export", apiPrefix)
+	}
+	return nil
 }
 
 // exportCodecs lists, per format, the accepted --compress values, the
@@ -86,59 +104,88 @@ func newExportCommand(env *cmdEnv) *cli.Command {
 			if err := args(c, 1, 1, exportUsage); err != nil {
 				return err
 			}
-			o := exportOptions{point: c.Args().Get(0), disk: c.String("disk"), format: c.String("format"),
-				compress: c.String("compress"), level: c.Int("level"), cluster: c.String("cluster-size"),
-				output: env.path(c.String("output")), force: c.Bool("force"), json: c.Bool("json")}
-			if err := o.check(); err != nil {
+			req := exportRequest{Point: c.Args().Get(0), Disk: c.String("disk"), Format: c.String("format"),
+				Compress: c.String("compress"), Level: c.Int("level"), Output: env.path(c.String("output")), Force: c.Bool("force")}
+			if cs := c.String("cluster-size"); cs != "" {
+				n, err := parseSize(cs)
+				if err != nil {
+					return usagef("--cluster-size: %v", err)
+				}
+				req.ClusterSize = max(n, 1) // 0 is no size, not the default
+			}
+			if err := req.check(); err != nil {
 				return err
 			}
-			if o.output == "-" && env.stdoutTerminal {
+			if req.Output == "-" && env.stdoutTerminal {
 				return usagef("-o -: stdout is a terminal; redirect it to a file or a pipe, or give -o FILE")
 			}
-			return env.withVault(c, func(v *snapshot.Vault) error { return runExport(c.Context, env, v, o) })
+			bar := env.newProgress("export", false)
+			var res exportResult
+			if req.Output == "-" {
+				err := env.stream(c, http.MethodPost, "/export", nil, req, env.stdout, bar, &res,
+					func(v *snapshot.Vault, w io.Writer, jc *jobContext) (any, error) {
+						return runExport(c.Context, v, req, jc, w)
+					})
+				if err != nil {
+					return err
+				}
+				return renderExport(env, &res, c.Bool("json"))
+			}
+			return env.job(c, "export", exportFileRequest{req}, bar, &res, func() error { return renderExport(env, &res, c.Bool("json")) })
 		},
 	}
 }
 
-// check validates the flags and fills in the default codec.
-func (o *exportOptions) check() error {
-	codecs, ok := exportCodecs[o.format]
+// check validates the options and fills in the default codec.
+func (o *exportRequest) check() error {
+	codecs, ok := exportCodecs[o.Format]
 	switch {
-	case o.format == "":
+	case o.Point == "":
+		return usagef("usage: cairn export %s", exportUsage)
+	case o.Format == "":
 		return usagef("--format is required: raw or qcow2 (usage: cairn export %s)", exportUsage)
 	case !ok:
-		return usagef("--format %q: want raw or qcow2", o.format)
-	case o.output == "":
+		return usagef("--format %q: want raw or qcow2", o.Format)
+	case o.Output == "":
 		return usagef("-o FILE or -o - (stdout) is required (usage: cairn export %s)", exportUsage)
+	case o.Output != "-" && !filepath.IsAbs(o.Output):
+		return usagef("output %q: the path must be absolute", o.Output)
 	}
-	if o.compress == "" {
-		o.compress = codecs[0]
+	if o.Compress == "" {
+		o.Compress = codecs[0]
 	}
-	if !slices.Contains(codecs, o.compress) {
-		return usagef("--compress %s does not go with --format %s (it takes %s)", o.compress, o.format, strings.Join(codecs, ", "))
+	if !slices.Contains(codecs, o.Compress) {
+		return usagef("--compress %s does not go with --format %s (it takes %s)", o.Compress, o.Format, strings.Join(codecs, ", "))
 	}
-	if o.cluster != "" {
-		n, err := parseSize(o.cluster)
+	if n := o.ClusterSize; n != 0 {
 		switch {
-		case o.format != "qcow2":
+		case o.Format != "qcow2":
 			return usagef("--cluster-size goes with --format qcow2 only")
-		case err != nil:
-			return usagef("--cluster-size: %v", err)
 		case n < 4<<10 || n > 2<<20 || n&(n-1) != 0:
-			return usagef("--cluster-size %s: want a power of two from 4K to 2M", o.cluster)
+			return usagef("--cluster-size %s: want a power of two from 4K to 2M", sizeFlag(n))
 		}
-		o.clusterN = n
 	}
-	if o.level != 0 {
-		r, ok := levelRange[o.compress]
+	if o.Level != 0 {
+		r, ok := levelRange[o.Compress]
 		if !ok {
 			return usagef("--level needs compression (--compress is none)")
 		}
-		if o.level < r[0] || o.level > r[1] {
-			return usagef("--level %d: %s takes %d to %d", o.level, o.compress, r[0], r[1])
+		if o.Level < r[0] || o.Level > r[1] {
+			return usagef("--level %d: %s takes %d to %d", o.Level, o.Compress, r[0], r[1])
 		}
 	}
 	return nil
+}
+
+// sizeFlag writes a size as a flag would give it: 96K, 4M, 1000.
+func sizeFlag(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dM", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dK", n>>10)
+	}
+	return fmt.Sprint(n)
 }
 
 type exportResult struct {
@@ -154,46 +201,60 @@ type exportResult struct {
 	Seconds     float64 `json:"duration_seconds"`
 }
 
-func runExport(ctx context.Context, env *cmdEnv, v *snapshot.Vault, o exportOptions) error {
-	p, err := v.Resolve(o.point)
+// runExportFile exports to the request's output file.
+func runExportFile(ctx context.Context, v *snapshot.Vault, r exportFileRequest, jc *jobContext) (*exportResult, error) {
+	return runExport(ctx, v, r.exportRequest, jc, nil)
+}
+
+// runExport writes the image of the request's disk to its output file,
+// or to w when the output is "-".
+func runExport(ctx context.Context, v *snapshot.Vault, o exportRequest, jc *jobContext, w io.Writer) (*exportResult, error) {
+	p, err := v.Resolve(o.Point)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	jc.setTarget(p.Name())
 	defer v.Hold(p)() // a prune and gc meanwhile do not pull blocks from under us
-	r, err := v.OpenDisk(p, o.disk)
+	r, err := v.OpenDisk(p, o.Disk)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d := r.Disk()
-	if o.format == "qcow2" && o.clusterN == 0 {
-		o.clusterN = defaultCluster(o.compress, v.Config().BlockSize)
+	if o.Format == "qcow2" && o.ClusterSize == 0 {
+		o.ClusterSize = defaultCluster(o.Compress, v.Config().BlockSize)
 	}
+	jc.logf("exporting %s disk %s as %s/%s to %s", p.Name(), d.Name, o.Format, o.Compress, o.Output)
 	start := time.Now()
 	var n int64
-	if o.output == "-" {
-		n, err = exportTo(ctx, env, v, r, o, maxWrites{env.stdout, 1 << 20})
+	if o.Output == "-" {
+		// A stream, written in order, even when stdout is a file.
+		n, err = exportTo(ctx, v, r, o, jc, struct{ io.Writer }{w})
 	} else {
-		n, err = exportFile(ctx, env, v, r, o)
+		n, err = exportFile(ctx, v, r, o, jc)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	res := exportResult{Point: p.Name(), Disk: d.Name, Format: o.format, Compression: o.compress, Output: o.output,
+	jc.setBytes("written", n)
+	res := &exportResult{Point: p.Name(), Disk: d.Name, Format: o.Format, Compression: o.Compress, Output: o.Output,
 		VirtualSize: d.Size, FileSize: n, Ratio: ratio(d.Size, n), Seconds: seconds(time.Since(start))}
-	if o.format == "qcow2" {
+	if o.Format == "qcow2" {
 		res.VirtualSize = (d.Size + 511) &^ 511
-		res.ClusterSize = o.clusterN
+		res.ClusterSize = o.ClusterSize
 	}
+	return res, nil
+}
+
+func renderExport(env *cmdEnv, res *exportResult, asJSON bool) error {
 	switch {
-	case o.json && o.output == "-":
+	case asJSON && res.Output == "-":
 		return writeJSON(env.stderr, res)
-	case o.json:
+	case asJSON:
 		return writeJSON(env.stdout, res)
-	default:
-		env.summaryf("exported %s disk %s as %s/%s: %s in %s (%.2fx) in %s", res.Point, res.Disk,
-			res.Format, res.Compression, bytesIEC(res.VirtualSize), bytesIEC(res.FileSize), res.Ratio,
-			shortDuration(time.Since(start)))
 	}
+	env.summaryf("exported %s disk %s as %s/%s: %s in %s (%.2fx) in %s", res.Point, res.Disk,
+		res.Format, res.Compression, bytesIEC(res.VirtualSize), bytesIEC(res.FileSize), res.Ratio,
+		shortDuration(secondsDuration(res.Seconds)))
 	return nil
 }
 
@@ -210,20 +271,20 @@ func defaultCluster(codec string, chunk int) int64 {
 }
 
 // exportFile writes the image to the output file through replaceFile.
-func exportFile(ctx context.Context, env *cmdEnv, v *snapshot.Vault, r *snapshot.DiskReader, o exportOptions) (int64, error) {
-	path := o.output
+func exportFile(ctx context.Context, v *snapshot.Vault, r *snapshot.DiskReader, o exportRequest, jc *jobContext) (int64, error) {
+	path := o.Output
 	st, err := os.Stat(path)
 	switch {
 	case err == nil && !st.Mode().IsRegular():
 		return 0, fmt.Errorf("%s: not a regular file", path)
-	case err == nil && !o.force:
+	case err == nil && !o.Force:
 		return 0, fmt.Errorf("%s: already exists (use --force to replace it)", path)
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return 0, err
 	}
 	var n int64
 	err = replaceFile(path, func(f *os.File) error {
-		n, err = exportTo(ctx, env, v, r, o, f)
+		n, err = exportTo(ctx, v, r, o, jc, f)
 		return err
 	})
 	return n, err
@@ -231,11 +292,9 @@ func exportFile(ctx context.Context, env *cmdEnv, v *snapshot.Vault, r *snapshot
 
 // exportTo writes the image to w, a new empty file or a stream, and
 // returns its size in bytes.
-func exportTo(ctx context.Context, env *cmdEnv, v *snapshot.Vault, r *snapshot.DiskReader, o exportOptions, w io.Writer) (int64, error) {
+func exportTo(ctx context.Context, v *snapshot.Vault, r *snapshot.DiskReader, o exportRequest, jc *jobContext, w io.Writer) (int64, error) {
 	size := r.Size()
-	bar := env.newProgress("export", false)
-	defer bar.done()
-	if o.format == "qcow2" {
+	if o.Format == "qcow2" {
 		// Blocks loading ahead keep the vault reads off the compressing
 		// workers' critical path.
 		seq := r.Sequential(4)
@@ -243,12 +302,12 @@ func exportTo(ctx context.Context, env *cmdEnv, v *snapshot.Vault, r *snapshot.D
 		if v.Config().Compression == "zstd" {
 			src = vaultFrames{seq, r}
 		}
-		opt := qcow2.WriterOptions{Compression: o.compress, Level: o.level, ClusterSize: int(o.clusterN)}
-		progress := func(done int64) { bar.update(done, size) }
+		opt := qcow2.WriterOptions{Compression: o.Compress, Level: o.Level, ClusterSize: int(o.ClusterSize)}
+		progress := func(done int64) { jc.progress(done, size) }
 		return qcow2.Write(ctx, w, src, opt, progress)
 	}
 	p, d := r.Point(), r.Disk()
-	if f, ok := w.(*os.File); ok && o.compress == "none" {
+	if f, ok := w.(*os.File); ok && o.Compress == "none" {
 		// A sparse file: stored blocks land in place, holes stay holes.
 		if err := f.Truncate(size); err != nil {
 			return 0, err
@@ -257,7 +316,7 @@ func exportTo(ctx context.Context, env *cmdEnv, v *snapshot.Vault, r *snapshot.D
 			if _, err := f.WriteAt(data, off); err != nil {
 				return err
 			}
-			bar.update(off+int64(len(data)), size)
+			jc.progress(off+int64(len(data)), size)
 			return nil
 		})
 		return size, err
@@ -268,11 +327,11 @@ func exportTo(ctx context.Context, env *cmdEnv, v *snapshot.Vault, r *snapshot.D
 		Zeros(n int64) error
 	}
 	var sw *stream.Writer
-	if o.compress == "none" {
+	if o.Compress == "none" {
 		out = &zeroWriter{w: w}
 	} else {
 		var err error
-		sw, err = stream.NewWriter(w, stream.Options{Codec: o.compress, Level: o.level})
+		sw, err = stream.NewWriter(w, stream.Options{Codec: o.Compress, Level: o.Level})
 		if err != nil {
 			return 0, err
 		}
@@ -289,11 +348,11 @@ func exportTo(ctx context.Context, env *cmdEnv, v *snapshot.Vault, r *snapshot.D
 			return err
 		}
 		pos = off + n
-		bar.update(pos, size)
+		jc.progress(pos, size)
 		return nil
 	}
 	var err error
-	if sw != nil && o.compress == stream.Zstd && o.level == 1 && v.Config().Compression == "zstd" {
+	if sw != nil && o.Compress == stream.Zstd && o.Level == 1 && v.Config().Compression == "zstd" {
 		// The vault keeps its blocks as zstd frames made at level 1:
 		// copy them, each verified by StoredBlocks, rather than compress
 		// the same bytes again at the same level.
@@ -350,25 +409,6 @@ func (z *zeroWriter) Zeros(n int64) error {
 		n -= k
 	}
 	return nil
-}
-
-// maxWrites splits writes into pieces of at most max bytes: through the
-// daemon, each write to stdout becomes one frame, and frames are bounded.
-type maxWrites struct {
-	w   io.Writer
-	max int
-}
-
-func (m maxWrites) Write(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		k, err := m.w.Write(p[n:min(len(p), n+m.max)])
-		n += k
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // vaultFrames offers a zstd vault's compressed blocks to the qcow2 writer,

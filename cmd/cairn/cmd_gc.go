@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -41,21 +40,42 @@ func newGCCommand(env *cmdEnv) *cli.Command {
 			if th == 0 {
 				th = -1
 			}
-			return env.withVault(c, func(v *snapshot.Vault) error {
-				return runGC(c.Context, env, v, snapshot.GCOptions{DryRun: c.Bool("dry-run"), Threshold: th}, c.Bool("json"))
-			})
+			req := gcRequest{DryRun: c.Bool("dry-run"), Threshold: th}
+			var rep snapshot.GCReport
+			return env.job(c, "gc", req, env.newProgress("gc", false), &rep, func() error { return renderGC(env, &rep, c.Bool("json")) })
 		},
 	}
 }
 
-func runGC(ctx context.Context, env *cmdEnv, v *snapshot.Vault, o snapshot.GCOptions, asJSON bool) error {
-	bar := env.newProgress("gc", false)
-	o.Progress = bar.update
-	rep, err := v.GC(ctx, o)
-	bar.done()
-	if err != nil {
-		return err
+// gcRequest is a gc job's params.
+type gcRequest struct {
+	DryRun bool `json:"dry_run,omitempty"`
+	// Threshold is the live share under which a pack is compacted: 0.5
+	// when 0; negative compacts nothing.
+	Threshold float64 `json:"threshold,omitempty"`
+}
+
+func (gcRequest) target() string { return "" }
+
+func (r *gcRequest) check() error {
+	if r.Threshold > 1 {
+		return usagef("threshold %g: give a share from 0 to 1", r.Threshold)
 	}
+	return nil
+}
+
+func runGC(ctx context.Context, v *snapshot.Vault, r gcRequest, jc *jobContext) (*snapshot.GCReport, error) {
+	rep, err := v.GC(ctx, snapshot.GCOptions{DryRun: r.DryRun, Threshold: r.Threshold, Progress: jc.progress})
+	if err != nil {
+		return nil, err
+	}
+	if !rep.DryRun {
+		jc.setBytes("freed", rep.BytesFreed)
+	}
+	return rep, nil
+}
+
+func renderGC(env *cmdEnv, rep *snapshot.GCReport, asJSON bool) error {
 	if asJSON {
 		return writeJSON(env.stdout, rep)
 	}
@@ -65,7 +85,7 @@ func runGC(ctx context.Context, env *cmdEnv, v *snapshot.Vault, o snapshot.GCOpt
 		verb = "would free (dry run: nothing changed)"
 	}
 	fmt.Fprintf(w, "%s %s in %s: %d of %d blocks, %d packs deleted, %d compacted into %d (%s moved)\n", verb,
-		bytesIEC(rep.BytesFreed), shortDuration(time.Duration(rep.Seconds*float64(time.Second))), rep.BlocksFreed, rep.Blocks,
+		bytesIEC(rep.BytesFreed), shortDuration(secondsDuration(rep.Seconds)), rep.BlocksFreed, rep.Blocks,
 		rep.PacksDeleted, rep.PacksCompacted, rep.PacksWritten, bytesIEC(rep.BytesMoved))
 	fmt.Fprintf(w, "vault: %s in packs (was %s); %d points kept", bytesIEC(rep.BytesAfter), bytesIEC(rep.BytesBefore), rep.Points)
 	if rep.Held > 0 {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,9 +36,14 @@ func newLsCommand(env *cmdEnv) *cli.Command {
 			if err := args(c, 1, 1, "POINT[:PATH] [--json]"); err != nil {
 				return err
 			}
-			return env.withVault(c, func(v *snapshot.Vault) error {
-				return runLs(env, v, c.Args().First(), c.Bool("json"))
+			ref := c.Args().First()
+			lv, err := ask(env, c, http.MethodGet, "/ls", url.Values{"ref": {ref}}, nil, func(v *snapshot.Vault) (*lsView, error) {
+				return listGuest(v, ref)
 			})
+			if err != nil {
+				return err
+			}
+			return renderLs(env, lv, c.Bool("json"))
 		},
 	}
 }
@@ -110,8 +117,6 @@ type entryView struct {
 	Rdev   *rdevView `json:"rdev,omitempty"`
 	Mtime  time.Time `json:"mtime"`
 	Target string    `json:"target,omitempty"`
-
-	mode uint32
 }
 
 type rdevView struct {
@@ -126,7 +131,7 @@ var typeNames = map[uint32]string{
 
 func newEntryView(fsys guest.FS, name string, a guest.Attr) entryView {
 	e := entryView{Name: name, Type: typeNames[a.Mode&syscall.S_IFMT], Mode: fmt.Sprintf("%04o", a.Mode&0o7777),
-		Ino: a.Ino, Nlink: a.Nlink, Uid: a.Uid, Gid: a.Gid, Size: a.Size, Mtime: a.Mtime.UTC(), mode: a.Mode}
+		Ino: a.Ino, Nlink: a.Nlink, Uid: a.Uid, Gid: a.Gid, Size: a.Size, Mtime: a.Mtime.UTC()}
 	switch a.Mode & syscall.S_IFMT {
 	case syscall.S_IFLNK:
 		e.Target, _ = fsys.Readlink(a.Ino)
@@ -134,6 +139,17 @@ func newEntryView(fsys guest.FS, name string, a guest.Attr) entryView {
 		e.Rdev = &rdevView{Major: unixMajor(a.Rdev), Minor: unixMinor(a.Rdev)}
 	}
 	return e
+}
+
+// stMode is the entry's st_mode again, from its type and mode.
+func (e entryView) stMode() uint32 {
+	m, _ := strconv.ParseUint(e.Mode, 8, 32)
+	for t, name := range typeNames {
+		if name == e.Type {
+			return t | uint32(m)
+		}
+	}
+	return uint32(m)
 }
 
 // glibc's dev_t encoding.
@@ -180,59 +196,99 @@ func modeString(m uint32) string {
 	return string(b)
 }
 
-func runLs(env *cmdEnv, v *snapshot.Vault, ref string, asJSON bool) error {
+// lsView is what GET /v1/ls answers: Kind says which of its lists it
+// holds, and that list is what ls --json prints.
+type lsView struct {
+	Kind       string          `json:"kind"` // disks, partitions or entries
+	Disks      []lsDiskView    `json:"disks,omitempty"`
+	Partitions []partitionView `json:"partitions,omitempty"`
+	Entries    []entryView     `json:"entries,omitempty"`
+}
+
+// listGuest lists what ref names: a point's disks, a disk's partitions,
+// or the files of a directory (or the one file) inside a disk.
+func listGuest(v *snapshot.Vault, ref string) (*lsView, error) {
 	g, err := parseGuestRef(v, ref)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer g.release()
 	if g.disk == "" {
-		return lsDisks(env, v, g.point, asJSON)
+		return &lsView{Kind: "disks", Disks: lsDisks(v, g.point)}, nil
 	}
 	if strings.HasSuffix(g.disk, ".raw") {
-		return fmt.Errorf("%s: not a directory", ref)
+		return nil, fmt.Errorf("%s: not a directory", ref)
 	}
 	_, d, err := openVolumes(v, g.point, g.disk)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !d.Bare && g.path == "" {
-		return lsPartitions(env, d, asJSON)
+		return &lsView{Kind: "partitions", Partitions: newPartitionViews(d)}, nil
 	}
 	vol, fsys, ino, err := d.Resolve(g.path, false)
 	if err != nil {
 		if vol != nil && errors.Is(err, volume.ErrNoFilesystem) && !strings.Contains(g.path, "/") {
-			return fmt.Errorf("%s: %s (%s) holds no filesystem cairn reads; its raw bytes are %s.raw",
+			return nil, fmt.Errorf("%s: %s (%s) holds no filesystem cairn reads; its raw bytes are %s.raw",
 				ref, vol.Name, vol.Partition.Type, vol.Name)
 		}
-		return guestErr(ref, err)
+		return nil, guestErr(ref, err)
 	}
 	a, err := fsys.Stat(ino)
 	if err != nil {
-		return guestErr(ref, err)
+		return nil, guestErr(ref, err)
 	}
-	var list []entryView
+	list := []entryView{}
 	if a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 		name := g.path[strings.LastIndex(g.path, "/")+1:]
 		list = append(list, newEntryView(fsys, name, a))
 	} else {
 		ents, err := fsys.ReadDir(ino)
 		if err != nil {
-			return guestErr(ref, err)
+			return nil, guestErr(ref, err)
 		}
-		list = make([]entryView, 0, len(ents))
 		for _, e := range ents {
 			ea, err := fsys.Stat(e.Ino)
 			if err != nil {
-				return guestErr(ref+"/"+e.Name, err)
+				return nil, guestErr(ref+"/"+e.Name, err)
 			}
 			list = append(list, newEntryView(fsys, e.Name, ea))
 		}
 	}
-	if asJSON {
-		return writeJSON(env.stdout, list)
+	return &lsView{Kind: "entries", Entries: list}, nil
+}
+
+func renderLs(env *cmdEnv, lv *lsView, asJSON bool) error {
+	switch lv.Kind {
+	case "disks":
+		if lv.Disks == nil {
+			lv.Disks = []lsDiskView{}
+		}
+		if asJSON {
+			return writeJSON(env.stdout, lv.Disks)
+		}
+		tw := tabwriter.NewWriter(env.stdout, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "DISK\tSIZE\tCONTENT")
+		for _, d := range lv.Disks {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", d.Name, bytesIEC(d.Size), d.Content)
+		}
+		return tw.Flush()
+	case "partitions":
+		if lv.Partitions == nil {
+			lv.Partitions = []partitionView{}
+		}
+		if asJSON {
+			return writeJSON(env.stdout, lv.Partitions)
+		}
+		return printPartitions(env.stdout, lv.Partitions, "")
 	}
-	return printLong(env.stdout, list)
+	if lv.Entries == nil {
+		lv.Entries = []entryView{}
+	}
+	if asJSON {
+		return writeJSON(env.stdout, lv.Entries)
+	}
+	return printLong(env.stdout, lv.Entries)
 }
 
 func printLong(w io.Writer, list []entryView) error {
@@ -246,7 +302,7 @@ func printLong(w io.Writer, list []entryView) error {
 		if e.Target != "" {
 			name += " -> " + e.Target
 		}
-		fmt.Fprintf(tw, "%s\t %d\t %d\t %d\t %s\t %s\t %s\n", modeString(e.mode), e.Nlink, e.Uid, e.Gid, size,
+		fmt.Fprintf(tw, "%s\t %d\t %d\t %d\t %s\t %s\t %s\n", modeString(e.stMode()), e.Nlink, e.Uid, e.Gid, size,
 			e.Mtime.Format("2006-01-02 15:04"), name)
 	}
 	return tw.Flush()
@@ -269,8 +325,8 @@ type lsDiskView struct {
 	Content string `json:"content"`
 }
 
-func lsDisks(env *cmdEnv, v *snapshot.Vault, p *snapshot.Point, asJSON bool) error {
-	var list []lsDiskView
+func lsDisks(v *snapshot.Vault, p *snapshot.Point) []lsDiskView {
+	list := []lsDiskView{}
 	for _, disk := range p.Disks {
 		_, d, err := openVolumes(v, p, disk.Name)
 		content := ""
@@ -281,15 +337,7 @@ func lsDisks(env *cmdEnv, v *snapshot.Vault, p *snapshot.Point, asJSON bool) err
 		}
 		list = append(list, lsDiskView{Name: disk.Name, Size: disk.Size, Content: content})
 	}
-	if asJSON {
-		return writeJSON(env.stdout, list)
-	}
-	tw := tabwriter.NewWriter(env.stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "DISK\tSIZE\tCONTENT")
-	for _, d := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", d.Name, bytesIEC(d.Size), d.Content)
-	}
-	return tw.Flush()
+	return list
 }
 
 // partitionView is one partition as ls and show print it.
@@ -331,14 +379,6 @@ func (pv partitionView) fsColumn() string {
 		return "damaged: " + pv.Error
 	}
 	return "not readable"
-}
-
-func lsPartitions(env *cmdEnv, d *volume.Disk, asJSON bool) error {
-	list := newPartitionViews(d)
-	if asJSON {
-		return writeJSON(env.stdout, list)
-	}
-	return printPartitions(env.stdout, list, "")
 }
 
 func printPartitions(w io.Writer, list []partitionView, indent string) error {

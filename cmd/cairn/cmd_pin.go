@@ -1,7 +1,7 @@
 package main
 
 import (
-	"fmt"
+	"context"
 
 	"github.com/urfave/cli/v2"
 
@@ -25,44 +25,34 @@ func newPinCommand(env *cmdEnv, pin bool) *cli.Command {
 			if err := args(c, 1, -1, "POINT..."); err != nil {
 				return err
 			}
-			return env.withVault(c, func(v *snapshot.Vault) error {
-				points, err := resolveAll(v, c.Args().Slice())
-				if err != nil {
-					return err
-				}
-				if err := v.SetPinned(points, pin); err != nil {
-					return err
-				}
-				names := make([]string, len(points))
-				for i, p := range points {
-					names[i] = p.Name()
-				}
-				if c.Bool("json") {
-					return writeJSON(env.stdout, map[string]any{name + "ned": names})
-				}
-				for _, n := range names {
-					fmt.Fprintf(env.stdout, "%sned %s\n", name, n)
-				}
-				return nil
-			})
+			var res map[string][]string
+			return env.job(c, name, refsRequest{Points: c.Args().Slice()}, nil, &res,
+				func() error { return renderRefs(env, res, name+"ned", c.Bool("json")) })
 		},
 	}
 }
 
-// resolveAll resolves every reference first, each point once: an unknown
-// one fails the command before anything changes.
-func resolveAll(v *snapshot.Vault, refs []string) ([]*snapshot.Point, error) {
-	var points []*snapshot.Point
-	seen := map[string]bool{}
-	for _, r := range refs {
-		p, err := v.Resolve(r)
-		if err != nil {
-			return nil, err
-		}
-		if !seen[p.Name()] {
-			seen[p.Name()] = true
-			points = append(points, p)
-		}
+// runPin pins the points: {"pinned": [names]}.
+func runPin(_ context.Context, v *snapshot.Vault, r refsRequest, jc *jobContext) (map[string][]string, error) {
+	return setPinned(v, r, jc, true)
+}
+
+// runUnpin unpins the points: {"unpinned": [names]}.
+func runUnpin(_ context.Context, v *snapshot.Vault, r refsRequest, jc *jobContext) (map[string][]string, error) {
+	return setPinned(v, r, jc, false)
+}
+
+func setPinned(v *snapshot.Vault, r refsRequest, jc *jobContext, pin bool) (map[string][]string, error) {
+	points, err := resolveAll(v, r.Points)
+	if err != nil {
+		return nil, err
 	}
-	return points, nil
+	if err := v.SetPinned(points, pin); err != nil {
+		return nil, err
+	}
+	verb := "pinned"
+	if !pin {
+		verb = "unpinned"
+	}
+	return map[string][]string{verb: pointNames(jc, points, verb)}, nil
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -33,37 +35,56 @@ func newPointsCommand(env *cmdEnv) *cli.Command {
 			if err := args(c, 0, 1, "[NAME] [--wide] [--json]"); err != nil {
 				return err
 			}
-			return env.withVault(c, func(v *snapshot.Vault) error {
-				return runPoints(env, v, c.Args().First(), c.Bool("wide"), c.Bool("json"))
+			name := c.Args().First()
+			q := url.Values{}
+			if name != "" {
+				q.Set("resource", name)
+			}
+			pv, err := ask(env, c, http.MethodGet, "/points", q, nil, func(v *snapshot.Vault) (*pointsView, error) {
+				return listPoints(v, name)
 			})
+			if err != nil {
+				return err
+			}
+			return renderPoints(env, pv, c.Bool("wide"), c.Bool("json"))
 		},
 	}
 }
 
-func runPoints(env *cmdEnv, v *snapshot.Vault, name string, wide, asJSON bool) error {
+// pointsView is what GET /v1/points answers: the points (what points
+// --json prints) and the vault's capacity, which the table ends with.
+type pointsView struct {
+	Points   []pointView `json:"points"`
+	Used     int64       `json:"used"`
+	Capacity int64       `json:"capacity,omitempty"`
+}
+
+// listPoints lists the points of a resource (every resource when name is
+// ""), oldest first, and after them those whose records cannot be read.
+func listPoints(v *snapshot.Vault, name string) (*pointsView, error) {
 	if name != "" {
 		if err := snapshot.CheckName("resource", name); err != nil {
-			return usagef("%v", err)
+			return nil, usagef("%v", err)
 		}
 	}
 	points, err := v.Points(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if name != "" && len(points) == 0 {
-		return fmt.Errorf("%w: resource %q has no points", snapshot.ErrNoPoint, name)
+		return nil, fmt.Errorf("%w: resource %q has no points", snapshot.ErrNoPoint, name)
 	}
 	views := make([]pointView, 0, len(points))
 	for _, p := range points {
 		pv, err := newPointViewIn(v, p)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		views = append(views, pv)
 	}
 	bad, err := v.BadRecords()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, b := range bad {
 		res, id, _ := strings.Cut(b.Point, "@")
@@ -72,6 +93,11 @@ func runPoints(env *cmdEnv, v *snapshot.Vault, name string, wide, asJSON bool) e
 				Damaged: &snapshot.PointDamage{Point: b.Point, Record: b.Reason, Disks: []snapshot.DiskDamage{}}})
 		}
 	}
+	return &pointsView{Points: views, Used: v.Used(), Capacity: v.Config().Capacity}, nil
+}
+
+func renderPoints(env *cmdEnv, pv *pointsView, wide, asJSON bool) error {
+	views := pv.Points
 	if asJSON {
 		return writeJSON(env.stdout, views)
 	}
@@ -82,14 +108,14 @@ func runPoints(env *cmdEnv, v *snapshot.Vault, name string, wide, asJSON bool) e
 	if !wide && env.stdoutWidth > 0 {
 		// A terminal that has room for the wide table gets it.
 		var b strings.Builder
-		printPoints(&b, points, views, true, env.location())
+		printPoints(&b, views, true, env.location())
 		wide = maxLineWidth(b.String()) <= env.stdoutWidth
 	}
-	if err := printPoints(env.stdout, points, views, wide, env.location()); err != nil {
+	if err := printPoints(env.stdout, views, wide, env.location()); err != nil {
 		return err
 	}
-	if c := v.Config().Capacity; c > 0 {
-		fmt.Fprintf(env.stdout, "vault capacity: %s\n", capacityLine(v.Used(), c))
+	if pv.Capacity > 0 {
+		fmt.Fprintf(env.stdout, "vault capacity: %s\n", capacityLine(pv.Used, pv.Capacity))
 	}
 	return nil
 }
@@ -97,9 +123,10 @@ func runPoints(env *cmdEnv, v *snapshot.Vault, name string, wide, asJSON bool) e
 // printPoints writes the table of points: 80 columns for a single-disk
 // resource, or wide with allocated bytes, exact sizes and seconds.
 //
-// views holds a view of each point in order, and after them those of
-// points whose records cannot be read, which are named below the table.
-func printPoints(w io.Writer, points []*snapshot.Point, views []pointView, wide bool, loc *time.Location) error {
+// Points whose records cannot be read (listed after the others, with no
+// type: nothing is known of them but their damage) are named below the
+// table.
+func printPoints(w io.Writer, views []pointView, wide bool, loc *time.Location) error {
 	size, timeLayout := bytesShort, "2006-01-02 15:04"
 	t := newTable(4, 5, 6)
 	if wide {
@@ -109,37 +136,38 @@ func printPoints(w io.Writer, points []*snapshot.Point, views []pointView, wide 
 	} else {
 		t.row("POINT", "TIME", "TYPE", "DISKS", "SIZE", "CHANGED", "ADDED")
 	}
-	var notes []string
-	for i, p := range points {
+	var notes, unreadable []string
+	for _, p := range views {
+		if d := p.Damaged; p.Type == "" && d != nil {
+			unreadable = append(unreadable, fmt.Sprintf("! %s: damaged: %s (%s; cairn repair)", p.Point, damageSummary(d), d.Record))
+			continue
+		}
 		var disks []string
 		for _, d := range p.Disks {
 			disks = append(disks, d.Name)
 		}
-		typ := pointType(p)
+		typ := p.Type
 		if !wide && typ == "incremental" {
 			typ = "incr"
 		}
-		if c := p.DiskChanges(); !c.None() {
+		if c := p.DiskChanges; !c.None() {
 			typ += "*"
-			notes = append(notes, fmt.Sprintf("* %s: %s", p.Name(), c))
+			notes = append(notes, fmt.Sprintf("* %s: %s", p.Point, c))
 		}
-		if d := views[i].Damaged; d != nil {
+		if d := p.Damaged; d != nil {
 			typ += "!"
-			notes = append(notes, fmt.Sprintf("! %s: damaged: %s (cairn show %s)", p.Name(), damageSummary(d), p.Name()))
+			notes = append(notes, fmt.Sprintf("! %s: damaged: %s (cairn show %s)", p.Point, damageSummary(d), p.Point))
 		}
-		cols := []string{p.Name(), p.Time.In(loc).Format(timeLayout), typ, strings.Join(disks, ","), size(p.Size())}
+		cols := []string{p.Point, p.Time.In(loc).Format(timeLayout), typ, strings.Join(disks, ","), size(p.Size)}
 		if wide {
-			cols = append(cols, size(p.Allocated()))
+			cols = append(cols, size(p.Allocated))
 		}
-		t.row(append(cols, size(p.Changed()), size(p.Added))...)
-	}
-	for _, v := range views[len(points):] {
-		notes = append(notes, fmt.Sprintf("! %s: damaged: %s (%s; cairn repair)", v.Point, damageSummary(v.Damaged), v.Damaged.Record))
+		t.row(append(cols, size(p.Changed), size(p.Added))...)
 	}
 	if err := t.write(w); err != nil {
 		return err
 	}
-	for _, n := range notes {
+	for _, n := range append(notes, unreadable...) {
 		fmt.Fprintln(w, n)
 	}
 	return nil

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -77,17 +79,16 @@ func newPolicySetCommand(env *cmdEnv) *cli.Command {
 			if err != nil {
 				return err
 			}
-			return env.withVault(c, func(v *snapshot.Vault) error {
-				view, err := setPolicy(c.Context, env, v, p)
-				if err != nil {
-					return err
-				}
-				if c.Bool("json") {
-					return writeJSON(env.stdout, view)
-				}
-				fmt.Fprintf(env.stdout, "policy %s set: %s; next run %s\n", view.Policy.Name, view.Schedule, formatNext(env, view.Next))
-				return nil
-			})
+			view, err := ask(env, c, http.MethodPut, "/policies/"+url.PathEscape(p.Name), nil, p,
+				func(v *snapshot.Vault) (policyView, error) { return setPolicy(c.Context, v, p) })
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return writeJSON(env.stdout, view)
+			}
+			fmt.Fprintf(env.stdout, "policy %s set: %s; next run %s\n", view.Policy.Name, view.Schedule, formatNext(env, view.Next))
+			return nil
 		},
 	}
 }
@@ -134,7 +135,11 @@ func policyFromFlags(env *cmdEnv, c *cli.Context) (*policy.Policy, error) {
 		return nil, usagef("a schedule is required: --every DURATION or --at HH:MM")
 	}
 	p.Schedule.TZ = c.String("tz")
-	if p.Retention, err = retentionRules(c); err != nil {
+	rr, err := retentionFlagValues(env, c)
+	if err != nil {
+		return nil, err
+	}
+	if p.Retention, err = rr.rules(); err != nil {
 		return nil, err
 	}
 	p.Retention.Location = nil // the schedule's TZ decides
@@ -177,9 +182,12 @@ func newPolicyView(p *policy.Policy, st policy.State, now time.Time) policyView 
 
 // setPolicy validates p on this machine (its sources, its hooks on the
 // daemon's PATH) and saves it, keeping an old one's creation time.
-func setPolicy(ctx context.Context, env *cmdEnv, v *snapshot.Vault, p *policy.Policy) (policyView, error) {
+func setPolicy(ctx context.Context, v *snapshot.Vault, p *policy.Policy) (policyView, error) {
+	if err := p.Check(); err != nil {
+		return policyView{}, usageError{err}
+	}
 	st := v.Store().Storage()
-	now := time.Now()
+	now := v.Now()
 	p.Created, p.Updated = now, now
 	if old, err := policy.Load(ctx, st, p.Name); err == nil {
 		p.Created = old.Created
@@ -197,9 +205,6 @@ func setPolicy(ctx context.Context, env *cmdEnv, v *snapshot.Vault, p *policy.Po
 	if err := policy.Save(ctx, st, p); err != nil {
 		return policyView{}, err
 	}
-	if env.policiesChanged != nil {
-		env.policiesChanged()
-	}
 	state, _ := policy.LoadState(ctx, st, p.Name)
 	return newPolicyView(p, state, now), nil
 }
@@ -215,17 +220,19 @@ func newPolicyListCommand(env *cmdEnv) *cli.Command {
 			if err := args(c, 0, 0, "[--json]"); err != nil {
 				return err
 			}
-			return env.withVault(c, func(v *snapshot.Vault) error {
-				views, err := listPolicies(c.Context, v)
-				if err != nil {
-					return err
+			views, err := ask(env, c, http.MethodGet, "/policies", nil, nil,
+				func(v *snapshot.Vault) ([]policyView, error) { return listPolicies(c.Context, v) })
+			if err != nil && views == nil {
+				return err
+			}
+			if c.Bool("json") {
+				if werr := writeJSON(env.stdout, views); werr != nil {
+					return werr
 				}
-				if c.Bool("json") {
-					return writeJSON(env.stdout, views)
-				}
+			} else {
 				printPolicies(env, views)
-				return nil
-			})
+			}
+			return err
 		},
 	}
 }
@@ -249,6 +256,37 @@ func listPolicies(ctx context.Context, v *snapshot.Vault) ([]policyView, error) 
 		return views, fmt.Errorf("policy %s cannot be read: %v (cairn policy set it again, or cairn policy rm it)", bad[0].Name, bad[0].Err)
 	}
 	return views, nil
+}
+
+// showPolicy returns the view of one policy.
+func showPolicy(ctx context.Context, v *snapshot.Vault, name string) (policyView, error) {
+	st := v.Store().Storage()
+	p, err := policy.Load(ctx, st, name)
+	if err != nil {
+		return policyView{}, err
+	}
+	state, err := policy.LoadState(ctx, st, name)
+	if err != nil && !errors.Is(err, policy.ErrNotFound) {
+		return policyView{}, err
+	}
+	return newPolicyView(p, state, time.Now()), nil
+}
+
+// removePolicy deletes a policy; its points stay.
+func removePolicy(ctx context.Context, v *snapshot.Vault, name string) (removedView, error) {
+	st := v.Store().Storage()
+	if _, err := policy.Load(ctx, st, name); err != nil {
+		return removedView{}, err
+	}
+	if err := policy.Delete(ctx, st, name); err != nil {
+		return removedView{}, err
+	}
+	return removedView{Removed: name}, nil
+}
+
+// removedView is the answer of DELETE /v1/policies/NAME.
+type removedView struct {
+	Removed string `json:"removed"`
 }
 
 func printPolicies(env *cmdEnv, views []policyView) {
@@ -286,22 +324,17 @@ func newPolicyShowCommand(env *cmdEnv) *cli.Command {
 			if err := args(c, 1, 1, "NAME [--json]"); err != nil {
 				return err
 			}
-			return env.withVault(c, func(v *snapshot.Vault) error {
-				views, err := listPolicies(c.Context, v)
-				if err != nil {
-					return err
-				}
-				for _, pv := range views {
-					if pv.Policy.Name == c.Args().First() {
-						if c.Bool("json") {
-							return writeJSON(env.stdout, pv)
-						}
-						printPolicy(env, pv)
-						return nil
-					}
-				}
-				return fmt.Errorf("%w: %s", policy.ErrNotFound, c.Args().First())
-			})
+			name := c.Args().First()
+			pv, err := ask(env, c, http.MethodGet, "/policies/"+url.PathEscape(name), nil, nil,
+				func(v *snapshot.Vault) (policyView, error) { return showPolicy(c.Context, v, name) })
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return writeJSON(env.stdout, pv)
+			}
+			printPolicy(env, pv)
+			return nil
 		},
 	}
 }
@@ -360,21 +393,13 @@ func newPolicyRmCommand(env *cmdEnv) *cli.Command {
 			if err := args(c, 1, 1, "NAME"); err != nil {
 				return err
 			}
-			return env.withVault(c, func(v *snapshot.Vault) error {
-				name := c.Args().First()
-				st := v.Store().Storage()
-				if _, err := policy.Load(c.Context, st, name); err != nil {
-					return err
-				}
-				if err := policy.Delete(c.Context, st, name); err != nil {
-					return err
-				}
-				if env.policiesChanged != nil {
-					env.policiesChanged()
-				}
-				fmt.Fprintf(env.stdout, "removed policy %s (its points stay)\n", name)
-				return nil
-			})
+			name := c.Args().First()
+			if _, err := ask(env, c, http.MethodDelete, "/policies/"+url.PathEscape(name), nil, nil,
+				func(v *snapshot.Vault) (removedView, error) { return removePolicy(c.Context, v, name) }); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.stdout, "removed policy %s (its points stay)\n", name)
+			return nil
 		},
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -35,13 +36,20 @@ func newPruneCommand(env *cmdEnv) *cli.Command {
 		ArgsUsage: "[NAME...]",
 		Flags:     append(retentionFlags(), &cli.BoolFlag{Name: "dry-run", Usage: "list what would be kept and removed; delete nothing"}, jsonFlag()),
 		Action: func(c *cli.Context) error {
-			rules, err := retentionRules(c)
+			rr, err := retentionFlagValues(env, c)
 			if err != nil {
 				return err
 			}
-			return env.withVault(c, func(v *snapshot.Vault) error {
-				return runPrune(env, v, c.Args().Slice(), rules, c.Bool("dry-run"), c.Bool("json"))
-			})
+			req := pruneRequest{Resources: c.Args().Slice(), Rules: rr, DryRun: c.Bool("dry-run")}
+			if err := req.check(); err != nil {
+				return err
+			}
+			loc := env.location()
+			if rr.TZ != "" {
+				loc, _ = time.LoadLocation(rr.TZ)
+			}
+			var rep snapshot.PruneReport
+			return env.job(c, "prune", req, nil, &rep, func() error { return renderPrune(env, &rep, loc, c.Bool("json")) })
 		},
 	}
 }
@@ -64,49 +72,117 @@ func retentionFlags() []cli.Flag {
 	}
 }
 
-// retentionRules reads the --keep-* flags; a bad value is a wrong
-// command line.
-func retentionRules(c *cli.Context) (snapshot.Rules, error) {
-	r := snapshot.Rules{Last: c.Int("keep-last"), Hourly: c.Int("keep-hourly"), Daily: c.Int("keep-daily"),
-		Weekly: c.Int("keep-weekly"), Monthly: c.Int("keep-monthly"), Yearly: c.Int("keep-yearly")}
+// retentionRequest is a set of retention rules as the API carries them:
+// each count 0 when the rule is not given.
+type retentionRequest struct {
+	KeepLast    int    `json:"keep_last,omitempty"`
+	KeepWithin  string `json:"keep_within,omitempty"` // a span: 12h, 7d, 2w, 6m, 1y, 1y6m
+	KeepHourly  int    `json:"keep_hourly,omitempty"`
+	KeepDaily   int    `json:"keep_daily,omitempty"`
+	KeepWeekly  int    `json:"keep_weekly,omitempty"`
+	KeepMonthly int    `json:"keep_monthly,omitempty"`
+	KeepYearly  int    `json:"keep_yearly,omitempty"`
+	// TZ is the IANA zone periods are reckoned in; "" is the local
+	// time of the process that prunes.
+	TZ string `json:"tz,omitempty"`
+}
+
+// retentionFlagValues reads the --keep-* flags and --tz; a bad value is
+// a wrong command line. Without --tz, the user's $TZ goes along, so the
+// periods are the user's days whether or not a daemon prunes.
+func retentionFlagValues(env *cmdEnv, c *cli.Context) (retentionRequest, error) {
+	r := retentionRequest{KeepLast: c.Int("keep-last"), KeepWithin: c.String("keep-within"), KeepHourly: c.Int("keep-hourly"),
+		KeepDaily: c.Int("keep-daily"), KeepWeekly: c.Int("keep-weekly"), KeepMonthly: c.Int("keep-monthly"),
+		KeepYearly: c.Int("keep-yearly"), TZ: c.String("tz")}
 	for _, f := range []string{"keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly"} {
 		if c.IsSet(f) && c.Int(f) <= 0 {
 			return r, usagef("--%s %d: give a count of 1 or more", f, c.Int(f))
 		}
 	}
-	if s := c.String("keep-within"); s != "" {
-		span, err := snapshot.ParseSpan(s)
-		if err != nil {
-			return r, usagef("--keep-within: %v", err)
+	if r.TZ == "" {
+		if tz := strings.TrimPrefix(env.getenv("TZ"), ":"); tz != "" {
+			if _, err := time.LoadLocation(tz); err == nil {
+				r.TZ = tz
+			}
 		}
-		r.Within = span
 	}
-	if tz := c.String("tz"); tz != "" {
-		loc, err := time.LoadLocation(tz)
-		if err != nil {
-			return r, usagef("--tz %q: unknown time zone (use an IANA name such as Europe/Berlin or UTC)", tz)
-		}
-		r.Location = loc
-	}
-	if err := r.Check(); err != nil {
-		return r, usageError{err}
-	}
-	return r, nil
+	_, err := r.rules()
+	return r, err
 }
 
-func runPrune(env *cmdEnv, v *snapshot.Vault, names []string, rules snapshot.Rules, dryRun, asJSON bool) error {
-	if rules.Location == nil {
-		rules.Location = env.location()
+// rules checks the rules and returns them for snapshot.
+func (r retentionRequest) rules() (snapshot.Rules, error) {
+	rules := snapshot.Rules{Last: r.KeepLast, Hourly: r.KeepHourly, Daily: r.KeepDaily,
+		Weekly: r.KeepWeekly, Monthly: r.KeepMonthly, Yearly: r.KeepYearly}
+	for _, n := range []int{r.KeepLast, r.KeepHourly, r.KeepDaily, r.KeepWeekly, r.KeepMonthly, r.KeepYearly} {
+		if n < 0 {
+			return rules, usagef("a count of %d: give a count of 1 or more", n)
+		}
 	}
-	for _, n := range names {
+	if s := r.KeepWithin; s != "" {
+		span, err := snapshot.ParseSpan(s)
+		if err != nil {
+			return rules, usagef("--keep-within: %v", err)
+		}
+		rules.Within = span
+	}
+	rules.Location = time.Local
+	if r.TZ != "" {
+		loc, err := time.LoadLocation(r.TZ)
+		if err != nil {
+			return rules, usagef("--tz %q: unknown time zone (use an IANA name such as Europe/Berlin or UTC)", r.TZ)
+		}
+		rules.Location = loc
+	}
+	if err := rules.Check(); err != nil {
+		return rules, usageError{err}
+	}
+	return rules, nil
+}
+
+// pruneRequest is a prune job's params.
+type pruneRequest struct {
+	Resources []string         `json:"resources,omitempty"` // none: every resource
+	Rules     retentionRequest `json:"rules"`
+	DryRun    bool             `json:"dry_run,omitempty"`
+}
+
+func (r pruneRequest) target() string { return strings.Join(r.Resources, ",") }
+
+func (r *pruneRequest) check() error {
+	for _, n := range r.Resources {
 		if err := snapshot.CheckName("resource", n); err != nil {
 			return usagef("%v", err)
 		}
 	}
-	rep, err := v.Prune(names, rules, dryRun)
+	_, err := r.Rules.rules()
+	return err
+}
+
+func runPrune(_ context.Context, v *snapshot.Vault, r pruneRequest, jc *jobContext) (*snapshot.PruneReport, error) {
+	rules, err := r.Rules.rules()
 	if err != nil {
-		return err
+		return nil, err
 	}
+	rep, err := v.Prune(r.Resources, rules, r.DryRun)
+	if err != nil {
+		return nil, err
+	}
+	if !r.DryRun {
+		for _, c := range rep.Resources {
+			for _, d := range c.Decisions {
+				if !d.Keep {
+					jc.logf("removed %s", d.Name)
+				}
+			}
+		}
+	}
+	return rep, nil
+}
+
+// renderPrune prints each point's decision, its time in loc (the zone
+// of the rules).
+func renderPrune(env *cmdEnv, rep *snapshot.PruneReport, loc *time.Location, asJSON bool) error {
 	if asJSON {
 		return writeJSON(env.stdout, rep)
 	}
@@ -118,18 +194,22 @@ func runPrune(env *cmdEnv, v *snapshot.Vault, names []string, rules snapshot.Rul
 			if d.Keep {
 				verb = "keep"
 			}
-			t.row(verb, d.Name, d.Point.Time.In(rules.Location).Format("2006-01-02 15:04 MST"), strings.Join(d.Reasons, ", "))
+			at := d.Time
+			if tm, err := time.Parse(time.RFC3339, d.Time); err == nil {
+				at = tm.In(loc).Format("2006-01-02 15:04 MST")
+			}
+			t.row(verb, d.Name, at, strings.Join(d.Reasons, ", "))
 		}
 		if err := t.write(w); err != nil {
 			return err
 		}
 	}
 	verb := "removed"
-	if dryRun {
+	if rep.DryRun {
 		verb = "would remove (dry run: nothing deleted)"
 	}
 	fmt.Fprintf(w, "%s %d of %d points (%s)", verb, rep.Removed, rep.Removed+rep.Kept, rep.Rules)
-	if rep.Removed > 0 && !dryRun {
+	if rep.Removed > 0 && !rep.DryRun {
 		fmt.Fprint(w, "; cairn gc frees the space only they used")
 	}
 	fmt.Fprintln(w)

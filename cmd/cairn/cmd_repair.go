@@ -39,9 +39,6 @@ func newRepairCommand(env *cmdEnv) *cli.Command {
 			if err := args(c, 0, 0, "[--dry-run] [--json]"); err != nil {
 				return err
 			}
-			if env.vault != nil {
-				return errors.New("repair cannot run through a daemon: stop it first")
-			}
 			return runRepair(c.Context, env, env.path(env.vaultDir(c)), c.Bool("dry-run"), c.Bool("json"))
 		},
 	}

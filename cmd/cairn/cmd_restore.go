@@ -16,13 +16,25 @@ import (
 	"github.com/cairn-backup/cairn/snapshot"
 )
 
-type restoreOptions struct {
-	point   string
-	disk    string
-	target  string
-	force   bool
-	skipBad bool
-	json    bool
+// restoreRequest is a restore job's params.
+type restoreRequest struct {
+	Point       string `json:"point"`
+	Disk        string `json:"disk,omitempty"` // "": every disk (a directory target) or the only one
+	Target      string `json:"target"`         // absolute: a file, a block device or a directory
+	Force       bool   `json:"force,omitempty"`
+	SkipDamaged bool   `json:"skip_damaged,omitempty"`
+}
+
+func (r restoreRequest) target() string { return r.Point }
+
+func (r *restoreRequest) check() error {
+	switch {
+	case r.Point == "":
+		return usagef("usage: cairn restore POINT [--disk DISK] TARGET")
+	case !filepath.IsAbs(r.Target):
+		return usagef("target %q: the path must be absolute", r.Target)
+	}
+	return nil
 }
 
 func newRestoreCommand(env *cmdEnv) *cli.Command {
@@ -50,9 +62,11 @@ func newRestoreCommand(env *cmdEnv) *cli.Command {
 			if err := args(c, 2, 2, "POINT [--disk DISK] TARGET"); err != nil {
 				return err
 			}
-			o := restoreOptions{point: c.Args().Get(0), disk: c.String("disk"), target: env.path(c.Args().Get(1)),
-				force: c.Bool("force"), skipBad: c.Bool("skip-damaged"), json: c.Bool("json")}
-			return env.withVault(c, func(v *snapshot.Vault) error { return runRestore(c.Context, env, v, o) })
+			req := restoreRequest{Point: c.Args().Get(0), Disk: c.String("disk"), Target: env.path(c.Args().Get(1)),
+				Force: c.Bool("force"), SkipDamaged: c.Bool("skip-damaged")}
+			var results []restoreResult
+			return env.job(c, "restore", req, env.newProgress("restore", false), &results,
+				func() error { return renderRestore(env, results, c.Bool("json")) })
 		},
 	}
 }
@@ -67,77 +81,93 @@ type restoreResult struct {
 	Damaged *snapshot.DiskDamage `json:"damaged,omitempty"` // ranges left as zeros (--skip-damaged)
 }
 
-func runRestore(ctx context.Context, env *cmdEnv, v *snapshot.Vault, o restoreOptions) error {
-	p, err := v.Resolve(o.point)
+// runRestore writes the request's disks to its target. With
+// SkipDamaged, a damaged point restores what can be read: the results
+// list the damaged ranges, and the error says so.
+func runRestore(ctx context.Context, v *snapshot.Vault, r restoreRequest, jc *jobContext) ([]restoreResult, error) {
+	p, err := v.Resolve(r.Point)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	jc.setTarget(p.Name())
 	defer v.Hold(p)() // a prune and gc meanwhile do not pull blocks from under us
 	disks := p.Disks
-	if o.disk != "" {
-		d := p.Disk(o.disk)
+	if r.Disk != "" {
+		d := p.Disk(r.Disk)
 		if d == nil {
-			_, err := v.OpenDisk(p, o.disk) // for its error message
-			return err
+			_, err := v.OpenDisk(p, r.Disk) // for its error message
+			return nil, err
 		}
 		disks = []snapshot.Disk{*d}
 	}
 	targets := map[string]string{} // disk → path
-	st, err := os.Stat(o.target)
+	st, err := os.Stat(r.Target)
 	switch {
 	case err == nil && st.IsDir():
 		for _, d := range disks {
-			targets[d.Name] = filepath.Join(o.target, d.Name+".raw")
+			targets[d.Name] = filepath.Join(r.Target, d.Name+".raw")
 		}
 	case len(disks) > 1:
 		_, err := v.OpenDisk(p, "")
-		return err
+		return nil, err
 	default:
-		targets[disks[0].Name] = o.target
+		targets[disks[0].Name] = r.Target
 	}
-	var results []restoreResult
+	// One bar for every disk: bytes of all of them.
+	var total, before, written int64
+	for _, d := range disks {
+		total += d.Size
+	}
+	results := []restoreResult{}
 	var damaged []string
 	for _, d := range disks {
 		start := time.Now()
-		written, err := restoreDisk(ctx, env, v, p, &d, targets[d.Name], o)
+		progress := func(done, _ int64) { jc.progress(before+done, total) }
+		n, err := restoreDisk(ctx, v, p, &d, targets[d.Name], r, progress)
 		var dr *snapshot.DamagedRestore
 		if errors.As(err, &dr) {
 			damaged = append(damaged, dr.Error())
 			err = nil
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
-		r := restoreResult{Point: p.Name(), Disk: d.Name, Target: targets[d.Name],
-			Size: d.Size, Written: written, Seconds: seconds(time.Since(start))}
+		before += d.Size
+		written += n
+		res := restoreResult{Point: p.Name(), Disk: d.Name, Target: targets[d.Name],
+			Size: d.Size, Written: n, Seconds: seconds(time.Since(start))}
 		if dr != nil {
-			r.Damaged = &dr.Damage
+			res.Damaged = &dr.Damage
 		}
-		results = append(results, r)
+		jc.logf("restored disk %s to %s", d.Name, res.Target)
+		results = append(results, res)
 	}
-	if o.json {
-		if err := writeJSON(env.stdout, results); err != nil {
-			return err
-		}
-	} else {
-		for _, r := range results {
-			env.summaryf("restored %s disk %s to %s (%s) in %s", r.Point, r.Disk, r.Target,
-				bytesIEC(r.Size), shortDuration(time.Duration(r.Seconds*float64(time.Second))))
-		}
-	}
+	jc.setBytes("written", written)
 	if len(damaged) > 0 {
-		return fmt.Errorf("restored all but damaged ranges, written as zeros: %s", strings.Join(damaged, "; "))
+		return results, fmt.Errorf("restored all but damaged ranges, written as zeros: %s", strings.Join(damaged, "; "))
+	}
+	return results, nil
+}
+
+func renderRestore(env *cmdEnv, results []restoreResult, asJSON bool) error {
+	if asJSON {
+		return writeJSON(env.stdout, results)
+	}
+	for _, r := range results {
+		env.summaryf("restored %s disk %s to %s (%s) in %s", r.Point, r.Disk, r.Target,
+			bytesIEC(r.Size), shortDuration(secondsDuration(r.Seconds)))
 	}
 	return nil
 }
 
 // restoreDisk writes one disk to path: a block device in place, a file
 // through replaceFile, so no half-written file ever carries its name.
-func restoreDisk(ctx context.Context, env *cmdEnv, v *snapshot.Vault, p *snapshot.Point, d *snapshot.Disk, path string, o restoreOptions) (int64, error) {
-	force := o.force
+func restoreDisk(ctx context.Context, v *snapshot.Vault, p *snapshot.Point, d *snapshot.Disk, path string, r restoreRequest,
+	progress func(done, total int64)) (int64, error) {
+	force := r.Force
 	st, err := os.Stat(path)
 	if err == nil && st.Mode()&fs.ModeDevice != 0 && st.Mode()&fs.ModeCharDevice == 0 {
-		return restoreToDevice(ctx, env, v, p, d, path, o.skipBad)
+		return restoreToDevice(ctx, v, p, d, path, r.SkipDamaged, progress)
 	}
 	if err == nil && !st.Mode().IsRegular() {
 		return 0, fmt.Errorf("%s: not a regular file, directory or block device", path)
@@ -153,9 +183,7 @@ func restoreDisk(ctx context.Context, env *cmdEnv, v *snapshot.Vault, p *snapsho
 		if err := f.Truncate(d.Size); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		bar := env.newProgress("restore", false)
-		defer bar.done()
-		err := v.Restore(ctx, p, d.Name, f, snapshot.RestoreOptions{Progress: bar.update, SkipDamaged: o.skipBad})
+		err := v.Restore(ctx, p, d.Name, f, snapshot.RestoreOptions{Progress: progress, SkipDamaged: r.SkipDamaged})
 		var dr *snapshot.DamagedRestore
 		if errors.As(err, &dr) {
 			damage, err = err, nil
@@ -168,7 +196,8 @@ func restoreDisk(ctx context.Context, env *cmdEnv, v *snapshot.Vault, p *snapsho
 	return d.Allocated, damage
 }
 
-func restoreToDevice(ctx context.Context, env *cmdEnv, v *snapshot.Vault, p *snapshot.Point, d *snapshot.Disk, path string, skipBad bool) (int64, error) {
+func restoreToDevice(ctx context.Context, v *snapshot.Vault, p *snapshot.Point, d *snapshot.Disk, path string, skipBad bool,
+	progress func(done, total int64)) (int64, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return 0, err
@@ -182,9 +211,7 @@ func restoreToDevice(ctx context.Context, env *cmdEnv, v *snapshot.Vault, p *sna
 		return 0, fmt.Errorf("%w: %s holds %s, disk %s of %s needs %s", snapshot.ErrTargetTooSmall,
 			path, bytesIEC(size), d.Name, p.Name(), bytesIEC(d.Size))
 	}
-	bar := env.newProgress("restore", false)
-	err = v.Restore(ctx, p, d.Name, f, snapshot.RestoreOptions{WriteZeros: true, Progress: bar.update, SkipDamaged: skipBad})
-	bar.done()
+	err = v.Restore(ctx, p, d.Name, f, snapshot.RestoreOptions{WriteZeros: true, Progress: progress, SkipDamaged: skipBad})
 	var dr *snapshot.DamagedRestore
 	if err != nil && !errors.As(err, &dr) {
 		return 0, err

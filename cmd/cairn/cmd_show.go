@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 
 	"github.com/urfave/cli/v2"
 
@@ -23,33 +24,44 @@ func newShowCommand(env *cmdEnv) *cli.Command {
 			if err := args(c, 1, 1, "POINT [--json]"); err != nil {
 				return err
 			}
-			return env.withVault(c, func(v *snapshot.Vault) error {
-				return runShow(env, v, c.Args().First(), c.Bool("json"))
+			ref := c.Args().First()
+			sv, err := ask(env, c, http.MethodGet, pathOf("points", ref), nil, nil, func(v *snapshot.Vault) (*showView, error) {
+				return showPoint(v, ref)
 			})
+			if err != nil {
+				return err
+			}
+			return renderShow(env, sv, c.Bool("json"))
 		},
 	}
 }
 
-func runShow(env *cmdEnv, v *snapshot.Vault, ref string, asJSON bool) error {
+// showPoint is one point in detail: GET /v1/points/{point}.
+func showPoint(v *snapshot.Vault, ref string) (*showView, error) {
 	p, err := v.Resolve(ref)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	view, err := newPointViewIn(v, p)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	sv := showView{pointView: view}
+	sv := &showView{pointView: view}
 	for _, d := range view.Disks {
 		sv.Disks = append(sv.Disks, newShowDiskView(v, p, d))
 	}
+	return sv, nil
+}
+
+func renderShow(env *cmdEnv, sv *showView, asJSON bool) error {
 	if asJSON {
 		return writeJSON(env.stdout, sv)
 	}
+	view := sv.pointView
 	w := env.stdout
 	fmt.Fprintf(w, "point:      %s\n", view.Point)
-	local := p.Time.In(env.location()).Format("2006-01-02 15:04:05 MST")
-	if utc := p.Time.UTC().Format("2006-01-02 15:04:05 UTC"); utc != local {
+	local := view.Time.In(env.location()).Format("2006-01-02 15:04:05 MST")
+	if utc := view.Time.UTC().Format("2006-01-02 15:04:05 UTC"); utc != local {
 		local += " (" + utc + ")"
 	}
 	fmt.Fprintf(w, "time:       %s\n", local)
@@ -57,7 +69,7 @@ func runShow(env *cmdEnv, v *snapshot.Vault, ref string, asJSON bool) error {
 	if view.Parent != "" {
 		fmt.Fprintf(w, "compared:   %s (this point does not depend on it)\n", view.Parent)
 	}
-	if c := p.DiskChanges(); !c.None() {
+	if c := view.DiskChanges; !c.None() {
 		fmt.Fprintf(w, "disks:      %s\n", c)
 	}
 	if d := view.Damaged; d != nil {
@@ -70,10 +82,10 @@ func runShow(env *cmdEnv, v *snapshot.Vault, ref string, asJSON bool) error {
 	fmt.Fprintf(w, "allocated:  %s\n", bytesIEC(view.Allocated))
 	fmt.Fprintf(w, "changed:    %s\n", bytesIEC(view.Changed))
 	fmt.Fprintf(w, "added:      %s to the vault\n", bytesIEC(view.Added))
-	fmt.Fprintf(w, "took:       %s\n\n", shortDuration(p.Duration))
+	fmt.Fprintf(w, "took:       %s\n\n", shortDuration(secondsDuration(view.Seconds)))
 	t := newTable(2, 3, 4, 5)
 	t.row("DISK", "TYPE", "SIZE", "ALLOCATED", "CHANGED", "ADDED", "SOURCE")
-	for _, d := range view.Disks {
+	for _, d := range sv.Disks {
 		typ := d.Type
 		if d.Base != "" && d.Base != d.Name {
 			typ += " (was " + d.Base + ")"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/urfave/cli/v2"
 
@@ -26,36 +27,52 @@ func newStatsCommand(env *cmdEnv) *cli.Command {
 			if err := args(c, 0, 0, "[--json]"); err != nil {
 				return err
 			}
-			return env.withVault(c, func(v *snapshot.Vault) error { return runStats(c.Context, env, v, c.Bool("json")) })
+			st, err := ask(env, c, http.MethodGet, "/stats", nil, nil, func(v *snapshot.Vault) (*statsView, error) {
+				return vaultStats(c.Context, v)
+			})
+			if err != nil {
+				return err
+			}
+			return renderStats(env, st, c.Bool("json"))
 		},
 	}
 }
 
-func runStats(ctx context.Context, env *cmdEnv, v *snapshot.Vault, asJSON bool) error {
+// statsView is what stats --json prints and GET /v1/stats answers.
+type statsView struct {
+	*snapshot.Stats
+	ChunkSize   int    `json:"chunk_size"`
+	Compression string `json:"compression"`
+	Used        int64  `json:"used"`
+	Capacity    int64  `json:"capacity,omitempty"`
+	Reclaimable *int64 `json:"reclaimable,omitempty"` // bytes gc would free now (absent while a gc runs)
+	Held        *int64 `json:"held_by_readers,omitempty"`
+}
+
+func vaultStats(ctx context.Context, v *snapshot.Vault) (*statsView, error) {
 	s, err := v.Stats()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cfg := v.Config()
 	free, held, err := v.Reclaimable(ctx)
 	if err != nil && !errors.Is(err, snapshot.ErrGCRunning) {
-		return err
+		return nil, err
 	}
-	gcRunning := err != nil
+	out := &statsView{Stats: s, ChunkSize: cfg.BlockSize, Compression: cfg.Compression, Used: v.Used(), Capacity: cfg.Capacity}
+	if err == nil {
+		out.Reclaimable, out.Held = &free, &held
+	}
+	return out, nil
+}
+
+func renderStats(env *cmdEnv, st *statsView, asJSON bool) error {
 	if asJSON {
-		out := struct {
-			*snapshot.Stats
-			ChunkSize   int    `json:"chunk_size"`
-			Compression string `json:"compression"`
-			Used        int64  `json:"used"`
-			Capacity    int64  `json:"capacity,omitempty"`
-			Reclaimable *int64 `json:"reclaimable,omitempty"` // bytes gc would free now (absent while a gc runs)
-			Held        *int64 `json:"held_by_readers,omitempty"`
-		}{Stats: s, ChunkSize: cfg.BlockSize, Compression: cfg.Compression, Used: v.Used(), Capacity: cfg.Capacity}
-		if !gcRunning {
-			out.Reclaimable, out.Held = &free, &held
-		}
-		return writeJSON(env.stdout, out)
+		return writeJSON(env.stdout, st)
+	}
+	s := st.Stats
+	if s == nil {
+		s = &snapshot.Stats{}
 	}
 	w := env.stdout
 	fmt.Fprintf(w, "resources:          %d\n", s.Resources)
@@ -67,14 +84,14 @@ func runStats(ctx context.Context, env *cmdEnv, v *snapshot.Vault, asJSON bool) 
 	fmt.Fprintf(w, "blocks:             %d\n", s.Blocks)
 	fmt.Fprintf(w, "dedup ratio:        %.2fx\n", s.DedupRatio)
 	fmt.Fprintf(w, "compression ratio:  %.2fx\n", s.CompressionRatio)
-	fmt.Fprintf(w, "chunk size:         %s, compression %s\n", bytesIEC(int64(cfg.BlockSize)), cfg.Compression)
-	fmt.Fprintf(w, "capacity:           %s\n", capacityLine(v.Used(), cfg.Capacity))
-	if gcRunning {
+	fmt.Fprintf(w, "chunk size:         %s, compression %s\n", bytesIEC(int64(st.ChunkSize)), st.Compression)
+	fmt.Fprintf(w, "capacity:           %s\n", capacityLine(st.Used, st.Capacity))
+	if st.Reclaimable == nil {
 		fmt.Fprintln(w, "reclaimable:        (a gc is running)")
 	} else {
-		fmt.Fprintf(w, "reclaimable:        %s (cairn gc frees it now)\n", bytesIEC(free))
-		if held > 0 {
-			fmt.Fprintf(w, "held by readers:    %s (deleted points with files open in the mount; freed once closed)\n", bytesIEC(held))
+		fmt.Fprintf(w, "reclaimable:        %s (cairn gc frees it now)\n", bytesIEC(*st.Reclaimable))
+		if st.Held != nil && *st.Held > 0 {
+			fmt.Fprintf(w, "held by readers:    %s (deleted points with files open in the mount; freed once closed)\n", bytesIEC(*st.Held))
 		}
 	}
 	return nil

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 
 	"github.com/urfave/cli/v2"
 
@@ -27,7 +29,13 @@ func newVaultCommand(env *cmdEnv) *cli.Command {
 					if err := args(c, 0, 0, "[--json]"); err != nil {
 						return err
 					}
-					return env.withVault(c, func(v *snapshot.Vault) error { return runVaultShow(env, v, c.Bool("json")) })
+					vv, err := ask(env, c, http.MethodGet, "/vault", nil, nil, func(v *snapshot.Vault) (*vaultView, error) {
+						return newVaultView(v), nil
+					})
+					if err != nil {
+						return err
+					}
+					return renderVault(env, vv, c.Bool("json"))
 				},
 			},
 			{
@@ -49,12 +57,14 @@ func newVaultCommand(env *cmdEnv) *cli.Command {
 					if err != nil {
 						return err
 					}
-					return env.withVault(c, func(v *snapshot.Vault) error {
-						if err := v.SetCapacity(c.Context, capacity); err != nil {
-							return err
-						}
-						return runVaultShow(env, v, false)
+					req := vaultSettings{Capacity: &capacity}
+					vv, err := ask(env, c, http.MethodPut, "/vault", nil, req, func(v *snapshot.Vault) (*vaultView, error) {
+						return setVault(c.Context, v, req)
 					})
+					if err != nil {
+						return err
+					}
+					return renderVault(env, vv, false)
 				},
 			},
 		},
@@ -73,6 +83,7 @@ func parseCapacity(s string) (int64, error) {
 	return n, nil
 }
 
+// vaultView is what vault show --json prints and GET /v1/vault answers.
 type vaultView struct {
 	Dir         string `json:"dir"`
 	Format      int    `json:"format"`
@@ -83,10 +94,32 @@ type vaultView struct {
 	Used        int64  `json:"used"`
 }
 
-func runVaultShow(env *cmdEnv, v *snapshot.Vault, asJSON bool) error {
+func newVaultView(v *snapshot.Vault) *vaultView {
 	cfg := v.Config()
-	vv := vaultView{Dir: v.Dir(), Format: cfg.Format, ID: cfg.ID, ChunkSize: cfg.BlockSize, Compression: cfg.Compression,
+	return &vaultView{Dir: v.Dir(), Format: cfg.Format, ID: cfg.ID, ChunkSize: cfg.BlockSize, Compression: cfg.Compression,
 		Capacity: cfg.Capacity, Used: v.Used()}
+}
+
+// vaultSettings is the body of PUT /v1/vault: the settings to change,
+// the others left out.
+type vaultSettings struct {
+	Capacity *int64 `json:"capacity,omitempty"` // bytes; 0: none
+}
+
+func setVault(ctx context.Context, v *snapshot.Vault, s vaultSettings) (*vaultView, error) {
+	if s.Capacity == nil {
+		return nil, usagef("nothing to set: give --capacity SIZE or --capacity none")
+	}
+	if *s.Capacity < 0 {
+		return nil, usagef("capacity %d: give a size in bytes, or 0 for none", *s.Capacity)
+	}
+	if err := v.SetCapacity(ctx, *s.Capacity); err != nil {
+		return nil, err
+	}
+	return newVaultView(v), nil
+}
+
+func renderVault(env *cmdEnv, vv *vaultView, asJSON bool) error {
 	if asJSON {
 		return writeJSON(env.stdout, vv)
 	}

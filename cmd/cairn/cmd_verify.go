@@ -32,54 +32,69 @@ func newVerifyCommand(env *cmdEnv) *cli.Command {
 			if err := args(c, 0, 0, "[--data] [--json]"); err != nil {
 				return err
 			}
-			return env.withVault(c, func(v *snapshot.Vault) error {
-				return runVerify(c.Context, env, v, c.Bool("data"), c.Bool("json"))
-			})
+			req := verifyRequest{Data: c.Bool("data")}
+			var rep snapshot.VerifyReport
+			return env.job(c, "verify", req, env.newProgress("verify", !req.Data), &rep,
+				func() error { return renderVerify(env, &rep, req.Data, c.Bool("json")) })
 		},
 	}
 }
 
-func runVerify(ctx context.Context, env *cmdEnv, v *snapshot.Vault, data, asJSON bool) error {
-	bar := env.newProgress("verify", !data)
-	rep, err := v.Verify(ctx, snapshot.VerifyOptions{Data: data, Progress: bar.update})
-	bar.done()
+// verifyRequest is a verify job's params.
+type verifyRequest struct {
+	Data bool `json:"data,omitempty"` // read back and re-hash every stored block
+}
+
+func (verifyRequest) target() string { return "" }
+
+// runVerify checks the vault. A vault with problems is an error, with
+// the report as the result.
+func runVerify(ctx context.Context, v *snapshot.Vault, r verifyRequest, jc *jobContext) (*snapshot.VerifyReport, error) {
+	rep, err := v.Verify(ctx, snapshot.VerifyOptions{Data: r.Data, Progress: jc.progress})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if asJSON {
-		if err := writeJSON(env.stdout, rep); err != nil {
-			return err
-		}
-	} else {
-		what := "structure"
-		if data {
-			what = fmt.Sprintf("structure and %s of data", bytesIEC(rep.BytesChecked))
-		}
-		fmt.Fprintf(env.stdout, "checked %s: %d points, %d packs, %d blocks\n", what, rep.Points, rep.Packs, rep.Blocks)
-		for _, n := range rep.Notes {
-			fmt.Fprintf(env.stdout, "note: %s\n", n)
-		}
-		for _, p := range rep.Problems {
-			fmt.Fprintf(env.stdout, "problem: %s", p.What)
-			if len(p.Points) > 0 {
-				fmt.Fprintf(env.stdout, " (affects %s)", strings.Join(p.Points, ", "))
-			}
-			fmt.Fprintln(env.stdout)
-		}
-		printDamage(env.stdout, rep.Damaged)
-		if rep.OK() {
-			fmt.Fprintln(env.stdout, "no problems found")
-		} else if len(rep.Damaged) > 0 {
-			fmt.Fprintln(env.stdout, "the damaged ranges are recorded: the next backup of the same data stores good copies,\n"+
-				"and restore --skip-damaged restores everything else")
-		}
+	if r.Data {
+		jc.setBytes("checked", rep.BytesChecked)
+	}
+	for _, p := range rep.Problems {
+		jc.logf("problem: %s", p.What)
 	}
 	if !rep.OK() {
 		msg := fmt.Sprintf("verify found %d problem(s)", len(rep.Problems))
 		if len(rep.DamagedPoints) > 0 {
 			msg += "; damaged points: " + strings.Join(rep.DamagedPoints, ", ")
 		}
-		return fmt.Errorf("%s", msg)
+		return rep, fmt.Errorf("%s", msg)
+	}
+	return rep, nil
+}
+
+func renderVerify(env *cmdEnv, rep *snapshot.VerifyReport, data, asJSON bool) error {
+	if asJSON {
+		return writeJSON(env.stdout, rep)
+	}
+	what := "structure"
+	if data {
+		what = fmt.Sprintf("structure and %s of data", bytesIEC(rep.BytesChecked))
+	}
+	fmt.Fprintf(env.stdout, "checked %s: %d points, %d packs, %d blocks\n", what, rep.Points, rep.Packs, rep.Blocks)
+	for _, n := range rep.Notes {
+		fmt.Fprintf(env.stdout, "note: %s\n", n)
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(env.stdout, "problem: %s", p.What)
+		if len(p.Points) > 0 {
+			fmt.Fprintf(env.stdout, " (affects %s)", strings.Join(p.Points, ", "))
+		}
+		fmt.Fprintln(env.stdout)
+	}
+	printDamage(env.stdout, rep.Damaged)
+	if rep.OK() {
+		fmt.Fprintln(env.stdout, "no problems found")
+	} else if len(rep.Damaged) > 0 {
+		fmt.Fprintln(env.stdout, "the damaged ranges are recorded: the next backup of the same data stores good copies,\n"+
+			"and restore --skip-damaged restores everything else")
 	}
 	return nil
 }

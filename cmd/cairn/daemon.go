@@ -2,16 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -21,18 +18,28 @@ import (
 	"github.com/cairn-backup/cairn/snapshot"
 )
 
-// daemon owns an open vault: it serves other cairn commands on a unix
-// socket and, optionally, the FUSE mount of every point.
+// daemon owns an open vault: it serves the API (server.go) on a unix
+// socket, runs jobs, and optionally serves the FUSE mount of every point.
+//
+// It runs the vault's policies on their schedules (scheduler.go), each
+// run a job, and with --listen serves Prometheus metrics on TCP.
 type daemon struct {
-	vault  *snapshot.Vault
-	dir    string      // the vault's directory, absolute
-	dirFI  os.FileInfo // and its identity, to compare a client's vault with
-	sock   string
-	ln     net.Listener
-	mount  *fuse.Server
-	mpoint string
-	log    *log.Logger
-	jobs   sync.WaitGroup
+	vault   *snapshot.Vault
+	dir     string      // the vault's directory, absolute
+	dirFI   os.FileInfo // and its identity, to compare a client's vault with
+	sock    string
+	uid     int // the daemon's uid: it and root may use the API
+	ln      net.Listener
+	srv     *http.Server
+	mux     *http.ServeMux
+	mount   *fuse.Server
+	mpoint  string
+	log     *log.Logger
+	jobs    *jobManager
+	sched   *scheduler
+	metrics *metrics
+	ctx     context.Context // ends at shutdown; every job's parent
+	started time.Time
 }
 
 type daemonOptions struct {
@@ -43,6 +50,7 @@ type daemonOptions struct {
 	diskMode   os.FileMode // of disk files in the mount
 	diskGid    *uint32     // nil: the process's group
 	cacheSize  int64
+	listen     string // ADDR of the /metrics server; "": none
 }
 
 // runDaemon serves until ctx ends (SIGINT, SIGTERM) or the mount is
@@ -58,7 +66,9 @@ func runDaemon(ctx context.Context, env *cmdEnv, o daemonOptions) error {
 		return err
 	}
 	defer v.Close()
-	d := &daemon{vault: v, sock: o.socket, log: logger}
+	clock := time.Now
+	d := &daemon{vault: v, sock: o.socket, log: logger, uid: os.Getuid(), started: clock(),
+		jobs: &jobManager{clock: clock, logf: logger.Printf}}
 	if d.dir, err = filepath.Abs(o.vault); err != nil {
 		return err
 	}
@@ -72,6 +82,15 @@ func runDaemon(ctx context.Context, env *cmdEnv, o daemonOptions) error {
 		return err
 	}
 	defer d.closeSocket()
+	d.metrics = newMetrics(v, func(ctx context.Context) ([]policyView, error) { return listPolicies(ctx, v) })
+	d.jobs.ended = func(kind string, state jobState) { d.metrics.jobEnded(kind, string(state)) }
+	var metricsLn net.Listener
+	if o.listen != "" {
+		if metricsLn, err = net.Listen("tcp", o.listen); err != nil {
+			return fmt.Errorf("--listen %s: %w", o.listen, err)
+		}
+		defer metricsLn.Close()
+	}
 
 	var unmounted chan struct{}
 	if o.mountpoint != "" {
@@ -92,8 +111,27 @@ func runDaemon(ctx context.Context, env *cmdEnv, o daemonOptions) error {
 		logger.Printf("tell systemd the daemon is ready: %v", err)
 	}
 
-	serveCtx, cancelJobs := context.WithCancel(ctx)
-	go d.serve(serveCtx)
+	serveCtx, stopServing := context.WithCancel(ctx)
+	d.ctx = serveCtx
+	d.mux = d.routes()
+	d.srv = &http.Server{
+		Handler:           d,
+		ConnContext:       withPeer,
+		BaseContext:       func(net.Listener) context.Context { return serveCtx },
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          logger,
+	}
+	go d.srv.Serve(d.ln)
+	if metricsLn != nil {
+		msrv := &http.Server{Handler: d.metrics.handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: logger}
+		go msrv.Serve(metricsLn)
+		defer msrv.Close()
+		logger.Printf("serving metrics on http://%s/metrics", metricsLn.Addr())
+	}
+	d.sched = newScheduler(v.Store().Storage(), newPolicyRunner(v, clock), managerJobs{ctx: serveCtx, m: d.jobs}, logger.Printf)
+	schedDone := make(chan struct{})
+	go func() { d.sched.loop(serveCtx); close(schedDone) }()
+	defer func() { <-schedDone }()
 	select {
 	case <-ctx.Done():
 		logger.Printf("shutting down")
@@ -101,8 +139,16 @@ func runDaemon(ctx context.Context, env *cmdEnv, o daemonOptions) error {
 	case <-unmounted:
 		logger.Printf("%s was unmounted; shutting down", o.mountpoint)
 	}
-	cancelJobs()
-	d.ln.Close()
+	// Jobs first, so that their followers say why they ended; then the
+	// server, once its answers are over.
+	d.jobs.shutdown(errShuttingDown)
+	stopServing()
+	d.jobs.wait()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := d.srv.Shutdown(shutCtx); err != nil {
+		d.srv.Close()
+	}
+	cancel()
 	if d.mount != nil {
 		select {
 		case <-unmounted:
@@ -122,7 +168,6 @@ func runDaemon(ctx context.Context, env *cmdEnv, o daemonOptions) error {
 			}
 		}
 	}
-	d.jobs.Wait()
 	return nil
 }
 
@@ -154,87 +199,4 @@ func (d *daemon) listen() error {
 func (d *daemon) closeSocket() {
 	d.ln.Close()
 	os.Remove(d.sock)
-}
-
-func (d *daemon) serve(ctx context.Context) {
-	for {
-		conn, err := d.ln.Accept()
-		if err != nil {
-			return
-		}
-		d.jobs.Add(1)
-		go func() {
-			defer d.jobs.Done()
-			defer conn.Close()
-			d.handle(ctx, conn)
-		}()
-	}
-}
-
-// handle runs one client's command line with the daemon's vault.
-func (d *daemon) handle(ctx context.Context, conn net.Conn) {
-	typ, payload, err := readFrame(conn)
-	if err != nil || typ != frameRequest {
-		return
-	}
-	var req daemonRequest
-	if err := json.Unmarshal(payload, &req); err != nil || len(req.Args) == 0 {
-		return
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		// Any frame or a closed connection means the client is gone or
-		// pressed Ctrl-C: cancel its job.
-		readFrame(conn)
-		cancel()
-	}()
-	var mu sync.Mutex
-	env := &cmdEnv{
-		stdout:         frameWriter{&mu, conn, frameStdout},
-		stderr:         frameWriter{&mu, conn, frameStderr},
-		terminal:       req.Terminal,
-		stdoutTerminal: req.StdoutTerminal,
-		width:          req.Width,
-		stdoutWidth:    req.StdoutWidth,
-		getenv:         func(k string) string { return req.Env[k] },
-		cwd:            req.Cwd,
-		vault:          d.vault,
-	}
-	if req.TZ != "" {
-		if loc, err := time.LoadLocation(strings.TrimPrefix(req.TZ, ":")); err == nil {
-			env.loc = loc
-		}
-	}
-	cmd, _, _, _ := commandOf(req.Args, env.getenv)
-	code := 1
-	if err := d.checkVault(req); err != nil {
-		d.log.Printf("refused %s for a client: %v", cmd, err)
-		reportError(env, req.Args, 1, oneLine(err))
-	} else {
-		d.log.Printf("running %s for a client", cmd)
-		code = run(ctx, env, req.Args)
-	}
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], uint32(code))
-	mu.Lock()
-	writeFrame(conn, frameExit, b[:])
-	mu.Unlock()
-}
-
-// checkVault refuses a request that names a vault other than the
-// daemon's. A client finds the daemon through CAIRN_SOCKET whatever
-// vault its command names; running the command on the daemon's vault
-// instead would back up into, or delete from, the wrong one. Comparing
-// the directories' identities lets symlinks and relative paths agree.
-func (d *daemon) checkVault(req daemonRequest) error {
-	if !req.VaultNamed {
-		return nil
-	}
-	if fi, err := os.Stat(req.Vault); err == nil && os.SameFile(fi, d.dirFI) {
-		return nil
-	}
-	return fmt.Errorf("this command names vault %s, but the daemon at %s serves %s: "+
-		"unset CAIRN_SOCKET to use %s, or name %s (or no vault) to use the daemon's",
-		req.Vault, d.sock, d.dir, req.Vault, d.dir)
 }

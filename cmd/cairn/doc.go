@@ -1,16 +1,29 @@
 // Command cairn backs up disks into a deduplicated vault whose every
 // point can be restored, verified, exported and mounted.
 //
-// Layout: one file per command (cmd_*.go), each with newXCommand
-// building flags and runX doing the work against a *snapshot.Vault.
-// cmdEnv carries everything a command may take from its surroundings
-// (streams, terminal, environment, working directory, an open vault), so
-// the same code runs from a terminal and inside a daemon.
+// Layout: one file per command (cmd_*.go). newXCommand builds the flags
+// into a typed request (paths made absolute); runX (or a function named
+// for what it answers: listPoints, showPoint, ...) is the compute half:
+// it does the work against a *snapshot.Vault and returns a view, the
+// struct --json prints; renderX is the render half: it prints a view as
+// text or JSON with the user's terminal, time zone and --quiet (cmdEnv
+// carries them). Compute runs where the vault is open, render always in
+// the user's process, so output is the same with or without a daemon.
 //
 // Processes: a long-running cairn (daemon, mount) owns the vault and
-// serves the other commands on VAULT/cairn.sock (proto.go, daemon.go);
-// every other command first tries that socket (client.go) and otherwise
-// opens the vault itself.
+// serves a versioned HTTP API on VAULT/cairn.sock (daemon.go, server*.go;
+// API.md documents it). Every other command looks for that socket
+// (client.go) and, when a daemon answers, calls its typed endpoints:
+// quick reads are GETs answering views, cat and export -o - stream bytes,
+// and work runs as jobs (jobs.go) whose events the command follows; a
+// job's kind (api.go: jobKinds) runs the same compute half as the
+// command without a daemon (dispatch.go), which opens the vault itself.
+//
+// Jobs: every backup, restore, export, verify, prune, gc, delete, pin
+// and unpin the daemon runs is a job, with an ID, a kind, a target, a
+// trigger (manual, or a policy), a state, progress, a bounded log and a
+// result. jobManager runs and remembers them; cairn jobs, job show and
+// cancel talk to it.
 //
 // Exit codes: 0 success, 1 failure (one "cairn: ..." line on stderr),
 // 2 wrong command line, 130 interrupted.

@@ -18,8 +18,10 @@ import (
 	"github.com/cairn-backup/cairn/snapshot"
 )
 
-// cmdEnv is everything a command may use from its surroundings, so that
-// commands run the same from a terminal and inside the daemon.
+// cmdEnv is everything a command may use from its surroundings: its
+// streams, its terminal and its environment. Commands print through it
+// alone, so their output is the same whether the work runs here or in
+// the daemon that owns the vault.
 type cmdEnv struct {
 	stdout, stderr io.Writer
 	terminal       bool // stderr is a terminal: show progress
@@ -27,21 +29,17 @@ type cmdEnv struct {
 	width          int  // columns of the terminal on stderr; 0 = not a terminal
 	stdoutWidth    int  // columns of the terminal on stdout; 0 = not a terminal
 	getenv         func(string) string
-	cwd            string // resolve relative paths against this; "" = process cwd
 
 	// Set from the global flags once the command line is parsed.
 	quiet      bool // --quiet: results and errors only
 	noProgress bool // --no-progress
 
-	// policiesChanged, inside the daemon, tells its scheduler to look
-	// at the policies again.
-	policiesChanged func()
+	// jobLog, when set, gets the log lines of the job a command runs
+	// (cairn run prints its hooks' output).
+	jobLog io.Writer
 
 	// loc is the user's time zone for printed times; nil = time.Local.
 	loc *time.Location
-
-	// vault, when set, is an already open vault (inside the daemon).
-	vault *snapshot.Vault
 }
 
 const defaultVault = "/var/lib/cairn"
@@ -57,20 +55,17 @@ func jsonFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "json", Usage: "print machine-readable JSON"}
 }
 
-// path makes a user-given path absolute, against the working directory
-// of the user's command (the client's, inside the daemon), so what is
-// recorded and printed is the same whether or not a daemon runs.
+// path makes a user-given path absolute, against the working directory,
+// so what is recorded and printed is the same whether or not a daemon
+// opens it. "" and "-" (stdout) stay as they are.
 func (e *cmdEnv) path(p string) string {
 	if p == "" || p == "-" || filepath.IsAbs(p) {
 		return p
 	}
-	if e.cwd == "" {
-		if abs, err := filepath.Abs(p); err == nil {
-			return abs
-		}
-		return p
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
 	}
-	return filepath.Join(e.cwd, p)
+	return p
 }
 
 // location is the time zone to print times in.
@@ -89,12 +84,8 @@ func (e *cmdEnv) summaryf(format string, args ...any) {
 	}
 }
 
-// withVault opens the vault named by --vault (or uses the daemon's) and
-// runs fn with it.
+// withVault opens the vault named by --vault and runs fn with it.
 func (e *cmdEnv) withVault(c *cli.Context, fn func(v *snapshot.Vault) error) error {
-	if e.vault != nil {
-		return fn(e.vault)
-	}
 	dir := e.path(e.vaultDir(c))
 	readOnly := slices.Contains(readOnlyCommands, c.Command.Name)
 	o := snapshot.Options{Logf: e.warnf, ReadOnly: readOnly}
@@ -115,7 +106,7 @@ func (e *cmdEnv) withVault(c *cli.Context, fn func(v *snapshot.Vault) error) err
 
 // readOnlyCommands only read the vault: they work on a vault whose
 // filesystem is full or read-only.
-var readOnlyCommands = []string{"points", "show", "ls", "cat", "restore", "export", "verify", "stats"}
+var readOnlyCommands = []string{"points", "show", "ls", "cat", "restore", "export", "verify", "stats", "status"}
 
 // vaultOpenError adds what to do to the errors a user can mend.
 func vaultOpenError(dir string, err error) error {

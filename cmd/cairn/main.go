@@ -31,36 +31,41 @@ func main() {
 	if path := os.Getenv("CAIRN_CPUPROFILE"); path != "" {
 		atExit = append(atExit, startProfile(path))
 	}
-	code, err := viaDaemon(ctx, env, os.Args)
-	if errors.Is(err, errNoDaemon) {
-		code = run(ctx, env, os.Args)
-	} else if err != nil {
-		code = 1
-		reportError(env, os.Args, code, oneLine(err))
-	}
+	code := run(ctx, env, os.Args)
 	stop()
 	exit(code)
 }
 
-// run executes one command line and returns the process exit code.
+// run executes one command line and returns the process exit code. A
+// command that works on a vault a daemon owns has the daemon do the
+// work (dispatch.go), with the same output and exit code.
 func run(ctx context.Context, env *cmdEnv, args []string) int {
 	app := newApp(env)
 	err := app.RunContext(ctx, interleaveFlags(app, args))
 	if err == nil {
 		return 0
 	}
+	code, msg := exitCode(err)
+	reportError(env, args, code, msg)
+	return code
+}
+
+// exitCode is the exit code and the one line of a command's error: 2 for
+// a wrong command line (or request), 130 when interrupted, 1 otherwise.
+func exitCode(err error) (int, string) {
+	var re *remoteError
 	var ue usageError
-	code, msg := 1, oneLine(err)
 	switch {
+	case errors.As(err, &re):
+		return re.code, re.msg
 	case errors.As(err, &ue):
-		code = 2
+		return 2, oneLine(err)
 	case errors.Is(err, context.Canceled):
 		// Ctrl-C or SIGTERM: what was cut short is not an error to
 		// explain ("context canceled" deep in some step).
-		code, msg = 130, "interrupted"
+		return 130, "interrupted"
 	}
-	reportError(env, args, code, msg)
-	return code
+	return 1, oneLine(err)
 }
 
 // reportError prints a failed command's error: one "cairn: " line, or

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cairn-backup/cairn/snapshot"
 )
@@ -58,6 +60,14 @@ func newMetrics(v *snapshot.Vault, policies func(ctx context.Context) ([]policyV
 // jobEnded counts a job that ended with result (succeeded, failed,
 // canceled, skipped).
 func (m *metrics) jobEnded(kind, result string) { m.jobs.WithLabelValues(kind, result).Inc() }
+
+// handler serves /metrics in Prometheus' text format; every other path
+// is 404.
+func (m *metrics) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	return mux
+}
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPolicySuccess, descPolicyDuration, descPolicyRun, descPolicyOK,

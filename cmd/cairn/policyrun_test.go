@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -41,12 +44,12 @@ func newRunnerFixture(t *testing.T, size int) *runnerFixture {
 	if err := os.WriteFile(disk, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := &cmdEnv{getenv: func(k string) string {
+	getenv := func(k string) string {
 		if k == "PATH" {
 			return os.Getenv("PATH")
 		}
 		return ""
-	}}
+	}
 	post := filepath.Join(dir, "post.env")
 	p := &policy.Policy{Name: "vm", Sources: []policy.Source{{Disk: "vda", Path: disk}},
 		Schedule:  policy.Schedule{Every: time.Hour},
@@ -54,7 +57,7 @@ func newRunnerFixture(t *testing.T, size int) *runnerFixture {
 		PostHook:  []string{"/bin/sh", "-c", "env | grep ^CAIRN_ | sort > " + post},
 		Created:   time.Now()}
 	p.SetDefaults()
-	return &runnerFixture{v: v, r: &policyRunner{v: v, env: env, clock: time.Now, gcShare: defaultGCShare},
+	return &runnerFixture{v: v, r: &policyRunner{v: v, getenv: getenv, clock: time.Now, gcShare: defaultGCShare},
 		dir: dir, disk: disk, policy: p}
 }
 
@@ -169,3 +172,10 @@ func (c *cancelAt) Progress(done, total int64) {
 		c.cancel()
 	}
 }
+
+// testReport keeps a run's log.
+type testReport struct{ log bytes.Buffer }
+
+func (r *testReport) Progress(done, total int64)      {}
+func (r *testReport) Logf(format string, args ...any) { fmt.Fprintf(&r.log, format+"\n", args...) }
+func (r *testReport) Log() io.Writer                  { return &r.log }

@@ -110,3 +110,20 @@ func (p *progressBar) done() {
 		fmt.Fprintf(p.w, "\r%s\r", strings.Repeat(" ", p.drawn))
 	}
 }
+
+// above prints with print on a line of its own: the bar's line is
+// cleared first and drawn again at the next update. A nil bar just
+// prints.
+func (p *progressBar) above(print func()) {
+	if p == nil {
+		print()
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn > 0 {
+		fmt.Fprintf(p.w, "\r%s\r", strings.Repeat(" ", p.drawn))
+		p.drawn, p.last = 0, time.Time{}
+	}
+	print()
+}

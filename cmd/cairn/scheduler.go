@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"sync"
 	"time"
 
 	"github.com/cairn-backup/cairn/chunkstore/storage"
@@ -23,32 +21,47 @@ import (
 type scheduler struct {
 	st     storage.Storage
 	runner *policyRunner
+	runs   *policyRuns
 	jobs   policyJobs
 	logf   func(string, ...any)
 
-	mu      sync.Mutex
-	running map[string]string // policy → its running job's ID
-	stateMu sync.Mutex        // a run's end and a tick both update states
-	bad     map[string]string // damaged policies, logged once
-	kick    chan struct{}     // a policy changed: look again now
+	bad  map[string]string // damaged policies, logged once
+	kick chan struct{}     // a policy changed: look again now
 }
 
 // policyJobs is what the scheduler needs of the daemon's jobs.
 type policyJobs interface {
-	// start runs fn as a job of kind "backup", its target the policy's
-	// resource, its trigger "policy NAME"; done is closed when it ends.
-	start(name string, fn func(ctx context.Context, rep runReport) (any, error)) (id string, done <-chan struct{})
-	// skipped records a job that was not run, and why.
+	// start runs fn as a job of kind "run", its target the policy, its
+	// trigger "schedule"; done is closed when it ends.
+	start(name string, fn func(ctx context.Context, rep runReport, jobID string) (any, error)) (id string, done <-chan struct{})
+	// skipped records a run that was not started, and why.
 	skipped(name, reason string) (id string)
 }
 
-func newScheduler(st storage.Storage, runner *policyRunner, jobs policyJobs, logf func(string, ...any)) *scheduler {
-	return &scheduler{st: st, runner: runner, jobs: jobs, logf: logf, running: map[string]string{},
-		bad: map[string]string{}, kick: make(chan struct{}, 1)}
+// triggerSchedule is the trigger of a policy's job started by its schedule.
+const triggerSchedule = "schedule"
+
+// managerJobs starts the scheduler's jobs in the daemon's job manager.
+type managerJobs struct {
+	ctx context.Context // the daemon's: its end cancels the runs
+	m   *jobManager
 }
 
-// errRunning says a policy's last run goes on.
-var errRunning = errors.New("already running")
+func (a managerJobs) start(name string, fn func(ctx context.Context, rep runReport, jobID string) (any, error)) (string, <-chan struct{}) {
+	j := a.m.start(a.ctx, jobSpec{Kind: "run", Target: name, Trigger: triggerSchedule}, func(ctx context.Context, jc *jobContext) (any, error) {
+		return fn(ctx, jobReport{jc}, jc.id())
+	})
+	return j.id, j.ended
+}
+
+func (a managerJobs) skipped(name, reason string) string {
+	return a.m.skip(jobSpec{Kind: "run", Target: name, Trigger: triggerSchedule}, reason).id
+}
+
+func newScheduler(st storage.Storage, runner *policyRunner, jobs policyJobs, logf func(string, ...any)) *scheduler {
+	return &scheduler{st: st, runner: runner, runs: runsOf(runner.v), jobs: jobs, logf: logf,
+		bad: map[string]string{}, kick: make(chan struct{}, 1)}
+}
 
 // tick starts the runs due at now and returns when to look again: the
 // next slot of any policy, and at least every minute (policies change).
@@ -69,116 +82,39 @@ func (s *scheduler) tick(ctx context.Context, now time.Time) time.Time {
 		if n := p.Schedule.Next(now); !p.Paused && !n.IsZero() && n.Before(next) {
 			next = n
 		}
-		s.stateMu.Lock()
-		st, err := policy.LoadState(ctx, s.st, p.Name)
-		if err != nil && !errors.Is(err, policy.ErrNotFound) {
-			s.stateMu.Unlock()
+		var slot time.Time
+		due := false
+		err := s.runs.updateState(ctx, s.st, p.Name, func(st *policy.State) bool {
+			if slot, due = p.Due(now, *st); due {
+				st.LastSlot = slot // before the run: a slot runs at most once
+			}
+			return due
+		})
+		if err != nil {
 			s.logf("policy %s: its state: %v", p.Name, err)
 			continue
 		}
-		slot, due := p.Due(now, st)
-		if !due {
-			s.stateMu.Unlock()
-			continue
-		}
-		st.LastSlot = slot // before the run: a slot runs at most once
-		if err := policy.SaveState(ctx, s.st, p.Name, st); err != nil {
-			s.stateMu.Unlock()
-			s.logf("policy %s: record its run: %v", p.Name, err)
-			continue
-		}
-		s.stateMu.Unlock()
-		if _, err := s.launch(p); errors.Is(err, errRunning) {
-			s.logf("policy %s: the run of %s is skipped: %v", p.Name, slot.Format(time.RFC3339), err)
+		if due {
+			s.launch(p, slot)
 		}
 	}
 	return next
 }
 
-// launch starts a run of p, unless one goes on: then it records a
-// skipped job and returns errRunning.
-func (s *scheduler) launch(p *policy.Policy) (string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if id, ok := s.running[p.Name]; ok {
-		return s.jobs.skipped(p.Name, "the policy's run "+id+" goes on"), errRunning
+// launch starts the run of p for slot, unless a run of it goes on: then
+// it records the slot's run as skipped.
+func (s *scheduler) launch(p *policy.Policy, slot time.Time) {
+	if id, ok := s.runs.runningJob(p.Name); ok {
+		why := "a run of it goes on"
+		if id != "" {
+			why += " (job " + id + ")"
+		}
+		s.jobs.skipped(p.Name, "the run of "+slot.Format(time.RFC3339)+": "+why)
+		return
 	}
-	id, done := s.jobs.start(p.Name, func(ctx context.Context, rep runReport) (any, error) {
-		start := s.runner.clock()
-		s.recordStart(ctx, p.Name, start)
-		res, err := s.runner.run(ctx, p, rep)
-		s.recordEnd(context.WithoutCancel(ctx), p.Name, start, res, err)
-		return res, err
+	s.jobs.start(p.Name, func(ctx context.Context, rep runReport, jobID string) (any, error) {
+		return s.runner.runRecorded(ctx, p, rep, jobID)
 	})
-	s.running[p.Name] = id
-	go func() {
-		<-done
-		s.mu.Lock()
-		if s.running[p.Name] == id {
-			delete(s.running, p.Name)
-		}
-		s.mu.Unlock()
-	}()
-	return id, nil
-}
-
-func (s *scheduler) recordStart(ctx context.Context, name string, start time.Time) {
-	s.stateMu.Lock()
-	defer s.stateMu.Unlock()
-	if err := recordRunStart(ctx, s.st, name, start); err != nil {
-		s.logf("policy %s: record its run: %v", name, err)
-	}
-}
-
-func (s *scheduler) recordEnd(ctx context.Context, name string, start time.Time, res *runResult, runErr error) {
-	s.stateMu.Lock()
-	defer s.stateMu.Unlock()
-	if err := recordRunEnd(ctx, s.st, name, start, s.runner.clock(), res, runErr); err != nil {
-		s.logf("policy %s: record its run: %v", name, err)
-	}
-}
-
-// recordRunStart notes in a policy's state that a run started.
-func recordRunStart(ctx context.Context, st storage.Storage, name string, start time.Time) error {
-	state, err := policy.LoadState(ctx, st, name)
-	if err != nil && !errors.Is(err, policy.ErrNotFound) {
-		return err
-	}
-	state.LastStart, state.LastEnd = start, time.Time{}
-	return policy.SaveState(ctx, st, name, state)
-}
-
-// recordRunEnd notes in a policy's state how a run ended.
-func recordRunEnd(ctx context.Context, st storage.Storage, name string, start, end time.Time, res *runResult, runErr error) error {
-	state, err := policy.LoadState(ctx, st, name)
-	if err != nil && !errors.Is(err, policy.ErrNotFound) {
-		return err
-	}
-	state.LastEnd = end
-	state.LastResult, state.LastError = policy.Failure, ""
-	if res != nil {
-		state.LastResult = res.Result
-		if res.Point != nil {
-			state.LastPoint = res.Point.Point
-		}
-	}
-	if runErr != nil {
-		state.LastError = oneLine(runErr)
-	}
-	if state.LastResult == policy.Success {
-		state.LastSuccess, state.LastSuccessDuration = end, end.Sub(start)
-	}
-	return policy.SaveState(ctx, st, name, state)
-}
-
-// runNow starts a run of the policy by hand (cairn run): it leaves the
-// schedule's slots alone.
-func (s *scheduler) runNow(ctx context.Context, name string) (string, error) {
-	p, err := policy.Load(ctx, s.st, name)
-	if err != nil {
-		return "", err
-	}
-	return s.launch(p)
 }
 
 // changed makes the loop look at the policies again at once.

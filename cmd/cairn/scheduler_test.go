@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -18,86 +15,55 @@ import (
 	"github.com/cairn-backup/cairn/snapshot/policy"
 )
 
-// fakeClock is the time the scheduler, the vault and the runs see.
-type fakeClock struct {
+// schedClock is the time the scheduler, the vault, the runs and the
+// job manager see.
+type schedClock struct {
 	mu  sync.Mutex
 	now time.Time
 }
 
-func (c *fakeClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
+func (c *schedClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *schedClock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 
-// recorded is one job the scheduler started or skipped.
-type recorded struct {
-	policy  string
-	start   time.Time
-	skipped bool
-	done    chan struct{}
-	err     error
-}
-
-// testJobs runs the scheduler's jobs at once, each on a goroutine, and
-// records them.
+// testJobs is the daemon's job manager, with the scheduler's jobs going
+// into it as they do in the daemon (managerJobs).
 type testJobs struct {
-	clock *fakeClock
-	mu    sync.Mutex
-	jobs  []*recorded
+	managerJobs
 }
 
-type testReport struct{ log bytes.Buffer }
-
-func (r *testReport) Progress(done, total int64)      {}
-func (r *testReport) Logf(format string, args ...any) { fmt.Fprintf(&r.log, format+"\n", args...) }
-func (r *testReport) Log() io.Writer                  { return &r.log }
-
-func (j *testJobs) start(name string, fn func(ctx context.Context, rep runReport) (any, error)) (string, <-chan struct{}) {
-	r := &recorded{policy: name, start: j.clock.Now(), done: make(chan struct{})}
-	j.mu.Lock()
-	j.jobs = append(j.jobs, r)
-	id := fmt.Sprint(len(j.jobs))
-	j.mu.Unlock()
-	go func() {
-		defer close(r.done)
-		_, r.err = fn(context.Background(), &testReport{})
-	}()
-	return id, r.done
-}
-
-func (j *testJobs) skipped(name, reason string) string {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.jobs = append(j.jobs, &recorded{policy: name, start: j.clock.Now(), skipped: true})
-	return fmt.Sprint(len(j.jobs))
+func newTestJobs(clock *schedClock) *testJobs {
+	return &testJobs{managerJobs{ctx: context.Background(), m: &jobManager{clock: clock.Now, keep: 100000}}}
 }
 
 // waitAll waits for every job started but those of the policy named
 // busy (whose run the test holds).
 func (j *testJobs) waitAll(t *testing.T, busy string) {
-	j.mu.Lock()
-	jobs := slices.Clone(j.jobs)
-	j.mu.Unlock()
-	for _, r := range jobs {
-		if r.skipped || r.policy == busy {
+	for _, jb := range j.m.list(true) {
+		v := jb.view(false)
+		if v.State == jobSkipped || v.Target == busy {
 			continue
 		}
 		select {
-		case <-r.done:
-			if r.err != nil {
-				t.Fatalf("run of %s at %v: %v", r.policy, r.start, r.err)
+		case <-jb.ended:
+			if v := jb.view(false); v.State != jobSucceeded {
+				t.Fatalf("run of %s at %v: %s %s", v.Target, v.Start, v.State, v.Error)
 			}
 		case <-time.After(30 * time.Second):
-			t.Fatalf("run of %s at %v does not end", r.policy, r.start)
+			t.Fatalf("run of %s at %v does not end", v.Target, v.Start)
 		}
 	}
 }
 
+// times lists when the policy's runs (or skipped runs) started.
 func (j *testJobs) times(name string, skipped bool) []string {
-	j.mu.Lock()
-	defer j.mu.Unlock()
 	var out []string
-	for _, r := range j.jobs {
-		if r.policy == name && r.skipped == skipped {
-			out = append(out, r.start.UTC().Format("01-02T15:04Z"))
+	for _, jb := range j.m.list(true) {
+		v := jb.view(false)
+		if v.Kind != "run" || v.Trigger != triggerSchedule {
+			panic("a scheduled job is " + v.Kind + " " + v.Trigger)
+		}
+		if v.Target == name && (v.State == jobSkipped) == skipped {
+			out = append(out, v.Start.UTC().Format("01-02T15:04Z"))
 		}
 	}
 	return out
@@ -116,7 +82,7 @@ func TestSchedulerTwoWeeks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2026, 10, 19, 0, 0, 0, 0, berlin) // a Monday, 2026-10-18T22:00Z
-	clock := &fakeClock{now: t0}
+	clock := &schedClock{now: t0}
 	dir := t.TempDir()
 	vaultDir := filepath.Join(dir, "vault")
 	if err := snapshot.Init(vaultDir, snapshot.Config{BlockSize: 64 << 10}, t0); err != nil {
@@ -160,10 +126,9 @@ func TestSchedulerTwoWeeks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	jobs := &testJobs{clock: clock}
-	env := &cmdEnv{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
+	jobs := newTestJobs(clock)
 	newSched := func() *scheduler {
-		return newScheduler(st, &policyRunner{v: v, env: env, clock: clock.Now, gcShare: defaultGCShare}, jobs, t.Logf)
+		return newScheduler(st, &policyRunner{v: v, getenv: func(string) string { return "" }, clock: clock.Now, gcShare: defaultGCShare}, jobs, t.Logf)
 	}
 	s := newSched()
 

@@ -13,6 +13,34 @@ import (
 	"github.com/cairn-backup/cairn/snapshot"
 )
 
+// backupDisk is one source of a backup: the disk's name in the point and
+// the file or device it is read from, an absolute path.
+type backupDisk struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
+}
+
+// sourceArgs reads the SOURCE arguments of backup ("PATH" or
+// "DISK=PATH"): a disk is named after its file without the extension
+// unless DISK= names it. Paths are made absolute against the working
+// directory, so the point records them so wherever the backup runs.
+func (e *cmdEnv) sourceArgs(argv []string) ([]backupDisk, error) {
+	var out []backupDisk
+	for _, a := range argv {
+		name, path, explicit := strings.Cut(a, "=")
+		if !explicit {
+			path = a
+			base := filepath.Base(path)
+			name = strings.TrimSuffix(base, filepath.Ext(base))
+		}
+		if path == "" {
+			return nil, fmt.Errorf("source %q: no path", a)
+		}
+		out = append(out, backupDisk{Name: name, Path: e.path(path)})
+	}
+	return out, nil
+}
+
 // openedSource is a backup source ready to read.
 type openedSource struct {
 	snapshot.DiskSource
@@ -20,12 +48,12 @@ type openedSource struct {
 	closer io.Closer
 }
 
-// openSources opens every SOURCE argument ("PATH" or "DISK=PATH"). On
-// error, the sources opened so far are closed.
-func (e *cmdEnv) openSources(argv []string, format string) ([]openedSource, error) {
+// openSources opens every source. On error, the sources opened so far
+// are closed.
+func openSources(disks []backupDisk, format string) ([]openedSource, error) {
 	var out []openedSource
-	for _, a := range argv {
-		s, err := e.openSource(a, format)
+	for _, d := range disks {
+		s, err := openSource(d, format)
 		if err != nil {
 			closeSources(out)
 			return nil, err
@@ -41,21 +69,12 @@ func closeSources(s []openedSource) {
 	}
 }
 
-func (e *cmdEnv) openSource(arg, format string) (openedSource, error) {
-	name, path, explicit := strings.Cut(arg, "=")
-	if !explicit {
-		path = arg
-		base := filepath.Base(path)
-		name = strings.TrimSuffix(base, filepath.Ext(base))
-	}
-	if path == "" {
-		return openedSource{}, fmt.Errorf("source %q: no path", arg)
-	}
-	if err := snapshot.CheckName("disk", name); err != nil {
+func openSource(d backupDisk, format string) (openedSource, error) {
+	path := d.Path
+	if err := snapshot.CheckName("disk", d.Name); err != nil {
 		return openedSource{}, fmt.Errorf("source %s: %w (name it with DISK=PATH)", path, err)
 	}
-	full := e.path(path)
-	raw, err := image.OpenRaw(full)
+	raw, err := image.OpenRaw(path)
 	if err != nil {
 		return openedSource{}, describeOpenError(path, err)
 	}
@@ -65,14 +84,14 @@ func (e *cmdEnv) openSource(arg, format string) (openedSource, error) {
 			return openedSource{}, fmt.Errorf("%s: %w", path, err)
 		}
 	}
-	ds := snapshot.DiskSource{Name: name, Path: full}
+	ds := snapshot.DiskSource{Name: d.Name, Path: path}
 	switch format {
 	case image.FormatRaw:
 		ds.Src = raw
 		return openedSource{DiskSource: ds, format: format, closer: raw}, nil
 	case image.FormatQcow2:
 		raw.Close()
-		q, err := qcow2.Open(full)
+		q, err := qcow2.Open(path)
 		if err != nil {
 			return openedSource{}, fmt.Errorf("%s: %w", path, err)
 		}

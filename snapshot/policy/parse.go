@@ -196,11 +196,12 @@ func (s Schedule) String() string {
 			b.WriteString(dayName(d))
 		}
 	}
-	tz := s.TZ
-	if tz == "" || tz == LocalTZ {
-		tz = "local time"
+	switch {
+	case s.TZ != "" && s.TZ != LocalTZ:
+		fmt.Fprintf(&b, " (%s)", s.TZ)
+	case len(s.At) > 0: // a grid of elapsed time needs no zone
+		b.WriteString(" (local time)")
 	}
-	fmt.Fprintf(&b, " (%s)", tz)
 	return b.String()
 }
 

@@ -130,7 +130,7 @@ func TestScheduleString(t *testing.T) {
 		s    Schedule
 		want string
 	}{
-		{Schedule{Every: 6 * time.Hour}, "every 6h (local time)"},
+		{Schedule{Every: 6 * time.Hour}, "every 6h"},
 		{Schedule{Every: 90 * time.Minute, TZ: "UTC"}, "every 1h30m (UTC)"},
 		{Schedule{At: []ClockTime{{2, 0}, {14, 30}}, Days: []time.Weekday{time.Monday, time.Friday}, TZ: "Europe/Berlin"},
 			"at 02:00,14:30 on mon,fri (Europe/Berlin)"},
