@@ -9,17 +9,17 @@ import (
 // pointView is a point as commands print it in JSON: the manifest
 // without its block map pages.
 type pointView struct {
-	Point     string     `json:"point"`
-	Resource  string     `json:"resource"`
-	ID        string     `json:"id"`
-	Time      time.Time  `json:"time"`
-	Type      string     `json:"type"` // full or incremental
-	Parent    string     `json:"parent,omitempty"`
-	Size      int64      `json:"size"`
-	Allocated int64      `json:"allocated"`
-	Changed   int64      `json:"changed"`
-	Added     int64      `json:"added"`
-	Seconds   float64    `json:"duration_seconds"`
+	Point     string    `json:"point"`
+	Resource  string    `json:"resource"`
+	ID        string    `json:"id"`
+	Time      time.Time `json:"time"`
+	Type      string    `json:"type"` // full or incremental
+	Parent    string    `json:"parent,omitempty"`
+	Size      int64     `json:"size"`
+	Allocated int64     `json:"allocated"`
+	Changed   int64     `json:"changed"`
+	Added     int64     `json:"added"`
+	Seconds   float64   `json:"duration_seconds"`
 	// Pinned points are kept whatever retention rules say.
 	Pinned bool `json:"pinned"`
 	// Consistency is application (freeze hooks ran and succeeded) or
