@@ -419,3 +419,62 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// TestWSL compares the special files ntfs-3g writes as WSL reparse
+// points (special_files=wsl) with its mount.
+func TestWSL(t *testing.T) {
+	img := mkntfs(t, 8<<20, 4096)
+	mnt, unmount := mountImage(t, img, "special_files=wsl")
+	buildWSL(t, mnt)
+	unmount()
+	fsys := openImage(t, img)
+	mnt, _ = mountImage(t, img, "ro")
+	if n := compareTree(t, fsys, mnt); n != 9 {
+		t.Errorf("compared %d files, want 9", n)
+	}
+	kinds := map[string]uint32{"rel": syscall.S_IFLNK, "abs": syscall.S_IFLNK, "fifo": syscall.S_IFIFO,
+		"chr": syscall.S_IFCHR, "blk": syscall.S_IFBLK, "sock": syscall.S_IFSOCK}
+	for name, want := range kinds {
+		ino, err := fsys.Lookup(fsys.Root(), name)
+		must(t, err)
+		in, err := fsys.inode(ino)
+		must(t, err)
+		a, err := fsys.Stat(ino)
+		must(t, err)
+		if in.fileAttrs&faReparse == 0 || a.Mode&syscall.S_IFMT != want {
+			t.Errorf("%s: attributes %#x, mode %o: not a WSL reparse point of type %o", name, in.fileAttrs, a.Mode, want)
+		}
+	}
+}
+
+// TestClusterSizes reads volumes with small and large clusters: with 64
+// KiB clusters index blocks are smaller than a cluster and their VCNs
+// count 512-byte units.
+func TestClusterSizes(t *testing.T) {
+	for _, cs := range []int{512, 65536} {
+		t.Run(strconv.Itoa(cs), func(t *testing.T) {
+			img := mkntfs(t, 40<<20, cs)
+			mnt, unmount := mountImage(t, img)
+			r := rand.New(rand.NewPCG(3, uint64(cs)))
+			must(t, os.Mkdir(filepath.Join(mnt, "many"), 0o755))
+			for i := range 400 {
+				writeFile(t, filepath.Join(mnt, "many", "a-long-file-name-number-"+strconv.Itoa(i)), randBytes(r, i*37))
+			}
+			writeFile(t, filepath.Join(mnt, "big"), randBytes(r, 3<<20+17))
+			f, err := os.Create(filepath.Join(mnt, "sparse"))
+			must(t, err)
+			_, err = f.WriteAt(randBytes(r, 70000), 2<<20)
+			must(t, err)
+			must(t, f.Close())
+			unmount()
+			fsys := openImage(t, img)
+			if fsys.ClusterSize() != uint64(cs) {
+				t.Fatalf("cluster size %d", fsys.ClusterSize())
+			}
+			mnt, _ = mountImage(t, img, "ro")
+			if n := compareTree(t, fsys, mnt); n != 403 {
+				t.Errorf("compared %d files, want 403", n)
+			}
+		})
+	}
+}
