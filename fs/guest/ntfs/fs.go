@@ -140,6 +140,9 @@ func (fs *FS) loadMFT() error {
 		return corruptRecord(0, "$MFT data flags 0x%x", boot.flags)
 	}
 	in, err := fs.loadInode(0, boot)
+	if errors.Is(err, guest.ErrNotFound) {
+		return corruptRecord(0, "$MFT record cannot be found through its own runlist: %v", err)
+	}
 	if err != nil {
 		return fmt.Errorf("ntfs: $MFT: %w", err)
 	}

@@ -326,6 +326,9 @@ func (fs *FS) joinExtents(ino uint64, ext []rawAttr) *stream {
 		s.runs = nil
 		return s
 	}
+	if first.typ != atData && s.flags&(attrCompressed|attrEncrypted) != 0 {
+		return bad("metadata attribute with flags 0x%x", s.flags)
+	}
 	cs := fs.bt.clusterSize
 	if s.initSize > s.size || s.size > s.allocSize || s.allocSize%cs != 0 || s.allocSize > math.MaxInt64 {
 		return bad("sizes: data %d, initialized %d, allocated %d", s.size, s.initSize, s.allocSize)
