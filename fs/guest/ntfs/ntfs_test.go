@@ -478,3 +478,88 @@ func TestClusterSizes(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrent calls every method from several goroutines at once on
+// a fresh reader (so caches fill while others read) and compares with
+// what one goroutine saw; run with -race.
+func TestConcurrent(t *testing.T) {
+	img := richImage(t)
+	type result struct {
+		attrs  []guest.Attr
+		digest []string
+	}
+	snapshot := func(fsys *FS) (result, error) {
+		var r result
+		queue := []uint64{fsys.Root()}
+		for len(queue) > 0 {
+			ino := queue[0]
+			queue = queue[1:]
+			ents, err := fsys.ReadDir(ino)
+			if err != nil {
+				return r, err
+			}
+			for _, e := range ents {
+				if _, err := fsys.Lookup(ino, e.Name); err != nil {
+					return r, err
+				}
+				a, err := fsys.Stat(e.Ino)
+				if err != nil {
+					return r, err
+				}
+				r.attrs = append(r.attrs, a)
+				x, _ := fsys.ListXattr(e.Ino)
+				for _, n := range x {
+					v, err := fsys.GetXattr(e.Ino, n)
+					if err != nil {
+						return r, err
+					}
+					r.digest = append(r.digest, n+":"+strconv.Itoa(len(v)))
+				}
+				switch a.Mode & syscall.S_IFMT {
+				case syscall.S_IFDIR:
+					queue = append(queue, e.Ino)
+				case syscall.S_IFLNK:
+					l, err := fsys.Readlink(e.Ino)
+					if err != nil {
+						return r, err
+					}
+					r.digest = append(r.digest, l)
+				case syscall.S_IFREG:
+					buf := make([]byte, 70000)
+					n, err := fsys.ReadAt(e.Ino, buf, int64(a.Size/3))
+					if err != nil && !errors.Is(err, io.EOF) {
+						return r, err
+					}
+					s, en, err := fsys.NextData(e.Ino, 0)
+					if err != nil {
+						return r, err
+					}
+					ext, err := fsys.MapFile(nil, e.Ino, 0, 1<<20)
+					if err != nil {
+						return r, err
+					}
+					r.digest = append(r.digest, string(buf[:min(n, 64)]), strconv.FormatInt(s, 10)+"-"+strconv.FormatInt(en, 10), strconv.Itoa(len(ext)))
+				}
+			}
+		}
+		return r, nil
+	}
+	want, err := snapshot(openImage(t, img))
+	must(t, err)
+	fsys := openImage(t, img)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			got, err := snapshot(fsys)
+			if err == nil && (!slices.Equal(got.attrs, want.attrs) || !slices.Equal(got.digest, want.digest)) {
+				err = errors.New("a concurrent walk saw something else")
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
