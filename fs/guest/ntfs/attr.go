@@ -131,6 +131,21 @@ func (fs *FS) findKind(in *inode) (kind, error) {
 	return k, nil
 }
 
+// nlink counts the names of in that directories list: its $FILE_NAME
+// attributes less the DOS 8.3 aliases, as the kernel's ntfs3 driver
+// counts them. The record's own link count also counts an alias
+// written as a separate name, which would make every file with a short
+// name look hard-linked.
+func (in *inode) nlink() uint32 {
+	n := uint32(0)
+	for _, fn := range in.names {
+		if fn.ns != nsDOS {
+			n++
+		}
+	}
+	return max(n, 1)
+}
+
 // mkdev encodes a device number as glibc's makedev does (st_rdev).
 func mkdev(major, minor uint64) uint64 {
 	return (major&0xfffff000)<<32 | (major&0xfff)<<8 | (minor&0xffffff00)<<12 | minor&0xff
@@ -139,7 +154,7 @@ func mkdev(major, minor uint64) uint64 {
 // Stat returns the metadata of file ino, mapped as ntfs-3g maps it with
 // its default options: owner and group 0, the modes kind gives, times
 // from $STANDARD_INFORMATION (atime: last access, mtime: last data
-// change, ctime: last MFT record change), the record's link count (1
+// change, ctime: last MFT record change), one link per listed name (1
 // for directories), sizes from the data or, for directories, from the
 // index allocation.
 func (fs *FS) Stat(ino uint64) (guest.Attr, error) {
@@ -154,7 +169,7 @@ func (fs *FS) Stat(ino uint64) (guest.Attr, error) {
 	a := guest.Attr{
 		Ino:   ino,
 		Mode:  k.mode,
-		Nlink: uint32(in.links),
+		Nlink: in.nlink(),
 		Rdev:  k.rdev,
 		Atime: in.atime,
 		Mtime: in.mtime,

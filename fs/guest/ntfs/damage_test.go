@@ -351,6 +351,21 @@ func TestDamageItems(t *testing.T) {
 			_, err := fsys.ReadAt(d.ino["f100000"], make([]byte, 4096), 1<<40)
 			wantCorrupt(t, err, "clusters mapped")
 		}},
+		{"index allocation with a huge hole", func(t *testing.T, b []byte) {
+			a := d.attr(t, b, d.ino["many"], atIndexAlloc)
+			mp := a + int(le.Uint16(b[a+0x20:]))
+			copy(b[mp:], []byte{0x05, 0, 0, 0, 0, 1, 0}) // one hole of 2^32 clusters
+			le.PutUint64(b[a+0x18:], 1<<32-1)            // highest VCN
+			for _, o := range []int{0x28, 0x30, 0x38} {
+				le.PutUint64(b[a+o:], 1<<32*d.fsys.bt.clusterSize)
+			}
+		}, func(t *testing.T, fsys *FS, l *logs) {
+			ents, err := fsys.ReadDir(d.ino["many"])
+			must(t, err)
+			if len(ents) >= len(manyEnts) || !l.has("has holes") {
+				t.Errorf("many lists %d entries; logs %q", len(ents), l.lines)
+			}
+		}},
 		{"attribute list names another file", func(t *testing.T, b []byte) {
 			for _, e := range d.attrList(t, b, "frag") {
 				if mrefNum(le.Uint64(b[e+0x10:])) != d.ino["frag"] {

@@ -140,6 +140,13 @@ func (b *listBuilder) read(in *inode) error {
 		b.log("index allocation: %v; the entries it holds are left out", alloc.err)
 		return nil
 	}
+	if alloc.flags&attrSparse != 0 || slices.ContainsFunc(alloc.runs, func(r run) bool { return r.lcn == holeLCN }) {
+		// An index is never sparse; holes would let a few bytes of
+		// runlist claim an index far larger than the volume.
+		b.l.damaged = true
+		b.log("index allocation has holes; the entries it holds are left out")
+		return nil
+	}
 	nblocks := alloc.size / bsize
 	bmp, err := b.fs.indexBitmap(in, nblocks)
 	if err != nil {

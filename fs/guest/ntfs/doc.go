@@ -29,8 +29,11 @@
 //   - Times from $STANDARD_INFORMATION: atime the last access, mtime the
 //     last data change, ctime the last change of the MFT record, all with
 //     their 100 ns precision.
-//   - Link count: the record's, 1 for directories (ntfs-3g without
-//     posix_nlink). Size: the data size; for directories the size of the
+//   - Link count: one per name a directory lists (the $FILE_NAME
+//     attributes less DOS aliases, as the kernel's ntfs3 driver counts),
+//     1 for directories (ntfs-3g without posix_nlink). ntfs-3g shows the
+//     record's link count, which also counts a DOS alias kept as a name
+//     of its own: there it says 2 for a file with a short name. Size: the data size; for directories the size of the
 //     index allocation; for symlinks the target's length. Blocks: the
 //     allocated size (the compressed size of compressed and sparse files)
 //     in 512-byte units.

@@ -184,6 +184,7 @@ func (fs *FS) extensionAttrs(in *inode, a rawAttr, mft *stream) ([]rawAttr, erro
 	}
 	le := binary.LittleEndian
 	var refs []uint64
+	seen := map[uint64]bool{}
 	for off := 0; off < len(list); {
 		if len(list)-off < 0x1A {
 			return nil, corruptRecord(in.ino, "attribute list entry cut at offset %d", off)
@@ -194,10 +195,11 @@ func (fs *FS) extensionAttrs(in *inode, a rawAttr, mft *stream) ([]rawAttr, erro
 			return nil, corruptRecord(in.ino, "attribute list entry of length %d at offset %d", n, off)
 		}
 		ref := le.Uint64(e[0x10:])
-		if mrefNum(ref) != in.ino && !slices.Contains(refs, ref) {
+		if mrefNum(ref) != in.ino && !seen[ref] {
 			if len(refs) >= maxExtRecords {
 				return nil, corruptRecord(in.ino, "more than %d extension records", maxExtRecords)
 			}
+			seen[ref] = true
 			refs = append(refs, ref)
 		}
 		off += n
