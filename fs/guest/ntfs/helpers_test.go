@@ -432,6 +432,14 @@ func richImage(t *testing.T) string {
 		mnt, unmount := mountImage(sub, img, "streams_interface=xattr")
 		buildRich(sub, mnt, 800)
 		unmount()
+		// A stream over 64 KiB, which the xattr interface cannot carry:
+		// ntfscp writes it without a mount.
+		big := filepath.Join(dir, "bigstream")
+		if err := os.WriteFile(big, randBytes(rand.New(rand.NewPCG(5, 5)), 100000), 0o644); err != nil {
+			rich.err = err.Error()
+			return
+		}
+		runTool(sub, "ntfscp", "-q", "-N", "huge", img, big, "/f700")
 		if rich.img, err = os.ReadFile(img); err != nil {
 			rich.err = err.Error()
 		}
