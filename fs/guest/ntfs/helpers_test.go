@@ -74,6 +74,17 @@ func mkntfs(t testing.TB, size int64, cluster int) string {
 	return img
 }
 
+// needFUSE skips the test without /dev/fuse, except under CI=true.
+func needFUSE(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no FUSE: %v", err)
+		}
+		t.Skipf("no FUSE: %v", err)
+	}
+}
+
 // fuseMu serializes ntfs-3g mounts of one test binary: mounting is cheap,
 // but several daemons writing at once only slow the shared machine.
 var fuseMu sync.Mutex
@@ -84,12 +95,7 @@ var fuseMu sync.Mutex
 func mountImage(t testing.TB, img string, opts ...string) (string, func()) {
 	t.Helper()
 	needTool(t, "ntfs-3g")
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("no FUSE: %v", err)
-		}
-		t.Skipf("no FUSE: %v", err)
-	}
+	needFUSE(t)
 	fuseMu.Lock()
 	mnt := t.TempDir()
 	o := append([]string{"no_detach"}, opts...)
@@ -419,6 +425,12 @@ var rich struct {
 
 func richImage(t *testing.T) string {
 	t.Helper()
+	// Skip (or fail under CI) here, in each test, rather than inside the
+	// once that builds the image.
+	for _, tool := range []string{"mkntfs", "ntfs-3g", "ntfscp", "ntfsls", "ntfscat", "ntfsinfo"} {
+		needTool(t, tool)
+	}
+	needFUSE(t)
 	rich.once.Do(func() {
 		// Built in a subtest-independent place: the image outlives t.
 		dir, err := os.MkdirTemp("", "cairn-ntfs-")
