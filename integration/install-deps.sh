@@ -13,6 +13,7 @@ check zstd        zstd
 check lz4         lz4
 check mkfs.vfat   dosfstools
 check mcopy       mtools
+check mkntfs      ntfs-3g
 check sgdisk      gdisk
 check sfdisk      fdisk
 check setfattr    attr

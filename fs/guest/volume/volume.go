@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/cairn-backup/cairn/fs/guest"
 	"github.com/cairn-backup/cairn/fs/guest/ext4"
 	"github.com/cairn-backup/cairn/fs/guest/fat"
+	"github.com/cairn-backup/cairn/fs/guest/ntfs"
 	"github.com/cairn-backup/cairn/image/partition"
 )
 
@@ -107,6 +109,12 @@ func (v *Volume) FS() (guest.FS, error) {
 		switch v.fsType {
 		case "":
 			v.err = ErrNoFilesystem
+		case "ntfs":
+			// Entries a listing leaves out go to the process log.
+			var f *ntfs.FS
+			if f, v.err = ntfs.Open(v.r, v.Size, ntfs.Options{Logf: log.Printf}); v.err == nil {
+				v.fsys = f
+			}
 		case "fat":
 			var f *fat.FS
 			if f, v.err = fat.Open(v.r, v.Size); v.err == nil {
@@ -146,9 +154,11 @@ func (v *Volume) Type() string {
 }
 
 // probe names the filesystem at the start of r: an ext2/3/4 flavour,
-// "fat", or "".
+// "ntfs", "fat", or "".
 func probe(r io.ReaderAt, size int64) string {
 	switch {
+	case ntfs.Probe(r, size):
+		return "ntfs"
 	case ext4.Probe(r, size):
 		return extFlavour(r)
 	case fat.Probe(r, size):
