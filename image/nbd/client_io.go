@@ -135,19 +135,25 @@ func (c *Client) readReplies() {
 	}
 }
 
-// take returns the pending call of cookie; with remove, it is no longer
-// pending.
-func (c *Client) take(cookie uint64, remove bool) (*call, error) {
+// take returns the pending call of cookie. It stays pending until its
+// reply is complete, so that a connection failing in the middle of a
+// reply fails it too.
+func (c *Client) take(cookie uint64) (*call, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cl, ok := c.pending[cookie]
 	if !ok {
 		return nil, protoErr("reply for cookie %d, which is not in flight", cookie)
 	}
-	if remove {
-		delete(c.pending, cookie)
-	}
 	return cl, nil
+}
+
+// complete ends cookie's call, whose reply has fully arrived.
+func (c *Client) complete(cookie uint64, cl *call) {
+	c.mu.Lock()
+	delete(c.pending, cookie)
+	c.mu.Unlock()
+	close(cl.done)
 }
 
 func (c *Client) readReply() error {
@@ -172,8 +178,8 @@ func (c *Client) readSimple() error {
 	if _, err := io.ReadFull(c.r, h[:]); err != nil {
 		return unexpected(err)
 	}
-	errno := Errno(binary.BigEndian.Uint32(h[:]))
-	cl, err := c.take(binary.BigEndian.Uint64(h[4:]), true)
+	errno, cookie := Errno(binary.BigEndian.Uint32(h[:])), binary.BigEndian.Uint64(h[4:])
+	cl, err := c.take(cookie)
 	if err != nil {
 		return err
 	}
@@ -186,7 +192,7 @@ func (c *Client) readSimple() error {
 	} else if cl.typ == cmdBlockStatus {
 		return protoErr("simple reply to a block status request")
 	}
-	close(cl.done)
+	c.complete(cookie, cl)
 	return nil
 }
 
@@ -220,7 +226,7 @@ func (c *Client) readChunk() error {
 	flags, typ := binary.BigEndian.Uint16(h[:]), binary.BigEndian.Uint16(h[2:])
 	cookie, n := binary.BigEndian.Uint64(h[4:]), int64(binary.BigEndian.Uint32(h[12:]))
 	done := flags&replyFlagDone != 0
-	cl, err := c.take(cookie, done)
+	cl, err := c.take(cookie)
 	if err != nil {
 		return err
 	}
@@ -250,11 +256,12 @@ func (c *Client) readChunk() error {
 	}
 	if done {
 		c.finish(cl)
+		c.complete(cookie, cl)
 	}
 	return nil
 }
 
-// finish checks a complete structured reply and wakes its caller.
+// finish checks a complete structured reply.
 func (c *Client) finish(cl *call) {
 	if cl.err == nil {
 		switch cl.typ {
@@ -270,7 +277,6 @@ func (c *Client) finish(cl *call) {
 			}
 		}
 	}
-	close(cl.done)
 }
 
 // cover records that [s, e) of a read (request-relative) arrived; it

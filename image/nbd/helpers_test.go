@@ -1,6 +1,7 @@
 package nbd
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -8,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -36,6 +38,27 @@ type testExport struct {
 	desc    string
 	reads   atomic.Int64
 	closes  atomic.Int32
+
+	// delay slows every read, so that requests overlap; inflight and
+	// maxInflight count reads running at once.
+	delay       time.Duration
+	inflight    atomic.Int32
+	maxInflight atomic.Int32
+}
+
+// patternExport is an export of size bytes whose data runs are filled
+// with one byte each: qemu-io's read -P checks them.
+func patternExport(size int64, runs ...patternRun) *testExport {
+	e := &testExport{size: size, bs: 64 << 10, desc: "a pattern disk"}
+	for _, r := range runs {
+		e.runs = append(e.runs, dataRun{off: r.off, b: bytes.Repeat([]byte{r.b}, int(r.n))})
+	}
+	return e
+}
+
+type patternRun struct {
+	off, n int64
+	b      byte
 }
 
 type dataRun struct {
@@ -52,8 +75,11 @@ func newTestExport(size int64, seed int64, ranges ...[2]int64) *testExport {
 	e := &testExport{size: size, bs: 64 << 10, desc: "a test disk"}
 	sort.Slice(ranges, func(i, j int) bool { return ranges[i][0] < ranges[j][0] })
 	for _, r := range ranges {
-		b := make([]byte, r[1])
-		rng.Read(b)
+		b := make([]byte, (r[1]+7)/8*8)
+		for i := 0; i < len(b); i += 8 {
+			binary.LittleEndian.PutUint64(b[i:], rng.Uint64())
+		}
+		b = b[:r[1]]
 		// Stamp offsets so a misplaced read cannot match by chance.
 		for i := int64(0); i+8 <= r[1]; i += 4096 {
 			copy(b[i:], fmt.Sprintf("%08x", (r[0]+i)/4096))
@@ -63,13 +89,20 @@ func newTestExport(size int64, seed int64, ranges ...[2]int64) *testExport {
 	return e
 }
 
-func (e *testExport) Size() int64        { return e.size }
-func (e *testExport) BlockSize() int64   { return e.bs }
+func (e *testExport) Size() int64         { return e.size }
+func (e *testExport) BlockSize() int64    { return e.bs }
 func (e *testExport) Description() string { return e.desc }
 func (e *testExport) Close() error        { e.closes.Add(1); return nil }
 
 func (e *testExport) ReadAt(p []byte, off int64) (int, error) {
 	e.reads.Add(1)
+	if e.delay > 0 {
+		n := e.inflight.Add(1)
+		defer e.inflight.Add(-1)
+		for m := e.maxInflight.Load(); n > m && !e.maxInflight.CompareAndSwap(m, n); m = e.maxInflight.Load() {
+		}
+		time.Sleep(e.delay)
+	}
 	if off < 0 || off >= e.size {
 		return 0, io.EOF
 	}
