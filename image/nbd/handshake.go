@@ -170,6 +170,9 @@ func (c *conn) handleOption(o option, noZeroes bool) (exp Export, done bool, err
 		}
 		return nil, false, c.replyErr(o.typ, repErrTLSReqd, "TLS is required: send NBD_OPT_STARTTLS first")
 	}
+	if !knownOption(o.typ) {
+		return nil, false, c.replyErr(o.typ, repErrUnsup, "%s is not supported", optName(o.typ))
+	}
 	if o.data == nil && o.n > 0 {
 		if o.typ == optExportName {
 			return nil, true, protoErr("export name of %d bytes", o.n)
@@ -202,6 +205,16 @@ func (c *conn) handleOption(o option, noZeroes bool) (exp Export, done bool, err
 		return nil, false, c.optMetaContext(o)
 	}
 	return nil, false, c.replyErr(o.typ, repErrUnsup, "%s is not supported", optName(o.typ))
+}
+
+// knownOption reports whether the server implements option typ.
+func knownOption(typ uint32) bool {
+	switch typ {
+	case optExportName, optAbort, optList, optStartTLS, optInfo, optGo,
+		optStructuredReply, optListMetaContext, optSetMetaContext:
+		return true
+	}
+	return false
 }
 
 // validString reports whether s is a protocol string: UTF-8, no NUL,

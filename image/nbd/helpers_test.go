@@ -31,13 +31,14 @@ var errDamaged = errors.New("damaged block")
 // so that a sparse export can be far larger than memory. Ranges in
 // damaged fail to read, as a vault's damaged blocks do.
 type testExport struct {
-	size    int64
-	runs    []dataRun // sorted, disjoint, never adjacent
-	damaged [][2]int64
-	bs      int64
-	desc    string
-	reads   atomic.Int64
-	closes  atomic.Int32
+	size       int64
+	runs       []dataRun // sorted, disjoint, never adjacent
+	damaged    [][2]int64
+	bs         int64
+	desc       string
+	reads      atomic.Int64
+	closes     atomic.Int32
+	prefetches atomic.Int32
 
 	// delay slows every read, so that requests overlap; inflight and
 	// maxInflight count reads running at once.
@@ -93,6 +94,7 @@ func (e *testExport) Size() int64         { return e.size }
 func (e *testExport) BlockSize() int64    { return e.bs }
 func (e *testExport) Description() string { return e.desc }
 func (e *testExport) Close() error        { e.closes.Add(1); return nil }
+func (e *testExport) Prefetch(off int64)  { e.prefetches.Add(1) }
 
 func (e *testExport) ReadAt(p []byte, off int64) (int, error) {
 	e.reads.Add(1)

@@ -155,14 +155,14 @@ func (t *transmission) read(req request) {
 	case req.flags&^allowed != 0:
 		t.fail(req, EINVAL, fmt.Sprintf("unknown read flags %#x", req.flags))
 		return
-	case !t.inBounds(req):
-		t.fail(req, EINVAL, "read beyond the end of the export")
-		return
 	case req.length > MaxPayload && t.structured:
 		t.fail(req, EOVERFLOW, "read longer than the maximum payload")
 		return
 	case req.length > MaxPayload:
 		t.fail(req, EINVAL, "read longer than the maximum payload")
+		return
+	case !t.inBounds(req):
+		t.fail(req, EINVAL, "read beyond the end of the export")
 		return
 	}
 	off, n := int64(req.off), int64(req.length)
