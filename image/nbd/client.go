@@ -163,7 +163,7 @@ func (c *Client) sendOption(opt uint32, data []byte) error {
 	b = binary.BigEndian.AppendUint32(b, opt)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(data)))
 	if _, err := c.c.Write(append(b, data...)); err != nil {
-		return fmt.Errorf("nbd: sending %s: %w", optName(opt), err)
+		return lost("sending "+optName(opt), err)
 	}
 	return nil
 }
@@ -177,7 +177,7 @@ type optReply struct {
 func (c *Client) readOptReply(opt uint32) (optReply, error) {
 	var h [optionReplyHdrLen]byte
 	if _, err := io.ReadFull(c.r, h[:]); err != nil {
-		return optReply{}, fmt.Errorf("nbd: reply to %s: %w", optName(opt), err)
+		return optReply{}, lost("reply to "+optName(opt), err)
 	}
 	if m := binary.BigEndian.Uint64(h[:]); m != magicOptReply {
 		return optReply{}, protoErr("bad option reply magic %#x", m)
@@ -192,7 +192,7 @@ func (c *Client) readOptReply(opt uint32) (optReply, error) {
 	}
 	r.data = make([]byte, n)
 	if _, err := io.ReadFull(c.r, r.data); err != nil {
-		return optReply{}, fmt.Errorf("nbd: reply to %s: %w", optName(opt), err)
+		return optReply{}, lost("reply to "+optName(opt), err)
 	}
 	return r, nil
 }
@@ -240,7 +240,7 @@ func (c *Client) simpleOption(opt uint32) error {
 func (c *Client) handshake() error {
 	var h [18]byte
 	if _, err := io.ReadFull(c.r, h[:]); err != nil {
-		return fmt.Errorf("nbd: reading the server's greeting: %w", err)
+		return lost("reading the server's greeting", err)
 	}
 	if m := binary.BigEndian.Uint64(h[:]); m != magicInit {
 		return protoErr("bad greeting magic %#x", m)
@@ -258,7 +258,7 @@ func (c *Client) handshake() error {
 		cflags |= clientNoZeroes
 	}
 	if _, err := c.c.Write(binary.BigEndian.AppendUint32(nil, cflags)); err != nil {
-		return fmt.Errorf("nbd: sending client flags: %w", err)
+		return lost("sending client flags", err)
 	}
 	if c.opts.TLSConfig != nil {
 		if err := c.simpleOption(optStartTLS); err != nil {
@@ -424,7 +424,7 @@ func (c *Client) exportName(noZeroes bool) error {
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("nbd: the server hung up on export %q: %w", c.export, ErrUnknownExport)
 		}
-		return fmt.Errorf("nbd: export reply: %w", err)
+		return lost("export reply", err)
 	}
 	var got bool
 	return c.setExport(binary.BigEndian.Uint64(b), binary.BigEndian.Uint16(b[8:]), &got)

@@ -3,6 +3,7 @@ package nbd
 import (
 	"errors"
 	"fmt"
+	"io"
 )
 
 // Sentinel errors. Every error from this package about what the other end
@@ -66,3 +67,12 @@ func (e *Error) Is(target error) bool {
 
 // Error makes an Errno usable as an error (errors.Is targets).
 func (e Errno) Error() string { return "nbd: " + e.String() }
+
+// lost wraps an error of the connection itself (a read or write that
+// failed, the stream ending inside a message): the peer is gone.
+func lost(what string, err error) error {
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("nbd: %s: %w: %w", what, ErrDisconnected, err)
+}

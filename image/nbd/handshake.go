@@ -85,11 +85,11 @@ func (c *conn) handshake() (Export, error) {
 	hello = binary.BigEndian.AppendUint64(hello, magicOpt)
 	hello = binary.BigEndian.AppendUint16(hello, handshakeFixed|handshakeNoZeroes)
 	if _, err := c.c.Write(hello); err != nil {
-		return nil, fmt.Errorf("nbd: handshake: %w", err)
+		return nil, lost("handshake", err)
 	}
 	var fb [4]byte
 	if _, err := io.ReadFull(c.r, fb[:]); err != nil {
-		return nil, fmt.Errorf("nbd: handshake: client flags: %w", err)
+		return nil, lost("handshake: client flags", err)
 	}
 	flags := binary.BigEndian.Uint32(fb[:])
 	if flags&^(clientFixed|clientNoZeroes) != 0 {
@@ -116,10 +116,7 @@ func (c *conn) handshake() (Export, error) {
 func (c *conn) readOption() (option, error) {
 	var h [optionHeaderLen]byte
 	if _, err := io.ReadFull(c.r, h[:]); err != nil {
-		if errors.Is(err, io.EOF) {
-			return option{}, fmt.Errorf("nbd: client left during the handshake: %w", ErrDisconnected)
-		}
-		return option{}, fmt.Errorf("nbd: reading option: %w", err)
+		return option{}, lost("client left during the handshake", err)
 	}
 	if m := binary.BigEndian.Uint64(h[0:]); m != magicOpt {
 		return option{}, protoErr("bad option magic %#x", m)
@@ -127,13 +124,13 @@ func (c *conn) readOption() (option, error) {
 	o := option{typ: binary.BigEndian.Uint32(h[8:]), n: binary.BigEndian.Uint32(h[12:])}
 	if o.n > maxOptionLen {
 		if _, err := io.CopyN(io.Discard, c.r, int64(o.n)); err != nil {
-			return option{}, fmt.Errorf("nbd: skipping option data: %w", err)
+			return option{}, lost("skipping option data", err)
 		}
 		return o, nil
 	}
 	o.data = make([]byte, o.n)
 	if _, err := io.ReadFull(c.r, o.data); err != nil {
-		return option{}, fmt.Errorf("nbd: reading option data: %w", err)
+		return option{}, lost("reading option data", err)
 	}
 	return o, nil
 }
@@ -147,7 +144,7 @@ func (c *conn) reply(opt, typ uint32, data []byte) error {
 	b = binary.BigEndian.AppendUint32(b, uint32(len(data)))
 	b = append(b, data...)
 	if _, err := c.c.Write(b); err != nil {
-		return fmt.Errorf("nbd: option reply: %w", err)
+		return lost("option reply", err)
 	}
 	return nil
 }
@@ -260,7 +257,7 @@ func (c *conn) optExportName(o option, noZeroes bool) (Export, bool, error) {
 	}
 	if _, err := c.c.Write(b); err != nil {
 		closeExport(exp)
-		return nil, true, fmt.Errorf("nbd: export reply: %w", err)
+		return nil, true, lost("export reply", err)
 	}
 	// Metadata contexts need NBD_OPT_GO's confirmation; this client did
 	// not ask with the same name if it used EXPORT_NAME, so keep them

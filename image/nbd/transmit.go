@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,10 +95,7 @@ func (t *transmission) readRequests(queue chan<- request) error {
 			if t.werr.Load() != nil {
 				return nil // the writer failed first and closed the socket
 			}
-			if errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("nbd: client left without NBD_CMD_DISC: %w", ErrDisconnected)
-			}
-			return fmt.Errorf("nbd: reading request: %w", err)
+			return lost("client left without NBD_CMD_DISC", err)
 		}
 		req, err := parseRequest(h[:])
 		if err != nil {
@@ -116,7 +112,7 @@ func (t *transmission) readRequests(queue chan<- request) error {
 				return protoErr("write of %d bytes", req.length)
 			}
 			if _, err := io.CopyN(io.Discard, t.r, int64(req.length)); err != nil {
-				return fmt.Errorf("nbd: reading write payload: %w", err)
+				return lost("reading write payload", err)
 			}
 		}
 		queue <- req
@@ -416,7 +412,7 @@ func (t *transmission) send(head, payload []byte) {
 		_, err = bufs.WriteTo(t.c)
 	}
 	if err != nil {
-		err = fmt.Errorf("nbd: writing reply: %w", err)
+		err = lost("writing reply", err)
 		t.werr.Store(&err)
 		t.raw.Close()
 	}
