@@ -255,28 +255,33 @@ func (c *Client) readChunk() error {
 		return protoErr("reply chunk type %d to command %d", typ, cl.typ)
 	}
 	if done {
-		c.finish(cl)
+		if err := c.finish(cl); err != nil {
+			return err
+		}
 		c.complete(cookie, cl)
 	}
 	return nil
 }
 
-// finish checks a complete structured reply.
-func (c *Client) finish(cl *call) {
-	if cl.err == nil {
-		switch cl.typ {
-		case cmdRead:
-			if cl.length > 0 && (len(cl.pieces) != 1 || cl.pieces[0] != [2]int64{0, cl.length}) {
-				cl.err = protoErr("read reply covers %v of [0, %d)", cl.pieces, cl.length)
-			}
-		case cmdBlockStatus:
-			for name := range c.contexts {
-				if len(cl.status[name]) == 0 {
-					cl.err = protoErr("block status reply without context %s", name)
-				}
+// finish checks a complete structured reply: a server that claims
+// success without the whole answer is broken, and the connection ends.
+func (c *Client) finish(cl *call) error {
+	if cl.err != nil {
+		return nil
+	}
+	switch cl.typ {
+	case cmdRead:
+		if cl.length > 0 && (len(cl.pieces) != 1 || cl.pieces[0] != [2]int64{0, cl.length}) {
+			return protoErr("read reply covers %v of [0, %d)", cl.pieces, cl.length)
+		}
+	case cmdBlockStatus:
+		for name := range c.contexts {
+			if len(cl.status[name]) == 0 {
+				return protoErr("block status reply without context %s", name)
 			}
 		}
 	}
+	return nil
 }
 
 // cover records that [s, e) of a read (request-relative) arrived; it

@@ -107,6 +107,14 @@ func TestRoundTrip(t *testing.T) {
 			if w := exp.allocation(0, exp.size); !reflect.DeepEqual(exts, w) {
 				t.Errorf("extents\n got %v\nwant %v", exts, w)
 			}
+			// A range that starts and ends inside holes.
+			sub, err := c.Extents(context.Background(), ContextAllocation, 200<<10, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w := exp.allocation(200<<10, 1<<20); !reflect.DeepEqual(sub, w) {
+				t.Errorf("extents of a part\n got %v\nwant %v", sub, w)
+			}
 			var runs [][2]int64
 			for off := int64(0); off < c.Size(); {
 				s, e, err := c.NextData(off)
