@@ -460,6 +460,9 @@ func (c *Client) ReadAtContext(ctx context.Context, p []byte, off int64) (int, e
 	if rest := c.size - off; int64(len(p)) > rest {
 		p, eof = p[:rest], io.EOF
 	}
+	if len(p) == 0 {
+		return 0, nil
+	}
 	end := off + int64(len(p))
 	mb := c.minBlock
 	// With a minimum block size, unaligned ends go through a bounce

@@ -323,3 +323,25 @@ func TestServerShutdown(t *testing.T) {
 		t.Errorf("export closed %d times, want 1", exp.closes.Load())
 	}
 }
+
+// An export with nothing but ReadAt and Size is all data, with the
+// default preferred block size.
+func TestPlainExport(t *testing.T) {
+	exp := sampleExport()
+	sock := serveExports(t, Options{}, map[string]Export{"": plainExport{exp}})
+	c := dial(t, sock, "", ClientOptions{MetaContexts: []string{ContextAllocation}})
+	exts, err := c.Extents(context.Background(), ContextAllocation, 0, c.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := []Extent{{Off: 0, Len: exp.size}}; !reflect.DeepEqual(exts, w) {
+		t.Errorf("extents %v, want %v", exts, w)
+	}
+	if c.BlockSize() != 4096 {
+		t.Errorf("BlockSize %d, want 4096", c.BlockSize())
+	}
+	got := make([]byte, exp.size)
+	if _, err := c.ReadAt(got, 0); err != nil || !bytes.Equal(got, exp.bytes()) {
+		t.Errorf("read: %v", err)
+	}
+}

@@ -119,11 +119,10 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 		return err
 	}
 	defer closeExport(exp)
-	err = cs.transmit(exp)
-	if cs.isShutdown() && errors.Is(err, ErrDisconnected) {
-		return nil
+	if err := cs.transmit(exp); err != nil && !cs.isShutdown() {
+		return err
 	}
-	return err
+	return nil
 }
 
 // closeExport closes an export Lookup gave, if it is a Closer.
