@@ -54,9 +54,13 @@ func (c *Client) request(ctx context.Context, cl *call, typ, flags uint16) error
 	}
 	defer func() { <-c.sem }()
 	c.mu.Lock()
-	if c.err != nil {
+	if c.err != nil || c.closed {
 		err := c.err
 		c.mu.Unlock()
+		if err == nil {
+			// Nothing may follow NBD_CMD_DISC.
+			err = fmt.Errorf("nbd: client closed: %w", ErrDisconnected)
+		}
 		return err
 	}
 	c.cookie++

@@ -331,3 +331,26 @@ func TestClientServerKilled(t *testing.T) {
 		t.Errorf("read after the server died: %v", err)
 	}
 }
+
+// The client speaks TLS to qemu-nbd, which requires it and checks the
+// client's certificate.
+func TestClientTLSAgainstQemuNBD(t *testing.T) {
+	nbdtest.NeedTool(t, "qemu-nbd")
+	certs := makeCerts(t)
+	exp := newTestExport(1<<20, 11, [2]int64{0, 64 << 10}, [2]int64{512 << 10, 64 << 10})
+	raw := filepath.Join(t.TempDir(), "disk.raw")
+	writeSparse(t, raw, exp)
+	dir := certs.writeQemuDir(t, "server")
+	sock, _ := startQemuNBD(t, "--object", "tls-creds-x509,id=tls0,endpoint=server,verify-peer=on,dir="+dir,
+		"--tls-creds", "tls0", "-r", "-f", "raw", "-x", "disk", raw)
+	c := dial(t, sock, "disk", ClientOptions{TLSConfig: certs.client(), MetaContexts: []string{ContextAllocation}})
+	got := make([]byte, exp.size)
+	if _, err := c.ReadAt(got, 0); err != nil || !bytes.Equal(got, exp.bytes()) {
+		t.Fatalf("read over TLS: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := Dial(ctx, UnixURI(sock, "disk"), ClientOptions{}); !errors.Is(err, ErrTLSRequired) {
+		t.Errorf("plain client of qemu-nbd with TLS: %v, want ErrTLSRequired", err)
+	}
+}
