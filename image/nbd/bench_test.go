@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -33,7 +34,7 @@ func benchExport() memExport {
 func benchTargets(b *testing.B) map[string]string {
 	exp := benchExport()
 	t := map[string]string{"cairn": serveExports(b, Options{}, map[string]Export{"": exp})}
-	if _, err := os.Stat("/usr/bin/qemu-nbd"); err == nil {
+	if _, err := exec.LookPath("qemu-nbd"); err == nil {
 		raw := filepath.Join(b.TempDir(), "bench.raw")
 		if err := os.WriteFile(raw, exp, 0o600); err != nil {
 			b.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -211,13 +212,14 @@ func (c *recordConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// TestWriteFuzzSeeds records real sessions between cairn's client and
-// server as the seed corpora (testdata/fuzz). It runs only with
-// CAIRN_WRITE_FUZZ_SEEDS=1; the seeds are committed.
-func TestWriteFuzzSeeds(t *testing.T) {
-	if os.Getenv("CAIRN_WRITE_FUZZ_SEEDS") != "1" {
-		t.Skip("set CAIRN_WRITE_FUZZ_SEEDS=1 to rewrite the seed corpora")
-	}
+var updateSeeds = flag.Bool("update", false, "rewrite the fuzz seed corpora in testdata/fuzz")
+
+// TestFuzzSeeds records real sessions between cairn's client and server
+// and checks them against the fuzz seed corpora in testdata/fuzz, which
+// are these recordings (-update rewrites them). The corpora double as
+// golden transcripts of the wire format: a change to what either end
+// sends shows here.
+func TestFuzzSeeds(t *testing.T) {
 	exp := fuzzExport()
 	sessions := []struct {
 		name string
@@ -251,18 +253,18 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		s.do(c)
 		c.Close()
 		<-done
-		prefix, sprefix := handshakePrefix(), serverPrefix()
-		writeSeed(t, "FuzzServerHandshake", s.name, sc.got.Bytes())
+		seed(t, "FuzzServerHandshake", s.name, sc.got.Bytes())
 		if s.name != "simple" {
-			if got := sc.got.Bytes(); bytes.HasPrefix(got, prefix) {
-				writeSeed(t, "FuzzServerRequests", s.name, got[len(prefix):])
+			got, prefix := sc.got.Bytes(), handshakePrefix()
+			if !bytes.HasPrefix(got, prefix) {
+				t.Fatalf("the client's handshake is not handshakePrefix:\n%q\n%q", got, prefix)
 			}
+			seed(t, "FuzzServerRequests", s.name, got[len(prefix):])
 		}
-		writeSeed(t, "FuzzClientHandshake", s.name, cc.got.Bytes())
-		_ = sprefix
+		seed(t, "FuzzClientHandshake", s.name, cc.got.Bytes())
 	}
-	for i, seed := range clientReplySeeds() {
-		writeSeed(t, "FuzzClientReplies", fmt.Sprint("crafted", i), seed)
+	for i, b := range clientReplySeeds() {
+		seed(t, "FuzzClientReplies", fmt.Sprint("crafted", i), b)
 	}
 }
 
@@ -312,14 +314,25 @@ func clientReplySeeds() [][]byte {
 	return seeds
 }
 
-func writeSeed(t *testing.T, target, name string, data []byte) {
+// seed checks (or with -update writes) one seed file.
+func seed(t *testing.T, target, name string, data []byte) {
 	t.Helper()
-	dir := filepath.Join("testdata", "fuzz", target)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	path := filepath.Join("testdata", "fuzz", target, name)
 	body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", data)
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-		t.Fatal(err)
+	if *updateSeeds {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to write the seeds)", err)
+	}
+	if string(old) != body {
+		t.Errorf("%s differs from this session's recording: the wire format changed? (-update rewrites it)\n got %s\nwant %s", path, body, old)
 	}
 }
