@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,7 +57,9 @@ func startQemuNBD(t testing.TB, args ...string) (string, *exec.Cmd) {
 		<-exited
 	})
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		if _, err := os.Stat(sock); err == nil {
+		// The socket file appears before qemu-nbd listens on it.
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
 			return sock, cmd
 		}
 		select {

@@ -37,6 +37,15 @@
 // (EINVAL without structured replies), a range past the export's end
 // EINVAL.
 //
+// Wiring: NewServer(Options{Lookup: ...}) then Serve(ctx, ln) on a
+// listener from ListenUnix or ListenTCP (which refuses non-loopback
+// addresses unless told otherwise); cancelling ctx closes the listener,
+// lets requests in flight finish (within ShutdownGrace) and returns.
+// An Export is an io.ReaderAt with a Size; one that also has NextData
+// (DataFinder), BlockSize, Prefetch, Description or Close — as
+// snapshot.DiskReader and image.Source do — gets holes, a preferred
+// block size, NBD_CMD_CACHE, a description and a close at the end.
+//
 // Invariants: one goroutine per connection reads requests and Workers
 // goroutines answer them, so a slow read does not hold up the others;
 // each reply is written whole under a mutex, chunks of different
