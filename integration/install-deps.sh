@@ -9,6 +9,9 @@ check mkfs.ext4   e2fsprogs
 check debugfs     e2fsprogs
 check fusermount3 fuse3
 check qemu-img    qemu-utils
+check qemu-nbd    qemu-utils
+check qemu-storage-daemon qemu-system-common
+check nbd-client  nbd-client
 check zstd        zstd
 check lz4         lz4
 check mkfs.vfat   dosfstools
