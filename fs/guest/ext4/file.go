@@ -113,9 +113,11 @@ func (fs *FS) Readlink(ino uint64) (string, error) {
 	if in.size > maxSymlink {
 		return "", corruptInode(ino, "symlink of %d bytes", in.size)
 	}
+	// An attribute block takes a whole cluster of i_blocks (as the
+	// kernel's ext4_inode_is_fast_symlink counts it).
 	eaBlocks := uint64(0)
 	if in.fileACL != 0 {
-		eaBlocks = uint64(fs.sb.blockSize / 512)
+		eaBlocks = fs.sb.clusterSize() / 512
 	}
 	if !in.inline() && in.blocks <= eaBlocks {
 		// Fast symlink: the target sits in i_block itself.
