@@ -126,6 +126,10 @@ func (fs *FS) Readlink(ino uint64) (string, error) {
 		}
 		return string(in.iblock[:in.size]), nil
 	}
+	if !in.inline() && in.size >= uint64(fs.sb.blockSize) {
+		// A slow symlink's target and its NUL fit its one block.
+		return "", corruptInode(ino, "symlink of %d bytes in %d-byte blocks", in.size, fs.sb.blockSize)
+	}
 	buf := make([]byte, in.size)
 	if err := fs.readData(in, buf, 0); err != nil {
 		return "", err

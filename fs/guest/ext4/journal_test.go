@@ -123,7 +123,7 @@ func debugfsScript(t testing.TB, img string, cmds ...string) {
 	script := filepath.Join(t.TempDir(), "cmds")
 	writeFile(t, script, []byte(strings.Join(cmds, "\n")+"\n"))
 	out := runTool(t, "debugfs", "-w", "-f", script, img)
-	if strings.Contains(out, "rror") {
+	if strings.Contains(out, "rror") || strings.Contains(out, "invalid") {
 		t.Fatalf("debugfs: %s", out)
 	}
 }
