@@ -168,7 +168,7 @@ func (fs *FS) dir(ino uint64) (*dirListing, error) {
 		fs.logf("ext4: directory inode %d: second entry %q (inode %d) left out", ino, b.Name, b.Ino)
 		return true
 	})
-	if in.flags&flagCasefold != 0 && fs.sb.has(incompatCasefold) {
+	if in.flags&flagCasefold != 0 && fs.sb.has(incompatCasefold) && fs.sb.encoding == 1 {
 		l.folded = make(map[string]int, len(l.ents))
 		for i, e := range l.ents {
 			if f, ok := foldName(e.Name); ok {
