@@ -159,6 +159,21 @@ func (fs *FS) dir(ino uint64) (*dirListing, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Fast commits change entries over what the blocks hold: a link
+	// replaces an entry of its name, an unlink removes the name if it
+	// names that inode.
+	for _, op := range fs.fc.dirOpsOf(ino) {
+		i := slices.IndexFunc(l.ents, func(e guest.DirEntry) bool { return e.Name == op.name })
+		if i >= 0 && (op.link || l.ents[i].Ino == op.ino) {
+			l.ents = slices.Delete(l.ents, i, i+1)
+		}
+		if op.link {
+			delete(l.omitted, op.name)
+			if err := emit([]byte(op.name), op.ino, op.ft); err != nil {
+				return nil, err
+			}
+		}
+	}
 	// Stable, so of two equal names the first on disk stays.
 	slices.SortStableFunc(l.ents, func(a, b guest.DirEntry) int { return strings.Compare(a.Name, b.Name) })
 	l.ents = slices.CompactFunc(l.ents, func(a, b guest.DirEntry) bool {

@@ -23,6 +23,9 @@ type run struct {
 
 // mapBlock maps logical block lblk of in to the run that starts there.
 func (fs *FS) mapBlock(in *inode, lblk uint64) (run, error) {
+	if list, ok := fs.fc.extentsOf(in.ino); ok {
+		return mapFC(list, lblk), nil
+	}
 	if in.flags&flagExtents != 0 {
 		return fs.mapExtent(in, lblk)
 	}

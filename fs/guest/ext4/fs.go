@@ -40,7 +40,8 @@ type FS struct {
 	inodes *lru.Cache[uint64, *inode]
 	dirs   *lru.Cache[uint64, *dirListing]
 
-	journalErr error // why a journal that needs recovery was not replayed
+	journalErr error    // why a journal that needs recovery was not replayed
+	fc         *fcState // what fast commits changed; nil without
 }
 
 // Probe reports whether r starts with an ext2/3/4 superblock magic.
@@ -82,13 +83,16 @@ func OpenOptions(r io.ReaderAt, size int64, o Options) (*FS, error) {
 		// Replay what the journal committed, in memory. A journal this
 		// reader cannot follow leaves the volume as it lies, as before,
 		// and says so through JournalErr.
-		copies, err := fs.replayJournal()
-		if err == nil && len(copies) > 0 {
+		copies, fc, err := fs.replayJournal()
+		if err == nil && (len(copies) > 0 || len(fc) > 0) {
 			ov := &journalOverlay{r: r, bs: int64(sb.blockSize), copies: copies}
 			var sb2 superblock
 			if _, err = ov.ReadAt(b, superOffset); err == nil {
 				if sb2, err = parseSuper(b); err == nil {
 					fs = newFS(ov, size, sb2, o.Logf)
+					if len(fc) > 0 {
+						fs.applyFastCommit(fc)
+					}
 				}
 			}
 		}
@@ -111,9 +115,14 @@ func newFS(r io.ReaderAt, size int64, sb superblock, logf func(string, ...any)) 
 		sb:     sb,
 		logf:   logf,
 		blocks: lru.New[uint64, []byte](max(blockCacheBytes, 16*int(sb.blockSize))),
-		inodes: lru.New[uint64, *inode](inodeCacheCount),
-		dirs:   lru.New[uint64, *dirListing](dirCacheBytes),
+		inodes: newInodeCache(),
+		dirs:   newDirCache(),
 	}
+}
+
+func newInodeCache() *lru.Cache[uint64, *inode] { return lru.New[uint64, *inode](inodeCacheCount) }
+func newDirCache() *lru.Cache[uint64, *dirListing] {
+	return lru.New[uint64, *dirListing](dirCacheBytes)
 }
 
 // JournalErr reports why the journal of a filesystem that needs recovery

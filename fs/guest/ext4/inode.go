@@ -68,32 +68,55 @@ func (fs *FS) inode(ino uint64) (*inode, error) {
 	if in, ok := fs.inodes.Get(ino); ok {
 		return in, nil
 	}
-	group := (ino - 1) / uint64(fs.sb.inodesPerGroup)
-	index := (ino - 1) % uint64(fs.sb.inodesPerGroup)
-	table, err := fs.inodeTable(group)
-	if err != nil {
-		return nil, corruptInodeErr(ino, "inode table", err)
-	}
-	isz := uint64(fs.sb.inodeSize)
-	bs := uint64(fs.sb.blockSize)
-	off := index * isz
-	blk := table + off/bs
-	if table == 0 || blk < table {
-		return nil, corruptInode(ino, "group %d has inode table at block %d", group, table)
-	}
-	b, err := fs.block(blk)
-	if err != nil {
-		return nil, fmt.Errorf("ext4: inode %d: %w", ino, err)
-	}
-	in, err := fs.parseInode(ino, b[off%bs:off%bs+isz])
-	if err != nil {
-		return nil, err
+	var in *inode
+	if raw, ok := fs.fc.replayed(ino); ok {
+		// Replayed from a fast commit: its checksum is the replay's.
+		var err error
+		if in, err = fs.parseInodeCsum(ino, raw, false); err != nil {
+			return nil, err
+		}
+	} else {
+		blk, off, err := fs.inodeLoc(ino)
+		if err != nil {
+			return nil, err
+		}
+		b, err := fs.block(blk)
+		if err != nil {
+			return nil, fmt.Errorf("ext4: inode %d: %w", ino, err)
+		}
+		if in, err = fs.parseInode(ino, b[off:off+uint64(fs.sb.inodeSize)]); err != nil {
+			return nil, err
+		}
 	}
 	fs.inodes.Add(ino, in, 1)
 	return in, nil
 }
 
+// inodeLoc returns the block holding inode ino and its offset there.
+func (fs *FS) inodeLoc(ino uint64) (blk, off uint64, err error) {
+	group := (ino - 1) / uint64(fs.sb.inodesPerGroup)
+	index := (ino - 1) % uint64(fs.sb.inodesPerGroup)
+	table, err := fs.inodeTable(group)
+	if err != nil {
+		return 0, 0, corruptInodeErr(ino, "inode table", err)
+	}
+	isz := uint64(fs.sb.inodeSize)
+	bs := uint64(fs.sb.blockSize)
+	pos := index * isz
+	blk = table + pos/bs
+	if table == 0 || blk < table {
+		return 0, 0, corruptInode(ino, "group %d has inode table at block %d", group, table)
+	}
+	return blk, pos % bs, nil
+}
+
 func (fs *FS) parseInode(ino uint64, b []byte) (*inode, error) {
+	return fs.parseInodeCsum(ino, b, true)
+}
+
+// parseInodeCsum parses the on-disk inode b, checking its checksum when
+// verify is set and the filesystem has them.
+func (fs *FS) parseInodeCsum(ino uint64, b []byte, verify bool) (*inode, error) {
 	le := binary.LittleEndian
 	in := &inode{ino: ino}
 	in.mode = le.Uint16(b[0x0:])
@@ -128,7 +151,7 @@ func (fs *FS) parseInode(ino uint64, b []byte) (*inode, error) {
 	if fs.sb.metadataCsum() {
 		seed := crc32cLE(crc32cLE(fs.sb.csumSeed, uint32(ino)), le.Uint32(b[0x64:]))
 		in.csumSeed = seed
-		if fs.sb.linuxOS && !inodeCsumOK(seed, b, extra) && !allZero(b) {
+		if verify && fs.sb.linuxOS && !inodeCsumOK(seed, b, extra) && !allZero(b) {
 			// An all-zero inode is one never written (lazy inode
 			// tables); it reads as unused rather than damaged.
 			return nil, corruptInode(ino, "inode checksum does not match")
@@ -227,6 +250,9 @@ func (fs *FS) Stat(ino uint64) (guest.Attr, error) {
 		Atime:  in.atime,
 		Mtime:  in.mtime,
 		Ctime:  in.ctime,
+	}
+	if list, ok := fs.fc.extentsOf(ino); ok {
+		a.Blocks = fs.fcBlocks(in, list)
 	}
 	switch in.fileType() {
 	case syscall.S_IFCHR, syscall.S_IFBLK:
