@@ -3,6 +3,7 @@ package ext4
 import (
 	"bytes"
 	"encoding/binary"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -405,4 +406,118 @@ func readAll(t *testing.T, fsys *FS, p string) string {
 		t.Fatalf("read %s: %v", p, err)
 	}
 	return string(bytes.TrimRight(b, "\x00"))
+}
+
+// TestRandomJournalDamage flips random bytes of the journal seed's log
+// and fast-commit blocks and walks the result: any error is fine, a
+// panic or a hang is not.
+func TestRandomJournalDamage(t *testing.T) {
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "small"), []byte("hello, ext4\n"))
+	img := journalSeed(t, src)
+	fsys := openBytes(t, img, nil)
+	jino := uint64(fsys.sb.journalIno)
+	var spots []int64 // volume offsets of the log's first blocks and the fast-commit area
+	for _, i := range []int64{0, 1, 2, 3, 4, 5, 6, 1025, 1026} {
+		if e, err := fsys.MapFile(nil, jino, i*1024, 1024); err == nil && len(e) == 1 {
+			spots = append(spots, e[0].Off)
+		}
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	iters := 400
+	if testing.Short() {
+		iters = 100
+	}
+	for range iters {
+		b := bytes.Clone(img)
+		for range 1 + r.IntN(8) {
+			at := spots[r.IntN(len(spots))] + r.Int64N(1024)
+			b[at] ^= byte(1 + r.IntN(255))
+		}
+		inTime(t, func() {
+			if fsys, err := Open(bytes.NewReader(b), int64(len(b))); err == nil {
+				_ = walk(fsys, 64, 64<<10)
+			}
+		})
+	}
+}
+
+// TestRandomFastCommits replays well-formed fast commits of random
+// content (inode numbers in and out of range, ranges anywhere, inodes
+// with random bytes, names of any bytes) whose checksums hold, so that
+// every apply path sees nonsense: any error is fine, a panic, a hang or
+// a walk outside the volume is not.
+func TestRandomFastCommits(t *testing.T) {
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "small"), []byte("hello, ext4\n"))
+	base := journalSeed(t, src)
+	fsys := openBytes(t, base, nil)
+	jino := uint64(fsys.sb.journalIno)
+	be := binary.BigEndian
+	jat := func(i int64) int64 {
+		e, err := fsys.MapFile(nil, jino, i*1024, 1024)
+		if err != nil || len(e) != 1 {
+			t.Fatalf("journal block %d: %v %v", i, e, err)
+		}
+		return e[0].Off
+	}
+	jsb := base[jat(0):]
+	maxLen, nfc := int64(be.Uint32(jsb[0x10:])), int64(be.Uint32(jsb[0x54:]))
+	tid := be.Uint32(jsb[0x18:]) + 2
+	raw, err := fsys.rawInode(lookupPath(t, fsys, "small"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(13, 14))
+	applied := 0
+	iters := 300
+	if testing.Short() {
+		iters = 80
+	}
+	for range iters {
+		w := newFCWriter(1024)
+		w.head(tid)
+		for range 1 + r.IntN(12) {
+			ino := uint32(r.IntN(40))
+			switch r.IntN(5) {
+			case 0:
+				w.addRange(ino, fcExtent{lblk: uint64(r.Uint32()), pblk: uint64(r.IntN(4096)), n: uint64(1 + r.IntN(100)), unwritten: r.IntN(2) == 0})
+			case 1:
+				w.delRange(ino, r.Uint32(), r.Uint32())
+			case 2:
+				name := randBytes(r, 1+r.IntN(20))
+				w.dentry(uint16(fcCreat+r.IntN(3)), uint32(r.IntN(40)), ino, string(name))
+			default:
+				b := bytes.Clone(raw)
+				for range r.IntN(6) {
+					b[r.IntN(len(b))] = byte(r.Uint32())
+				}
+				binary.LittleEndian.PutUint16(b[0x80:], 32) // keep a sane i_extra_isize most times
+				w.inode(ino, b)
+			}
+		}
+		w.tail(tid)
+		img := bytes.Clone(base)
+		for i, blk := range w.blocks {
+			if int64(i) < nfc-1 {
+				copy(img[jat(maxLen-nfc+1+int64(i)):], blk)
+			}
+		}
+		inTime(t, func() {
+			fsys, err := Open(bytes.NewReader(img), int64(len(img)))
+			if err != nil {
+				return
+			}
+			if fsys.fc != nil {
+				applied++
+			}
+			// walk checks that MapFile stays inside the volume.
+			if err := walk(fsys, 64, 64<<10); err != nil && strings.Contains(err.Error(), "outside the volume") {
+				t.Fatalf("walk: %v", err)
+			}
+		})
+	}
+	if applied < iters/2 {
+		t.Errorf("fast commits applied in %d of %d images", applied, iters)
+	}
 }
