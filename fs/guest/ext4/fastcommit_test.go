@@ -285,6 +285,12 @@ func TestFastCommitReplay(t *testing.T) {
 			if got := treeView(t, fsys); got != want {
 				t.Errorf("reads differently from e2fsck's replay:\n%s", diffLines(got, want))
 			}
+			// And as debugfs reads e2fsck's replay, byte for byte.
+			for _, p := range []string{"d/new.txt", "d/linked.txt", "grow.txt", "holey.txt"} {
+				if got, want := readAll(t, fsys, p), strings.TrimRight(debugfsOut(t, writeTemp(t, ref), "cat /"+p), "\x00"); got != want {
+					t.Errorf("%s: %d bytes, debugfs cat of e2fsck's replay %d", p, len(got), len(want))
+				}
+			}
 			for _, p := range []string{"d/new.txt", "old.txt", "grow.txt", "holey.txt"} {
 				a, _ := fsys.Stat(lookupPath(t, fsys, p))
 				r, _ := rfs.Stat(lookupPath(t, rfs, p))

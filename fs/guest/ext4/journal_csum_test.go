@@ -185,11 +185,19 @@ func TestJournalChecksums(t *testing.T) {
 				d.hit(t, img, b, log)
 				ref, out := e2fsckReplay(t, b)
 				want := treeView(t, openBytes(t, ref, nil))
-				if got := contents(t, openBytes(t, ref, nil)); got != d.want {
-					t.Fatalf("e2fsck replays %q, the test expects %q:\n%s", got, d.want, out)
+				refPath := writeTemp(t, ref)
+				var byDebugfs []byte
+				for _, f := range []string{"a", "b", "c"} {
+					byDebugfs = append(byDebugfs, debugfsOut(t, refPath, "cat /"+f+".txt")[0])
+				}
+				if string(byDebugfs) != d.want {
+					t.Fatalf("debugfs reads e2fsck's replay as %q, the test expects %q:\n%s", byDebugfs, d.want, out)
 				}
 				log2 := &logRecorder{}
 				fsys := openBytes(t, b, log2)
+				if got := contents(t, fsys); got != d.want {
+					t.Errorf("a.txt, b.txt, c.txt read %q, want %q", got, d.want)
+				}
 				if got := treeView(t, fsys); got != want {
 					t.Errorf("reads differently from e2fsck's replay:\n%s", diffLines(got, want))
 				}
