@@ -92,9 +92,10 @@
 //     recovery as a whole (full transactions too), a head naming an older
 //     transaction means no fast commit (the kernel's rule; e2fsck 1.47
 //     fails recovery there). A replayed inode keeps its i_block from the
-//     disk; replayed ranges edit the file's extent list, which reads use;
-//     links and unlinks edit listings. Symlinks linked by a fast commit
-//     are linked, as by the kernel (e2fsck 1.47 leaves them out).
+//     disk (and its logged i_blocks); a block is mapped as the newest
+//     replayed range covering it says, else by the file's tree; links and
+//     unlinks edit listings. Symlinks linked by a fast commit are
+//     linked, as by the kernel (e2fsck 1.47 leaves them out).
 //
 // All methods are safe for concurrent use; caches lock only around map
 // updates, never across a read of the volume.

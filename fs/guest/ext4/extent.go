@@ -23,8 +23,8 @@ type run struct {
 
 // mapBlock maps logical block lblk of in to the run that starts there.
 func (fs *FS) mapBlock(in *inode, lblk uint64) (run, error) {
-	if list, ok := fs.fc.extentsOf(in.ino); ok {
-		return mapFC(list, lblk), nil
+	if r := fs.fc.rangesOf(in.ino); r != nil {
+		return fs.mapFC(in, r, lblk)
 	}
 	if in.flags&flagExtents != 0 {
 		return fs.mapExtent(in, lblk)

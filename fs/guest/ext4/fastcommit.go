@@ -1,6 +1,7 @@
 package ext4
 
 import (
+	"container/heap"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -23,9 +24,9 @@ import (
 //   - INODE: the logged inode replaces the inode's fields, but i_block
 //     (the extent tree root) stays as on disk, or empty if none is
 //     there; an inline inode takes the logged i_block;
-//   - ADD_RANGE, DEL_RANGE: the file's extents, read once from its tree,
-//     are edited as a list: the range is punched, then the new extent
-//     added; reads map through the list;
+//   - ADD_RANGE, DEL_RANGE: a block is mapped as the newest range that
+//     covers it says (as punching each range then adding the new extent
+//     does), a block no range covers as the file's own tree says;
 //   - CREAT, LINK: the name, in its directory, names the inode (an
 //     entry of the same name goes first); UNLINK: the name goes if it
 //     names that inode. Listings apply these over the blocks on disk.
@@ -47,8 +48,8 @@ const (
 	fcHead     = 9
 	fcTagLen   = 4
 	maxNameLen = 255
-	// maxFCExtents bounds the extent list of one file under replay.
-	maxFCExtents = 1 << 20
+	// maxFCBytes bounds the tag values a fast-commit scan keeps.
+	maxFCBytes = 64 << 20
 )
 
 type fcTag struct {
@@ -94,8 +95,9 @@ func (j *journal) scanFastCommit(tid uint32) ([]fcTag, error) {
 		}
 		return err
 	}
+	buf := make([]byte, j.bs)
+	kept := 0
 	for blk := j.fcFirst; blk <= j.fcLast && blk < j.total; blk++ {
-		buf := make([]byte, j.bs)
 		if err := j.read(blk, buf); err != nil {
 			return nil, err
 		}
@@ -137,7 +139,10 @@ func (j *journal) scanFastCommit(tid uint32) ([]fcTag, error) {
 			default:
 				return tags[:valid], stopOr(journalErr("fast commit block %d: unknown tag %d", blk, tag))
 			}
-			tags = append(tags, fcTag{tag, v})
+			if kept += n + 16; kept > maxFCBytes {
+				return nil, journalErr("fast commits of more than %d bytes", maxFCBytes)
+			}
+			tags = append(tags, fcTag{tag, slices.Clone(v)})
 			cur = val + n
 		}
 	}
@@ -146,9 +151,40 @@ func (j *journal) scanFastCommit(tid uint32) ([]fcTag, error) {
 
 // fcState is what the fast commits change, over the blocks on disk.
 type fcState struct {
-	raw     map[uint64][]byte     // replayed on-disk inodes
-	extents map[uint64][]fcExtent // files whose mapping the tags edited
-	dirOps  map[uint64][]fcDirOp  // entry changes per directory, in order
+	raw    map[uint64][]byte    // replayed on-disk inodes
+	ranges map[uint64]*fcRanges // files whose mapping the tags edited
+	dirOps map[uint64][]fcDirOp // entry changes per directory, in order
+}
+
+// fcRange is one ADD_RANGE (a mapping) or DEL_RANGE (a hole).
+type fcRange struct {
+	lblk, n   uint64
+	pblk      uint64
+	del       bool
+	unwritten bool
+}
+
+// fcRanges are the range tags of one file, in order, and once all are
+// known, segs: the logical blocks they cover, split where the newest
+// range covering them changes. The newest covering range decides a
+// block, as punching then adding each range in turn does (e2fsck's
+// ext4_modify_extent_list); blocks no range covers map through the
+// file's own tree.
+type fcRanges struct {
+	ops  []fcRange
+	segs []fcSeg
+}
+
+type fcSeg struct {
+	lblk, end uint64
+	op        int // index in ops
+}
+
+type fcDirOp struct {
+	link bool // else unlink
+	name string
+	ino  uint64
+	ft   uint8
 }
 
 // replayed returns the on-disk bytes of inode ino as replayed, if a
@@ -161,13 +197,12 @@ func (st *fcState) replayed(ino uint64) ([]byte, bool) {
 	return b, ok
 }
 
-// extentsOf returns the replayed extents of ino, if the tags edited them.
-func (st *fcState) extentsOf(ino uint64) ([]fcExtent, bool) {
+// rangesOf returns the range tags of ino, if any.
+func (st *fcState) rangesOf(ino uint64) *fcRanges {
 	if st == nil {
-		return nil, false
+		return nil
 	}
-	l, ok := st.extents[ino]
-	return l, ok
+	return st.ranges[ino]
 }
 
 // dirOpsOf returns the entry changes of directory ino.
@@ -178,25 +213,18 @@ func (st *fcState) dirOpsOf(ino uint64) []fcDirOp {
 	return st.dirOps[ino]
 }
 
-type fcExtent struct {
-	lblk, pblk, n uint64
-	unwritten     bool
-}
-
-type fcDirOp struct {
-	link bool // else unlink
-	name string
-	ino  uint64
-	ft   uint8
-}
-
 // applyFastCommit applies tags to fs, whose volume already holds the
 // replayed jbd2 blocks.
 func (fs *FS) applyFastCommit(tags []fcTag) {
-	fs.fc = &fcState{raw: map[uint64][]byte{}, extents: map[uint64][]fcExtent{}, dirOps: map[uint64][]fcDirOp{}}
+	fs.fc = &fcState{raw: map[uint64][]byte{}, ranges: map[uint64]*fcRanges{}, dirOps: map[uint64][]fcDirOp{}}
 	// Nothing read while applying may stay cached: it saw a partial state.
 	fs.inodes, fs.dirs = lru.New[uint64, *inode](0), lru.New[uint64, *dirListing](0)
-	defer func() { fs.inodes, fs.dirs = newInodeCache(), newDirCache() }()
+	defer func() {
+		for _, r := range fs.fc.ranges {
+			r.flatten()
+		}
+		fs.inodes, fs.dirs = newInodeCache(), newDirCache()
+	}()
 	le := binary.LittleEndian
 	for i, t := range tags {
 		var err error
@@ -206,14 +234,18 @@ func (fs *FS) applyFastCommit(tags []fcTag) {
 		case fcAddRange:
 			e := t.val[4:]
 			n := uint64(le.Uint16(e[4:]))
-			x := fcExtent{lblk: uint64(le.Uint32(e)), pblk: uint64(le.Uint16(e[6:]))<<32 | uint64(le.Uint32(e[8:])), n: n}
+			x := fcRange{lblk: uint64(le.Uint32(e)), pblk: uint64(le.Uint16(e[6:]))<<32 | uint64(le.Uint32(e[8:])), n: n}
 			if n > initMaxLen {
 				x.n, x.unwritten = n-initMaxLen, true
 			}
-			err = fs.fcEditExtents(uint64(le.Uint32(t.val)), x, false)
+			if !fs.checkRange(x.pblk, x.n) {
+				err = corruptInode(uint64(le.Uint32(t.val)), "fast commit maps blocks %d+%d outside the filesystem", x.pblk, x.n)
+				break
+			}
+			err = fs.fcAddRange(uint64(le.Uint32(t.val)), x)
 		case fcDelRange:
-			x := fcExtent{lblk: uint64(le.Uint32(t.val[4:])), n: uint64(le.Uint32(t.val[8:]))}
-			err = fs.fcEditExtents(uint64(le.Uint32(t.val)), x, true)
+			x := fcRange{lblk: uint64(le.Uint32(t.val[4:])), n: uint64(le.Uint32(t.val[8:])), del: true}
+			err = fs.fcAddRange(uint64(le.Uint32(t.val)), x)
 		case fcCreat, fcLink, fcUnlink:
 			err = fs.fcDentry(t.tag, uint64(le.Uint32(t.val)), uint64(le.Uint32(t.val[4:])), string(t.val[8:]))
 		}
@@ -275,119 +307,107 @@ func (fs *FS) fcInode(ino uint32, logged []byte) error {
 	return nil
 }
 
-// fcEditExtents punches x's range from ino's extent list and, unless
-// del, adds x; as e2fsck's ext4_modify_extent_list.
-func (fs *FS) fcEditExtents(ino uint64, x fcExtent, del bool) error {
-	list, ok := fs.fc.extents[ino]
-	if !ok {
-		in, err := fs.inode(ino)
-		if err != nil {
-			return err
-		}
-		if list, err = fs.extentList(in); err != nil {
-			return err
-		}
+// fcAddRange records a range tag of ino.
+func (fs *FS) fcAddRange(ino uint64, x fcRange) error {
+	if ino == 0 || ino > uint64(fs.sb.inodesCount) {
+		return fmt.Errorf("ext4: inode %d out of range: %w", ino, guest.ErrCorrupt)
 	}
 	if x.n == 0 {
 		return nil
 	}
-	end := x.lblk + x.n // first block past the range
-	var out []fcExtent
-	for _, e := range list {
-		eEnd := e.lblk + e.n
-		if eEnd <= x.lblk || e.lblk >= end {
-			out = append(out, e)
-			continue
-		}
-		if e.lblk < x.lblk { // the part before the range
-			out = append(out, fcExtent{e.lblk, e.pblk, x.lblk - e.lblk, e.unwritten})
-		}
-		if eEnd > end { // the part after
-			off := end - e.lblk
-			out = append(out, fcExtent{end, e.pblk + off, eEnd - end, e.unwritten})
-		}
+	r := fs.fc.ranges[ino]
+	if r == nil {
+		r = &fcRanges{}
+		fs.fc.ranges[ino] = r
 	}
-	if !del {
-		if !fs.checkRange(x.pblk, x.n) {
-			return corruptInode(ino, "fast commit maps blocks %d+%d outside the filesystem", x.pblk, x.n)
-		}
-		out = append(out, x)
-	}
-	if len(out) > maxFCExtents {
-		return corruptInode(ino, "more than %d extents", maxFCExtents)
-	}
-	sort.Slice(out, func(a, b int) bool { return out[a].lblk < out[b].lblk })
-	merged := out[:0]
-	for _, e := range out {
-		if k := len(merged) - 1; k >= 0 && merged[k].lblk+merged[k].n == e.lblk &&
-			merged[k].pblk+merged[k].n == e.pblk && merged[k].unwritten == e.unwritten {
-			merged[k].n += e.n
-			continue
-		}
-		merged = append(merged, e)
-	}
-	fs.fc.extents[ino] = merged
+	r.ops = append(r.ops, x)
 	return nil
 }
 
-// extentList reads every extent of in's tree, in logical order.
-func (fs *FS) extentList(in *inode) ([]fcExtent, error) {
-	if in.flags&flagExtents == 0 {
-		if in.inline() || allZero(in.iblock[:]) {
-			return nil, nil
-		}
-		return nil, corruptInode(in.ino, "fast commit range on a file without extents")
+// flatten computes segs from ops: a sweep over the ranges' ends, keeping
+// the newest range covering each stretch.
+func (r *fcRanges) flatten() {
+	type event struct {
+		at    uint64
+		op    int
+		start bool
 	}
-	var out []fcExtent
-	for lblk := uint64(0); lblk < 1<<32; {
-		if len(out) > maxFCExtents {
-			return nil, corruptInode(in.ino, "more than %d extents", maxFCExtents)
-		}
-		r, err := fs.mapExtent(in, lblk)
-		if err != nil {
-			return nil, err
-		}
-		if r.n >= noMoreBlocks {
-			break
-		}
-		if !r.zero || r.phys != 0 {
-			out = append(out, fcExtent{lblk, r.phys, r.n, r.zero})
-		}
-		lblk += r.n
+	evs := make([]event, 0, 2*len(r.ops))
+	for i, o := range r.ops {
+		evs = append(evs, event{o.lblk, i, true}, event{o.lblk + o.n, i, false})
 	}
-	return out, nil
+	sort.Slice(evs, func(a, b int) bool { return evs[a].at < evs[b].at })
+	var active opHeap // newest range first
+	ended := make([]bool, len(r.ops))
+	r.segs = nil
+	prev := uint64(0)
+	for i := 0; i < len(evs); {
+		at := evs[i].at
+		if len(active) > 0 && prev < at {
+			top := active[0]
+			if k := len(r.segs) - 1; k >= 0 && r.segs[k].op == top && r.segs[k].end == prev {
+				r.segs[k].end = at
+			} else {
+				r.segs = append(r.segs, fcSeg{prev, at, top})
+			}
+		}
+		for ; i < len(evs) && evs[i].at == at; i++ {
+			if evs[i].start {
+				heap.Push(&active, evs[i].op)
+			} else {
+				ended[evs[i].op] = true
+			}
+		}
+		for len(active) > 0 && ended[active[0]] {
+			heap.Pop(&active)
+		}
+		prev = at
+	}
 }
 
-// mapFC maps lblk through a replayed extent list.
-func mapFC(list []fcExtent, lblk uint64) run {
-	i := sort.Search(len(list), func(i int) bool { return list[i].lblk+list[i].n > lblk })
-	if i == len(list) {
-		return run{zero: true, n: noMoreBlocks}
-	}
-	e := list[i]
-	if lblk < e.lblk {
-		return run{zero: true, n: e.lblk - lblk}
-	}
-	off := lblk - e.lblk
-	return run{phys: e.pblk + off, n: e.n - off, zero: e.unwritten}
+// opHeap is a max-heap of range indices: the newest range on top.
+type opHeap []int
+
+func (h opHeap) Len() int           { return len(h) }
+func (h opHeap) Less(a, b int) bool { return h[a] > h[b] }
+func (h opHeap) Swap(a, b int)      { h[a], h[b] = h[b], h[a] }
+func (h *opHeap) Push(x any)        { *h = append(*h, x.(int)) }
+func (h *opHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
-// fcBlocks is i_blocks of a file whose extents were replayed: its data,
-// the tree blocks beyond the root and its xattr block, in 512-byte units.
-func (fs *FS) fcBlocks(in *inode, list []fcExtent) uint64 {
-	var n uint64
-	for _, e := range list {
-		n += e.n
+// mapFC maps lblk of in through its replayed ranges, and through its own
+// tree where none covers it.
+func (fs *FS) mapFC(in *inode, r *fcRanges, lblk uint64) (run, error) {
+	i := sort.Search(len(r.segs), func(i int) bool { return r.segs[i].end > lblk })
+	if i < len(r.segs) && r.segs[i].lblk <= lblk {
+		s, o := r.segs[i], r.ops[r.segs[i].op]
+		n := s.end - lblk
+		if o.del {
+			return run{zero: true, n: n}, nil
+		}
+		return run{phys: o.pblk + (lblk - o.lblk), n: n, zero: o.unwritten}, nil
 	}
-	if len(list) > 4 {
-		per := uint64(fs.sb.blockSize-12) / 12
-		n += (uint64(len(list)) + per - 1) / per
+	var d run
+	var err error
+	switch {
+	case in.flags&flagExtents != 0:
+		d, err = fs.mapExtent(in, lblk)
+	case in.inline() || allZero(in.iblock[:]):
+		d = run{zero: true, n: noMoreBlocks}
+	default:
+		d, err = fs.mapIndirect(in, lblk)
 	}
-	units := n * uint64(fs.sb.blockSize/512)
-	if in.fileACL != 0 {
-		units += fs.sb.clusterSize() / 512
+	if err != nil {
+		return run{}, err
 	}
-	return units
+	if i < len(r.segs) {
+		d.n = min(d.n, r.segs[i].lblk-lblk) // up to the next replayed range
+	}
+	return d, nil
 }
 
 func (fs *FS) fcDentry(tag uint16, parent, ino uint64, name string) error {

@@ -251,9 +251,6 @@ func (fs *FS) Stat(ino uint64) (guest.Attr, error) {
 		Mtime:  in.mtime,
 		Ctime:  in.ctime,
 	}
-	if list, ok := fs.fc.extentsOf(ino); ok {
-		a.Blocks = fs.fcBlocks(in, list)
-	}
 	switch in.fileType() {
 	case syscall.S_IFCHR, syscall.S_IFBLK:
 		a.Rdev = in.rdev()

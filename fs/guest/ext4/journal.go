@@ -306,7 +306,8 @@ func (j *journal) scan() (uint32, error) {
 	crcSum := ^uint32(0) // the v1 checksum of the transaction so far
 	needCheckTime := false
 	var lastTime uint64
-	for steps := int64(0); steps <= j.total; steps++ {
+	// A log visits each of its blocks once: more means a damaged cycle.
+	for visited := int64(0); visited <= j.total; visited++ {
 		if err := j.read(blk, buf); err != nil {
 			return 0, err
 		}
@@ -322,6 +323,7 @@ func (j *journal) scan() (uint32, error) {
 				j.fs.logf("ext4: journal: descriptor block %d of transaction %d fails its checksum", here, next)
 			}
 			tags := j.tags(buf)
+			visited += int64(len(tags))
 			if j.compat&jbdCompatChecksum != 0 && !needCheckTime && !endSet {
 				crcSum = crc32be(crcSum, buf)
 				for range tags {
@@ -408,7 +410,7 @@ func (j *journal) revokes(end uint32) (map[uint64]uint32, error) {
 		recSize = 8
 	}
 	next, blk := j.seq, j.start
-	for steps := int64(0); next != end && steps <= j.total; steps++ {
+	for visited := int64(0); next != end && visited <= j.total; visited++ {
 		if err := j.read(blk, buf); err != nil {
 			return nil, err
 		}
@@ -421,7 +423,9 @@ func (j *journal) revokes(end uint32) (map[uint64]uint32, error) {
 			if !j.blockTailOK(buf) {
 				return nil, journalErr("descriptor of transaction %d fails its checksum", next)
 			}
-			for range j.tags(buf) {
+			tags := j.tags(buf)
+			visited += int64(len(tags))
+			for range tags {
 				blk = j.next(blk)
 			}
 		case jbdRevoke:
@@ -483,7 +487,7 @@ func (fs *FS) replayJournal() (map[uint64]journalCopy, []fcTag, error) {
 	data := make([]byte, j.bs)
 	copies := map[uint64]journalCopy{}
 	next, blk := j.seq, j.start
-	for steps := int64(0); next != end && steps <= j.total; steps++ {
+	for visited := int64(0); next != end && visited <= j.total; visited++ {
 		if err := j.read(blk, buf); err != nil {
 			return nil, nil, err
 		}
@@ -496,7 +500,9 @@ func (fs *FS) replayJournal() (map[uint64]journalCopy, []fcTag, error) {
 			if !j.blockTailOK(buf) {
 				return nil, nil, journalErr("descriptor of transaction %d fails its checksum", next)
 			}
-			for _, tg := range j.tags(buf) {
+			tags := j.tags(buf)
+			visited += int64(len(tags))
+			for _, tg := range tags {
 				at := blk
 				blk = j.next(blk)
 				if rs, ok := revoked[tg.block]; ok && int32(rs-next) >= 0 {
