@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
@@ -106,17 +107,21 @@ func guestErr(where string, err error) error {
 
 // entryView is one file as ls prints it in JSON.
 type entryView struct {
-	Name   string    `json:"name"`
-	Type   string    `json:"type"` // file, dir, symlink, char, block, fifo, socket
-	Mode   string    `json:"mode"` // permission bits in octal, e.g. "4755", "0644"
-	Ino    uint64    `json:"ino"`
-	Nlink  uint32    `json:"nlink"`
-	Uid    uint32    `json:"uid"`
-	Gid    uint32    `json:"gid"`
-	Size   uint64    `json:"size"`
-	Rdev   *rdevView `json:"rdev,omitempty"`
-	Mtime  time.Time `json:"mtime"`
-	Target string    `json:"target,omitempty"`
+	Name string `json:"name"`
+	// NameBytes holds the name's exact bytes (base64) when they are not
+	// valid UTF-8, which JSON strings cannot carry: Name then shows
+	// U+FFFD in their place.
+	NameBytes []byte    `json:"name_bytes,omitempty"`
+	Type      string    `json:"type"` // file, dir, symlink, char, block, fifo, socket
+	Mode      string    `json:"mode"` // permission bits in octal, e.g. "4755", "0644"
+	Ino       uint64    `json:"ino"`
+	Nlink     uint32    `json:"nlink"`
+	Uid       uint32    `json:"uid"`
+	Gid       uint32    `json:"gid"`
+	Size      uint64    `json:"size"`
+	Rdev      *rdevView `json:"rdev,omitempty"`
+	Mtime     time.Time `json:"mtime"`
+	Target    string    `json:"target,omitempty"`
 }
 
 type rdevView struct {
@@ -132,6 +137,9 @@ var typeNames = map[uint32]string{
 func newEntryView(fsys guest.FS, name string, a guest.Attr) entryView {
 	e := entryView{Name: name, Type: typeNames[a.Mode&syscall.S_IFMT], Mode: fmt.Sprintf("%04o", a.Mode&0o7777),
 		Ino: a.Ino, Nlink: a.Nlink, Uid: a.Uid, Gid: a.Gid, Size: a.Size, Mtime: a.Mtime.UTC()}
+	if !utf8.ValidString(name) {
+		e.NameBytes = []byte(name)
+	}
 	switch a.Mode & syscall.S_IFMT {
 	case syscall.S_IFLNK:
 		e.Target, _ = fsys.Readlink(a.Ino)
