@@ -63,7 +63,8 @@ const (
 	tString // "..." with escapes, or '...'
 	tInt
 	tFloat
-	tIdent
+	tIdent // a bare word where a name goes
+	tBare  // a bare word where a value goes
 )
 
 type parser struct {
@@ -174,6 +175,9 @@ func (p *parser) next(prev token) {
 		}
 	default:
 		p.t = tIdent
+		if values {
+			p.t = tBare
+		}
 		for e < len(s) && !strings.ContainsRune(" \t\n\r\v\f#={}", rune(s[e])) && s[e] != 0 {
 			e++
 		}
@@ -278,7 +282,7 @@ func (p *parser) scalar() (value, error) {
 		v = value{kind: kindFloat, s: p.tok}
 	case tString:
 		v = value{kind: kindString, s: p.unquote()}
-	case tIdent: // a bare word where a value goes
+	case tBare:
 		v = value{kind: kindString, s: p.tok}
 	default:
 		return value{}, p.errorf("value expected, found %q", p.tok)
@@ -331,6 +335,9 @@ func (n *node) get(key string) *node {
 
 // sections returns the children that are sections, in text order.
 func (n *node) sections() []*node {
+	if n == nil {
+		return nil
+	}
 	var out []*node
 	for _, c := range n.children {
 		if c.section {

@@ -96,7 +96,7 @@ func (m *snapshotMap) readExceptions() error {
 	perArea := c / 16
 	area := make([]byte, c)
 	byOld := map[int64]int{}
-	defer slices.SortFunc(m.exc, func(a, b exception) int { return cmp.Compare(a.old, b.old) })
+	defer func() { slices.SortFunc(m.exc, func(a, b exception) int { return cmp.Compare(a.old, b.old) }) }()
 	for a := int64(0); ; a++ {
 		at := 1 + a*(perArea+1)
 		if at >= chunks {
