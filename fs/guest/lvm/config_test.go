@@ -91,6 +91,8 @@ func TestParseMetadataErrors(t *testing.T) {
 		"negative start":  {"start_extent = 2", "start_extent = -2"},
 		"stripe array":    {`"pv0", 5,`, `"pv0",`},
 		"many stripes":    {"stripe_count = 2", "stripe_count = 200"},
+		"bad VG name":     {"my-vg {", "my/vg {"},
+		"bad LV name":     {"lin {", "-lin {"},
 		"thin without id": {`stripe_count = 1`, `stripe_count = 1` + "\n" + `type = "thin"` + "\nthin_pool = \"lin\""},
 	} {
 		text := strings.Replace(good, edit[0], edit[1], 1)

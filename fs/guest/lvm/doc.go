@@ -47,7 +47,8 @@
 //     text; text at most MaxMetadata bytes, at most maxItems values and
 //     maxDepth levels; extents inside their PV and device, segments
 //     contiguous, stripes at most maxStripes; LVs built on themselves
-//     refused. Thin pool B-tree nodes are checked (checksum, own block
+//     refused; VG and LV names are names LVM accepts (never a '/'). Thin
+//     pool B-tree nodes are checked (checksum, own block
 //     number, entry counts) and followed at most maxTreeDepth deep;
 //     snapshot exception tables hold at most maxExceptions entries.
 //     Damage is an error wrapping ErrCorrupt, never a panic, a hang or an

@@ -163,7 +163,10 @@ func parseVG(root *node) (*VG, error) {
 		return nil, fmt.Errorf("lvm: metadata text holds no volume group: %w", ErrCorrupt)
 	}
 	bad := func(format string, a ...any) error {
-		return fmt.Errorf("lvm: VG %s: %s: %w", vgn.key, fmt.Sprintf(format, a...), ErrCorrupt)
+		return fmt.Errorf("lvm: VG %q: %s: %w", vgn.key, fmt.Sprintf(format, a...), ErrCorrupt)
+	}
+	if !validName(vgn.key) {
+		return nil, bad("not a valid VG name")
 	}
 	vg := &VG{Name: vgn.key}
 	var ok bool
@@ -197,6 +200,9 @@ func parseVG(root *node) (*VG, error) {
 	lvs := map[string]*LV{}
 	lvNodes := vgn.get("logical_volumes").sections()
 	for _, ln := range lvNodes {
+		if !validName(ln.key) {
+			return nil, bad("LV %q: not a valid name", ln.key)
+		}
 		lv := &LV{Name: ln.key, VG: vg}
 		lv.UUID, _ = ln.str("id")
 		lv.Visible = slices.Contains(ln.strings("status"), "VISIBLE")
@@ -348,6 +354,21 @@ func chunkSize(s *Segment, sn *node, bad func(string, ...any) error) error {
 	}
 	s.ChunkSize = c * sectorSize
 	return nil
+}
+
+// validName reports whether s is a name LVM accepts for a VG or LV
+// (lib/misc/lvm-string.c): up to 127 characters of [a-zA-Z0-9+_.-], not
+// starting with '-', not "." or "..". So names never hold a '/'.
+func validName(s string) bool {
+	if s == "" || len(s) > 127 || s[0] == '-' || s == "." || s == ".." {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '+' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // DMName is the device-mapper name of an LV, as /dev/mapper shows it:
