@@ -16,6 +16,11 @@ check mcopy       mtools
 check sgdisk      gdisk
 check sfdisk      fdisk
 check setfattr    attr
+check pvck        lvm2
+check thin_restore thin-provisioning-tools
+check cryptsetup  cryptsetup-bin
+check mkfs.btrfs  btrfs-progs
+check mkswap      util-linux
 check script      bsdutils
 check restic      restic
 check curl        curl

@@ -75,12 +75,15 @@ type parser struct {
 	line   int
 	quoted bool // tString came in double quotes
 	items  int  // sections, keys and values so far
+	limit  int  // of items
 }
 
 // parseConfig parses metadata text into a tree whose root is an unnamed
 // section.
-func parseConfig(text []byte) (*node, error) {
-	p := &parser{text: string(text), line: 1}
+func parseConfig(text []byte) (*node, error) { return parseConfigLimit(text, maxItems) }
+
+func parseConfigLimit(text []byte, limit int) (*node, error) {
+	p := &parser{text: string(text), line: 1, limit: limit}
 	root := &node{section: true}
 	p.next(tEOF)
 	for p.t != tEOF {
@@ -198,8 +201,8 @@ func (p *parser) section(parent *node, depth int) error {
 	if depth > maxDepth {
 		return p.errorf("sections nested more than %d deep", maxDepth)
 	}
-	if p.items++; p.items > maxItems {
-		return p.errorf("more than %d items", maxItems)
+	if p.items++; p.items > p.limit {
+		return p.errorf("more than %d items", p.limit)
 	}
 	var name string
 	switch p.t {
@@ -267,8 +270,8 @@ func (p *parser) value() (value, error) {
 }
 
 func (p *parser) scalar() (value, error) {
-	if p.items++; p.items > maxItems {
-		return value{}, p.errorf("more than %d items", maxItems)
+	if p.items++; p.items > p.limit {
+		return value{}, p.errorf("more than %d items", p.limit)
 	}
 	var v value
 	switch p.t {

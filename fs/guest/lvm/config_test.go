@@ -72,10 +72,21 @@ func TestConfigSyntax(t *testing.T) {
 	for _, in := range []string{
 		"a {", "a = ", "a = [1, 2", "= 1", "a b", "a = {", "a = 99999999999999999999", "{}", `"" = 1`,
 		"a = 1\na { }", "a { }\na = 1", "a = -", "f = [1 2]", "a = [x y]", strings.Repeat("a {", 40) + strings.Repeat("}", 40),
-		"a = [" + strings.Repeat("1,", maxItems+1) + "]",
 	} {
 		if _, err := parseConfig([]byte(in)); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%.40q: %v, want ErrCorrupt", in, err)
+		}
+	}
+}
+
+func TestConfigItemLimit(t *testing.T) {
+	text := []byte("a = [" + strings.Repeat("1,", 999) + "]\nb { c = 1 }")
+	if _, err := parseConfigLimit(text, 1003); err != nil {
+		t.Fatalf("within the limit: %v", err)
+	}
+	for _, limit := range []int{1002, 500} {
+		if _, err := parseConfigLimit(text, limit); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "items") {
+			t.Errorf("limit %d: %v", limit, err)
 		}
 	}
 }

@@ -31,7 +31,7 @@ func TestRealLVM2(t *testing.T) {
 		if err != nil || len(head) != mib {
 			t.Fatalf("pv%d: %d bytes, %v", i, len(head), err)
 		}
-		d := newMemDev(12 * mib)
+		d := newMemDev(48 * mib)
 		copy(d.b, head)
 		mds = append(mds, d)
 	}

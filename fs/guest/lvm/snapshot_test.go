@@ -59,7 +59,7 @@ func TestSnapshot(t *testing.T) {
 	mds := writeVG(t, vgText)
 	tagged(mds)
 	vg := scanOne(t, devices(mds))
-	lin, snap := vg.lv(t, "lin"), vg.lv(t, "snap")
+	lin := vg.lv(t, "lin")
 	origin := make([]byte, lin.Size())
 	lin.ReadAt(origin, 0)
 	changed := func(c int64) []byte { return bytes.Repeat([]byte{byte(c), 0xEE}, chunk/2) }
@@ -70,7 +70,7 @@ func TestSnapshot(t *testing.T) {
 	}
 	putStore(mds, cowStore(chunk, 2*mib, order, changed))
 	vg = scanOne(t, devices(mds))
-	snap = vg.lv(t, "snap")
+	snap := vg.lv(t, "snap")
 	if snap.Err() != nil || snap.Size() != lin.Size() || snap.Kind() != "snapshot of lin" {
 		t.Fatalf("snap: %v, %d bytes, %q", snap.Err(), snap.Size(), snap.Kind())
 	}

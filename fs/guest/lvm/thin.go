@@ -130,7 +130,7 @@ func (p *thinPool) node(nr uint64) ([]byte, error) {
 		return b, nil
 	}
 	if nr == 0 || nr >= p.nrBlocks {
-		return nil, fmt.Errorf("B-tree node at block %d of %d: %w", nr, p.nrBlocks, ErrCorrupt)
+		return nil, fmt.Errorf("btree node at block %d of %d: %w", nr, p.nrBlocks, ErrCorrupt)
 	}
 	b := make([]byte, thinBlock)
 	if _, err := p.meta.ReadAt(b, int64(nr)*thinBlock); err != nil {
@@ -138,7 +138,7 @@ func (p *thinPool) node(nr uint64) ([]byte, error) {
 	}
 	le := binary.LittleEndian
 	bad := func(format string, a ...any) error {
-		return fmt.Errorf("B-tree node %d: %s: %w", nr, fmt.Sprintf(format, a...), ErrCorrupt)
+		return fmt.Errorf("btree node %d: %s: %w", nr, fmt.Sprintf(format, a...), ErrCorrupt)
 	}
 	if got, want := le.Uint32(b), dmChecksum(b[4:], btreeXor); got != want {
 		return nil, bad("checksum %#x, computed %#x", got, want)
@@ -165,7 +165,7 @@ func (p *thinPool) lookup(root, key uint64) (v uint64, found bool, err error) {
 	nr := root
 	for depth := 0; ; depth++ {
 		if depth >= maxTreeDepth {
-			return 0, false, fmt.Errorf("B-tree deeper than %d: %w", maxTreeDepth, ErrCorrupt)
+			return 0, false, fmt.Errorf("btree deeper than %d: %w", maxTreeDepth, ErrCorrupt)
 		}
 		b, err := p.node(nr)
 		if err != nil {
