@@ -295,3 +295,81 @@ func TestLVMThinPoolListed(t *testing.T) {
 		t.Errorf("warning %v", w)
 	}
 }
+
+// A thin LV over a pool whose metadata thin_restore wrote: its ext4
+// reads, a chunk never written is a hole on no disk, and damaged pool
+// metadata is the volume's error (not "no filesystem").
+func TestLVMThin(t *testing.T) {
+	needTool(t, "thin_restore", "thin_check")
+	const chunk = 64 << 10
+	img, big := ext4Image(t)
+	dir := t.TempDir()
+	// Non-zero chunks of the image go to data chunks in reverse order.
+	var xml strings.Builder
+	xml.WriteString(`<superblock uuid="" time="0" transaction="1" data_block_size="128" nr_data_blocks="128">` + "\n")
+	xml.WriteString(`<device dev_id="1" mapped_blocks="0" transaction="0" creation_time="0" snap_time="0">` + "\n")
+	where := map[int64]int64{}
+	next := int64(127)
+	for c := int64(0); c < int64(len(img))/chunk; c++ {
+		if !allZero(img[c*chunk:][:chunk]) {
+			where[c] = next
+			fmt.Fprintf(&xml, `<single_mapping origin_block="%d" data_block="%d" time="0"/>`+"\n", c, next)
+			next--
+		}
+	}
+	xml.WriteString("</device>\n</superblock>\n")
+	x := filepath.Join(dir, "pool.xml")
+	os.WriteFile(x, []byte(xml.String()), 0o644)
+	meta := filepath.Join(dir, "meta")
+	run(t, "truncate", "-s", "1M", meta)
+	run(t, "thin_restore", "-i", x, "-o", meta)
+	run(t, "thin_check", meta)
+	metaBytes, _ := os.ReadFile(meta)
+
+	vg := lvmDisk()
+	vg.PVs = vg.PVs[:1]
+	vg.LVs = []lvmtest.LV{
+		{Name: "pool", Segments: []lvmtest.Segment{{Count: 8, Type: "thin-pool", Lines: []string{
+			`metadata = "pool_tmeta"`, `pool = "pool_tdata"`, "transaction_id = 1", "chunk_size = 128"}}}},
+		{Name: "thin", Segments: []lvmtest.Segment{{Count: 16, Type: "thin", Lines: []string{
+			`thin_pool = "pool"`, "transaction_id = 0", "device_id = 1"}}}},
+		{Name: "pool_tmeta", Hidden: true, Segments: []lvmtest.Segment{{Count: 1, Stripes: []lvmtest.Stripe{{PV: 0}}}}},
+		{Name: "pool_tdata", Hidden: true, Segments: []lvmtest.Segment{{Count: 8, Stripes: []lvmtest.Stripe{{PV: 0, Extent: 1}}}}},
+	}
+	disk := filepath.Join(dir, "disk.img")
+	run(t, "truncate", "-s", "24M", disk)
+	writeLVM(t, disk, vg, []int64{0}, metaBytes, "pool_tmeta")
+	f, _ := os.OpenFile(disk, os.O_RDWR, 0)
+	const tdata = 2 * mib // pe_start + extent 1
+	for c, d := range where {
+		f.WriteAt(img[c*chunk:][:chunk], tdata+d*chunk)
+	}
+	f.Close()
+
+	d := openDisk(t, disk)
+	v := d.Volume("my--vg-thin")
+	if v == nil || v.Type() != "ext4" || v.Size != 16*mib {
+		t.Fatalf("thin volume: %+v", v)
+	}
+	if got := readFile(t, d, "my--vg-thin/big"); !bytes.Equal(got, big) {
+		t.Error("big differs")
+	}
+	if at, n, hole, err := v.DiskExtent(0); at != tdata+where[0]*chunk || n != chunk || hole || err != nil {
+		t.Errorf("DiskExtent(0) = %d %d %v %v, want %d", at, n, hole, err, tdata+where[0]*chunk)
+	}
+	if _, n, hole, err := v.DiskExtent(15*mib + 100); !hole || n != chunk-100 || err != nil {
+		t.Errorf("DiskExtent of a chunk never written: %d %v %v", n, hole, err)
+	}
+	if c := d.Volume("my--vg-pool").Content(); c != "LVM thin pool" {
+		t.Errorf("pool: %q", c)
+	}
+
+	// Damaged pool metadata: the superblock's checksum.
+	f, _ = os.OpenFile(disk, os.O_RDWR, 0)
+	f.WriteAt([]byte{0xFF}, mib+100)
+	f.Close()
+	d = openDisk(t, disk)
+	if _, err := d.Volume("my--vg-thin").FS(); !errors.Is(err, lvm.ErrCorrupt) || errors.Is(err, ErrNoFilesystem) {
+		t.Errorf("damaged pool: %v", err)
+	}
+}

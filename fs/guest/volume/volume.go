@@ -220,6 +220,9 @@ func (v *Volume) DiskExtent(off int64) (diskOff, n int64, hole bool, err error) 
 // damaged filesystem an error wrapping guest.ErrCorrupt.
 func (v *Volume) FS() (guest.FS, error) {
 	v.once.Do(func() {
+		if v.err = v.readable(); v.err != nil {
+			return
+		}
 		v.fsType = probe(v.r, v.Size)
 		switch v.fsType {
 		case "":
@@ -243,6 +246,21 @@ func (v *Volume) FS() (guest.FS, error) {
 		}
 	})
 	return v.fsys, v.err
+}
+
+// readable makes sure an LV's first bytes read before probing them: a
+// thin pool's damaged metadata or an invalid snapshot store shows only
+// when the LV is read, and is the volume's error rather than "no
+// filesystem".
+func (v *Volume) readable() error {
+	if v.LV == nil {
+		return nil
+	}
+	var b [4096]byte
+	if _, err := v.r.ReadAt(b[:min(int64(len(b)), v.Size)], 0); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
 }
 
 // noFilesystem is FS's error for a volume without a filesystem we read,
