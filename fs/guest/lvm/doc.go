@@ -44,7 +44,8 @@
 //     device it was last seen as.
 //   - Every number taken from a label, a metadata area or a text is
 //     checked before use: CRCs of the label, the area header and the
-//     text; text at most MaxMetadata bytes, at most maxItems values and
+//     text; text at most MaxMetadata bytes per area and maxScanMetadata
+//     per Scan, at most maxItems values and
 //     maxDepth levels; extents inside their PV and device, segments
 //     contiguous, stripes at most maxStripes; LVs built on themselves
 //     refused; VG and LV names are names LVM accepts (never a '/'). Thin

@@ -7,6 +7,10 @@ import (
 	"strings"
 )
 
+// maxScanMetadata bounds the metadata text one Scan reads over all
+// devices: a few copies of the largest text.
+const maxScanMetadata = 4 * MaxMetadata
+
 // Device is a place a PV may be: a partition or a whole disk.
 type Device struct {
 	Name string // for messages: "part2", "disk"
@@ -29,6 +33,7 @@ func Scan(devs []*Device) (vgs []*VG, problems []error) {
 	}
 	var order []string
 	newest := map[string]candidate{}
+	budget := int64(maxScanMetadata)
 	for _, d := range devs {
 		l, err := ReadLabel(d.R, d.Size)
 		if err != nil {
@@ -40,7 +45,13 @@ func Scan(devs []*Device) (vgs []*VG, problems []error) {
 		}
 		d.Label = l
 		for _, a := range l.Meta {
+			if budget <= 0 {
+				problems = append(problems, fmt.Errorf("%s: metadata not read: more than %d bytes of it on the disk: %w",
+					d.Name, maxScanMetadata, ErrCorrupt))
+				break
+			}
 			text, err := readMetadata(d.R, d.Size, a)
+			budget -= int64(len(text))
 			if errors.Is(err, errNoMetadata) {
 				continue
 			}

@@ -95,8 +95,19 @@ func (m *snapshotMap) readExceptions() error {
 	originChunks := (m.origin.Size() + c - 1) / c
 	perArea := c / 16
 	area := make([]byte, c)
-	byOld := map[int64]int{}
-	defer func() { slices.SortFunc(m.exc, func(a, b exception) int { return cmp.Compare(a.old, b.old) }) }()
+	defer func() {
+		// Sorted by origin chunk; of several copies of one chunk (the
+		// store lists them in the order they were made) the last wins.
+		slices.SortStableFunc(m.exc, func(a, b exception) int { return cmp.Compare(a.old, b.old) })
+		out := m.exc[:0]
+		for i, e := range m.exc {
+			if i+1 < len(m.exc) && m.exc[i+1].old == e.old {
+				continue
+			}
+			out = append(out, e)
+		}
+		m.exc = out
+	}()
 	for a := int64(0); ; a++ {
 		at := 1 + a*(perArea+1)
 		if at >= chunks {
@@ -114,14 +125,9 @@ func (m *snapshotMap) readExceptions() error {
 				return fmt.Errorf("exception %d -> %d outside origin (%d chunks) or store (%d): %w",
 					e.old, e.new, originChunks, chunks, ErrCorrupt)
 			}
-			if j, ok := byOld[e.old]; ok {
-				m.exc[j] = e // a later copy of the same chunk wins
-				continue
-			}
 			if len(m.exc) == maxExceptions {
 				return fmt.Errorf("more than %d changed chunks: %w", maxExceptions, ErrUnsupported)
 			}
-			byOld[e.old] = len(m.exc)
 			m.exc = append(m.exc, e)
 		}
 	}

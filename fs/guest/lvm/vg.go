@@ -168,11 +168,13 @@ func parseVG(root *node) (*VG, error) {
 	if !validName(vgn.key) {
 		return nil, bad("not a valid VG name")
 	}
-	vg := &VG{Name: vgn.key}
+	// Strings are cloned: the text they point into is let go.
+	vg := &VG{Name: strings.Clone(vgn.key)}
 	var ok bool
 	if vg.UUID, ok = vgn.str("id"); !ok {
 		return nil, bad("no id")
 	}
+	vg.UUID = strings.Clone(vg.UUID)
 	if vg.Seqno, ok = vgn.int("seqno"); !ok || vg.Seqno < 0 {
 		return nil, bad("no seqno")
 	}
@@ -193,6 +195,7 @@ func parseVG(root *node) (*VG, error) {
 			return nil, bad("PV %s: id %q, pe_start %d, pe_count %d", pn.key, pv.UUID, start, count)
 		}
 		pv.PEStart, pv.PECount = start*sectorSize, count
+		pv.Key, pv.UUID, pv.Hint = strings.Clone(pv.Key), strings.Clone(pv.UUID), strings.Clone(pv.Hint)
 		pvs[pv.Key] = pv
 		vg.PVs = append(vg.PVs, pv)
 	}
@@ -203,8 +206,9 @@ func parseVG(root *node) (*VG, error) {
 		if !validName(ln.key) {
 			return nil, bad("LV %q: not a valid name", ln.key)
 		}
-		lv := &LV{Name: ln.key, VG: vg}
+		lv := &LV{Name: strings.Clone(ln.key), VG: vg}
 		lv.UUID, _ = ln.str("id")
+		lv.UUID = strings.Clone(lv.UUID)
 		lv.Visible = slices.Contains(ln.strings("status"), "VISIBLE")
 		lvs[lv.Name] = lv
 		vg.LVs = append(vg.LVs, lv)
@@ -231,7 +235,7 @@ func parseSegments(vg *VG, lv *LV, ln *node, pvs map[string]*PV, lvs map[string]
 	for _, sn := range sns {
 		s := &Segment{Type: "striped"}
 		if t, ok := sn.str("type"); ok {
-			s.Type = t
+			s.Type = strings.Clone(t)
 		}
 		var ok1, ok2 bool
 		s.Start, ok1 = sn.int("start_extent")
