@@ -45,15 +45,14 @@
 //   - Every number taken from a label, a metadata area or a text is
 //     checked before use: CRCs of the label, the area header and the
 //     text; text at most MaxMetadata bytes per area and maxScanMetadata
-//     per Scan, at most maxItems values and
-//     maxDepth levels; extents inside their PV and device, segments
-//     contiguous, stripes at most maxStripes; LVs built on themselves
-//     refused; VG and LV names are names LVM accepts (never a '/'). Thin
-//     pool B-tree nodes are checked (checksum, own block
-//     number, entry counts) and followed at most maxTreeDepth deep;
-//     snapshot exception tables hold at most maxExceptions entries.
-//     Damage is an error wrapping ErrCorrupt, never a panic, a hang or an
-//     allocation sized by unchecked input.
+//     per Scan, at most maxItems values and maxDepth levels; extents
+//     inside their PV and device, segments contiguous, stripes at most
+//     maxStripes; LVs built on themselves refused; VG and LV names are
+//     names LVM accepts (never a '/'). Thin pool B-tree nodes are checked
+//     (checksum, own block number, entry counts) and followed at most
+//     maxTreeDepth deep; snapshot exception tables hold at most
+//     maxExceptions entries. Damage is an error wrapping ErrCorrupt,
+//     never a panic, a hang or an allocation sized by unchecked input.
 //   - Reads are stateless ReadAt calls, safe for concurrent use. A thin
 //     pool's superblock and a snapshot's exception table are read on
 //     first use, once; thin B-tree nodes are kept in a small LRU cache.
