@@ -20,6 +20,11 @@ check mkntfs      ntfs-3g
 check sgdisk      gdisk
 check sfdisk      fdisk
 check setfattr    attr
+check pvck        lvm2
+check thin_restore thin-provisioning-tools
+check cryptsetup  cryptsetup-bin
+check mkfs.btrfs  btrfs-progs
+check mkswap      util-linux
 check script      bsdutils
 check curl        curl
 check restic      restic
