@@ -130,4 +130,3 @@ func (fs *FS) checkLog() error {
 	}
 	return ErrLogDirty
 }
-

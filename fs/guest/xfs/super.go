@@ -59,7 +59,7 @@ type superblock struct {
 	ftype      bool // directory entries carry the file type
 	incompat   uint32
 	metaUUID   [16]byte // the UUID v5 metadata blocks carry
-	inoBits    uint // bits of an inode number below the AG number
+	inoBits    uint     // bits of an inode number below the AG number
 	needRepair bool
 }
 

@@ -3,6 +3,7 @@ package xfs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"maps"
@@ -356,16 +357,58 @@ type variant struct {
 	name string
 	size string
 	opts []string
+	// forms asks that the image hold every directory and attribute
+	// form, checked with xfs_db.
+	forms bool
+}
+
+// checkForms asserts with xfs_db that the tree exercises every form: a
+// short form directory (a/b), a single-block one (root), a leaf one
+// (mid), a node one with a btree block map (many); short form (f1), leaf
+// (f4097) and node (attrs) attribute forks.
+func checkForms(t *testing.T, im *image) {
+	t.Helper()
+	field := func(path, f string) string {
+		out := xfsDB(t, im.path, "path "+path, "print "+f)
+		_, v, _ := strings.Cut(strings.TrimSpace(out), " = ")
+		return v
+	}
+	dirBlock := uint64(im.bs)
+	for _, c := range []struct{ path, field, want string }{
+		{"/a/b", "core.format", "1 (local)"},
+		{"/", "core.format", "2 (extents)"},
+		{"/", "core.size", strconv.FormatUint(dirBlock, 10)},
+		{"/mid", "core.format", "2 (extents)"},
+		{"/many", "core.format", "3 (btree)"},
+		{"/f1", "core.aformat", "1 (local)"},
+		{"/f4097", "core.aformat", "2 (extents)"},
+		{"/attrs", "core.aformat", "2 (extents)"},
+	} {
+		if got := field(c.path, c.field); got != c.want {
+			t.Errorf("%s: %s = %q, want %q", c.path, c.field, got, c.want)
+		}
+	}
+	if sz, _ := strconv.ParseUint(field("/mid", "core.size"), 10, 64); sz <= dirBlock {
+		t.Errorf("/mid has %d bytes of data blocks: not a leaf directory", sz)
+	}
+	// A node directory keeps a dabtree node at the start of its leaf
+	// space, where a leaf directory keeps its single leaf.
+	if out := xfsDB(t, im.path, "path /many", fmt.Sprintf("dblock %d", dirLeafOffset/im.bs), "print"); !regexp.MustCompile(`magic = 0x(3ebe|febe)`).MatchString(out) {
+		t.Errorf("/many: no dabtree node at the leaf offset:\n%s", out)
+	}
+	if out := xfsDB(t, im.path, "path /attrs", "ablock 0", "print"); !regexp.MustCompile(`magic = 0x(3ebe|febe)`).MatchString(out) {
+		t.Errorf("/attrs: attribute fork is not in node form:\n%s", out)
+	}
 }
 
 var variants = []variant{
-	{name: "v5-4k", size: "64m"},
+	{name: "v5-4k", size: "64m", forms: true},
 	{name: "v5-1k", size: "64m", opts: []string{"-b", "size=1024"}},
 	{name: "v5-dirblk16k", size: "64m", opts: []string{"-n", "size=16384"}},
 	{name: "v5-nobigtime-nrext64", size: "64m", opts: []string{"-m", "bigtime=0", "-i", "nrext64=1"}},
 	{name: "v5-reflink-rmap-4ag", size: "96m", opts: []string{"-m", "reflink=1,rmapbt=1", "-d", "agcount=4", "-s", "size=4096"}},
 	{name: "v5-inode2k", size: "64m", opts: []string{"-i", "size=2048"}},
-	{name: "v4", size: "64m", opts: []string{"-m", "crc=0"}},
+	{name: "v4", size: "64m", opts: []string{"-m", "crc=0"}, forms: true},
 	{name: "v4-512-noftype", size: "64m", opts: []string{"-m", "crc=0", "-b", "size=512", "-n", "ftype=0"}},
 }
 
@@ -376,6 +419,9 @@ func TestVariants(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			t.Parallel()
 			im := mkfs(t, src, v.size, v.opts...)
+			if v.forms {
+				checkForms(t, im)
+			}
 			fsys := openImage(t, im.path)
 			if err := fsys.LogErr(); err != nil {
 				t.Errorf("fresh image: LogErr %v", err)
