@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"syscall"
@@ -52,6 +53,12 @@ func (d *diskDir) open() (*volume.Disk, syscall.Errno) {
 			d.fsys.logf("%s: %v", d.where(), d.err)
 		} else if d.disk.TableErr != nil {
 			d.fsys.logf("%s: %v (showing the partitions read before it)", d.where(), d.disk.TableErr)
+		}
+		if d.err == nil {
+			for _, v := range d.disk.Volumes {
+				where := strings.TrimSpace(d.where() + " " + v.Name)
+				v.Logf = func(f string, a ...any) { d.fsys.logf("%s: %s", where, fmt.Sprintf(f, a...)) }
+			}
 		}
 	})
 	if d.err != nil {
