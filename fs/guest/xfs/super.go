@@ -142,6 +142,9 @@ func parseSuper(b []byte) (superblock, error) {
 		return sb, corruptSuper("directory block size 2^%d", uint32(sb.blockLog)+uint32(sb.dirBlkLog))
 	}
 	sb.inoBits = uint(sb.agBlkLog) + uint(sb.inoPBLog) // at most 31+8
+	if _, _, ok := sb.inodeBlock(sb.rootIno); !ok || sb.rootIno == 0 {
+		return sb, corruptSuper("root inode %d", sb.rootIno)
+	}
 	if sb.logStart != 0 {
 		if _, ok := sb.linear(sb.logStart, uint64(sb.logBlocks)); !ok || sb.logBlocks == 0 {
 			return sb, corruptSuper("log of %d blocks at %d", sb.logBlocks, sb.logStart)
