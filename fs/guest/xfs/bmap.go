@@ -21,9 +21,6 @@ const (
 
 	// noMore stands for "to the end of the file" in a hole's length.
 	noMore = 1 << 62
-	// maxFileBlock is the first file block an extent cannot reach (54-bit
-	// offsets).
-	maxFileBlock = 1 << 54
 )
 
 // extent maps n file blocks from off to n linear volume blocks from blk.
@@ -119,12 +116,11 @@ func holeTo(ino, lblk, next uint64) (run, error) {
 // btreeNode is one node of a block map btree: the root in the inode or a
 // block.
 type btreeNode struct {
-	b       []byte
-	level   int
-	n       int // records
-	keys    int // offset of the keys (node) or records (leaf)
-	ptrs    int // offset of the child pointers (node)
-	recSize int
+	b     []byte
+	level int
+	n     int // records
+	keys  int // offset of the keys (node) or records (leaf)
+	ptrs  int // offset of the child pointers (node)
 }
 
 func (nd *btreeNode) key(i int) uint64 {

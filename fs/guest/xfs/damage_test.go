@@ -105,11 +105,10 @@ func inTime(t *testing.T, f func()) {
 
 // damageImage is a pristine image and where its structures lie.
 type damageImage struct {
-	im   *image
-	img  []byte
-	ino  map[string]uint64 // path -> inode number
-	at   map[string]int64  // structure -> byte offset
-	logs []string
+	im  *image
+	img []byte
+	ino map[string]uint64 // path -> inode number
+	at  map[string]int64  // structure -> byte offset
 }
 
 var ptrRE = regexp.MustCompile(`bmbt\.ptrs\[1\] = (\d+)`)

@@ -360,21 +360,6 @@ func dataRanges(t testing.TB, path string) [][2]int64 {
 	return out
 }
 
-func listXattrs(t testing.TB, path string) []string {
-	buf := make([]byte, 1<<16)
-	n, err := unix.Llistxattr(path, buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, s := range strings.Split(string(buf[:n]), "\x00") {
-		if s != "" {
-			names = append(names, s)
-		}
-	}
-	return names
-}
-
 // lsEntry is one line of xfs_db's ls.
 type lsEntry struct {
 	ino  uint64
@@ -634,6 +619,3 @@ func sortedNames(t testing.TB, dir string) []string {
 	sort.Strings(names)
 	return names
 }
-
-var _ = fs.ModeDir
-var _ = slices.Equal[[]string]

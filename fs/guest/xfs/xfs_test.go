@@ -237,7 +237,6 @@ func compareXattrs(t *testing.T, fsys *FS, ino uint64, spec map[string]int, rel 
 
 var (
 	dbField = regexp.MustCompile(`(?m)^core\.(mode|uid|gid|nlinkv2|onlink|size|nblocks|mtime\.sec|mtime\.nsec|ctime\.sec|atime\.sec) = (.*)$`)
-	dbInum  = regexp.MustCompile(`(?m)^(?:v3\.inumber|inode) = (\d+)`)
 )
 
 // compareXfsDB checks every path of src against what xfs_db reports for
