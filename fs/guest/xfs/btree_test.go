@@ -234,6 +234,9 @@ func testBtreeFile(t *testing.T, v5 bool) {
 		if s >= int64(len(data)) {
 			break
 		}
+		if e <= off || s < off {
+			t.Fatalf("NextData(%d) = [%d, %d)", off, s, e)
+		}
 		if k := len(gotRanges) - 1; k >= 0 && gotRanges[k][1] == s {
 			gotRanges[k][1] = e
 		} else {

@@ -128,7 +128,13 @@ func newDamageImage(t *testing.T, opts ...string) *damageImage {
 	}
 	d.at["inode f4096"] = inodeAt("f4096")
 	d.at["inode a"] = inodeAt("a")
-	d.at["mid block 0"] = byteOf(t, img, xfsBmap(t, img, "path /mid")[0].fsb)
+	midExts := xfsBmap(t, img, "path /mid")
+	d.at["mid block 0"] = byteOf(t, img, midExts[0].fsb)
+	if midExts[0].n > 1 {
+		d.at["mid block 1"] = d.at["mid block 0"] + d.im.bs
+	} else {
+		d.at["mid block 1"] = byteOf(t, img, midExts[1].fsb)
+	}
 	m := ptrRE.FindStringSubmatch(xfsDB(t, img, "path /many", "print "+d.im.fork()+".bmbt.ptrs"))
 	if m == nil {
 		t.Fatal("/many has no block map btree")
@@ -283,6 +289,21 @@ func TestDamageV5(t *testing.T) {
 			t.Errorf("log %q", *logs)
 		}
 		stillReads(t, fsys, "f70000", "many", "a")
+	})
+	t.Run("misplaced directory block", func(t *testing.T) {
+		// A block written at the wrong place: its CRC and owner are
+		// right, the sector it names is not where it lies.
+		img := bytes.Clone(d.img)
+		b0, b1 := d.at["mid block 0"], d.at["mid block 1"]
+		copy(img[b1:b1+d.im.bs], img[b0:b0+d.im.bs])
+		fsys, logs := d.open(t, img)
+		ents, err := fsys.ReadDir(d.ino["mid"])
+		if err != nil || len(ents) == 0 || len(ents) >= 300 {
+			t.Errorf("ReadDir: %d entries, %v", len(ents), err)
+		}
+		if len(*logs) != 1 || !strings.Contains((*logs)[0], "lies at sector") {
+			t.Errorf("log %q", *logs)
+		}
 	})
 	t.Run("btree block CRC", func(t *testing.T) {
 		img := flip(d.at["many btree"] + 100)

@@ -200,6 +200,10 @@ func compareFile(t *testing.T, fsys *FS, ino uint64, path, rel string, r *rand.R
 		if s >= size {
 			break
 		}
+		if e <= off || s < off {
+			t.Errorf("%s: NextData(%d) = [%d, %d)", rel, off, s, e)
+			break
+		}
 		if k := len(gotRanges) - 1; k >= 0 && gotRanges[k][1] == s {
 			gotRanges[k][1] = e
 		} else {
