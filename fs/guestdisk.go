@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"syscall"
@@ -62,6 +63,12 @@ func (d *diskDir) open() (*volume.Disk, syscall.Errno) {
 		}
 		if !d.disk.Bare && len(d.disk.Table.Partitions) == 0 && d.disk.Content != "" {
 			d.fsys.logf("%s: %s: no filesystem cairn reads", d.where(), d.disk.Content)
+		}
+		if d.err == nil {
+			for _, v := range d.disk.Volumes {
+				where := strings.TrimSpace(d.where() + " " + v.Name)
+				v.Logf = func(f string, a ...any) { d.fsys.logf("%s: %s", where, fmt.Sprintf(f, a...)) }
+			}
 		}
 	})
 	if d.err != nil {

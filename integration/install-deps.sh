@@ -7,6 +7,8 @@ need=()
 check() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
 check mkfs.ext4   e2fsprogs
 check debugfs     e2fsprogs
+check mkfs.xfs    xfsprogs
+check xfs_db      xfsprogs
 check fusermount3 fuse3
 check qemu-img    qemu-utils
 check qemu-nbd    qemu-utils
@@ -28,7 +30,6 @@ check mkswap      util-linux
 check script      bsdutils
 check curl        curl
 check restic      restic
-check curl        curl
 check systemd-analyze systemd
 check man         man-db
 check borg        borgbackup

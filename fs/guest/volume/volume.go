@@ -15,6 +15,7 @@ import (
 	"github.com/cairn-backup/cairn/fs/guest/fat"
 	"github.com/cairn-backup/cairn/fs/guest/lvm"
 	"github.com/cairn-backup/cairn/fs/guest/ntfs"
+	"github.com/cairn-backup/cairn/fs/guest/xfs"
 	"github.com/cairn-backup/cairn/image/partition"
 )
 
@@ -65,6 +66,10 @@ type Volume struct {
 	// extents may lie anywhere (see DiskExtent).
 	Start int64
 	Size  int64
+	// Logf, when set before the first FS call, receives the damage a
+	// reader works around rather than fails on (a directory block or
+	// entry left out of a listing); the process log when nil.
+	Logf func(format string, args ...any)
 
 	r       *io.SectionReader
 	content string // what it holds when that is no filesystem we read
@@ -230,10 +235,17 @@ func (v *Volume) FS() (guest.FS, error) {
 		case "":
 			v.err = v.noFilesystem()
 		case "ntfs":
-			// Entries a listing leaves out go to the process log.
 			var f *ntfs.FS
-			if f, v.err = ntfs.Open(v.r, v.Size, ntfs.Options{Logf: log.Printf}); v.err == nil {
+			if f, v.err = ntfs.Open(v.r, v.Size, ntfs.Options{Logf: v.logf()}); v.err == nil {
 				v.fsys = f
+			}
+		case "xfs":
+			var f *xfs.FS
+			if f, v.err = xfs.OpenOptions(v.r, v.Size, xfs.Options{Logf: v.logf()}); v.err == nil {
+				v.fsys = f
+				if err := f.LogErr(); err != nil {
+					v.warning = fmt.Errorf("xfs: log not replayed, showing the filesystem as last checkpointed: %w", err)
+				}
 			}
 		case "fat":
 			var f *fat.FS
@@ -242,7 +254,7 @@ func (v *Volume) FS() (guest.FS, error) {
 			}
 		default:
 			var f *ext4.FS
-			if f, v.err = ext4.Open(v.r, v.Size); v.err == nil {
+			if f, v.err = ext4.OpenOptions(v.r, v.Size, ext4.Options{Logf: v.logf()}); v.err == nil {
 				v.fsys = f
 				if err := f.JournalErr(); err != nil {
 					v.warning = fmt.Errorf("%s: journal not replayed, showing the filesystem as last checkpointed: %w", v.fsType, err)
@@ -254,6 +266,15 @@ func (v *Volume) FS() (guest.FS, error) {
 		}
 	})
 	return v.fsys, v.err
+}
+
+// logf is where a reader sends the damage it works around: Logf, or the
+// process log when nobody set one.
+func (v *Volume) logf() func(format string, args ...any) {
+	if v.Logf != nil {
+		return v.Logf
+	}
+	return log.Printf
 }
 
 // readable makes sure an LV's first bytes read before probing them: a
@@ -295,7 +316,7 @@ func (v *Volume) TakeWarning() error {
 	return v.warning
 }
 
-// Type names the filesystem found ("ext4", "ext3", "ext2", "FAT32", ...),
+// Type names the filesystem found ("ext4", "ext3", "ext2", "FAT32", "xfs", ...),
 // probing it if needed; "" when there is none.
 func (v *Volume) Type() string {
 	v.FS()
@@ -303,7 +324,7 @@ func (v *Volume) Type() string {
 }
 
 // probe names the filesystem at the start of r: an ext2/3/4 flavour,
-// "ntfs", "fat", or "".
+// "ntfs", "fat", "xfs", or "".
 func probe(r io.ReaderAt, size int64) string {
 	switch {
 	case ntfs.Probe(r, size):
@@ -312,6 +333,8 @@ func probe(r io.ReaderAt, size int64) string {
 		return extFlavour(r)
 	case fat.Probe(r, size):
 		return "fat"
+	case xfs.Probe(r, size):
+		return "xfs"
 	}
 	return ""
 }
