@@ -399,8 +399,8 @@ type partitionView struct {
 	// "swap (UUID ...)", "LUKS2 (UUID ...)", "LVM2 PV (UUID ..., VG vg0)".
 	Content string `json:"content,omitempty"`
 	Error   string `json:"error,omitempty"` // why the filesystem is not readable
-
-	missing bool // Error is a PV on another disk, not damage
+	// MissingPV says Error is a PV that lies on another disk, not damage.
+	MissingPV bool `json:"missing_pv,omitempty"`
 }
 
 func newPartitionViews(d *volume.Disk) []partitionView {
@@ -422,7 +422,7 @@ func newPartitionViews(d *volume.Disk) []partitionView {
 				pv.Content = c
 			}
 		} else {
-			pv.Error, pv.missing = err.Error(), errors.Is(err, lvm.ErrMissingPV)
+			pv.Error, pv.MissingPV = err.Error(), errors.Is(err, lvm.ErrMissingPV)
 		}
 		out = append(out, pv)
 	}
@@ -434,7 +434,7 @@ func (pv partitionView) fsColumn() string {
 	switch {
 	case pv.Filesystem != "":
 		return pv.Filesystem
-	case pv.missing:
+	case pv.MissingPV:
 		return "unreadable: " + pv.Error
 	case pv.Error != "":
 		return "damaged: " + pv.Error
