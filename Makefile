@@ -6,7 +6,7 @@ BIN     := bin/cairn
 PKGS    := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build test test-short demo bench lint deps clean install soak
+.PHONY: all build test test-short demo bench lint deps clean install soak fuzz
 
 # install (PREFIX, DESTDIR): the binary, the systemd unit and the man page.
 PREFIX  ?= /usr/local
@@ -33,6 +33,13 @@ test-short: build
 DURATION ?= 30m
 soak: deps build
 	CAIRN_BIN=$(CURDIR)/$(BIN) CAIRN_SOAK=$(DURATION) $(GO) test -count=1 -timeout 0 -v -run 'TestSoak$$' ./integration
+
+# fuzz (FUZZTIME per target, default 10m; JOBS at a time, default 1):
+# every fuzz target, one row each in fuzz.tsv.
+FUZZTIME ?= 10m
+JOBS ?= 1
+fuzz:
+	FUZZTIME=$(FUZZTIME) JOBS=$(JOBS) integration/fuzz.sh
 
 demo: deps build
 	@integration/demo.sh
