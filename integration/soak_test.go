@@ -179,7 +179,28 @@ func (s *soak) backup(local bool, kill func(*exec.Cmd)) {
 	if !local && s.d.cmd.ProcessState != nil {
 		return // the daemon was killed; check() looks once it is back
 	}
+	if !local && kill != nil {
+		// A killed client's job may still be committing in the daemon:
+		// its point must be adopted now, before the source changes again.
+		s.settle()
+	}
 	s.adopt(before, r, sum)
+}
+
+// settle waits until the daemon runs no job.
+func (s *soak) settle() {
+	s.t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; {
+		var jobs []struct{ State string }
+		mustJSON(s.t, mustCairn(s.t, s.vault, "jobs", "--json"), &jobs)
+		if !slices.ContainsFunc(jobs, func(j struct{ State string }) bool { return j.State == "running" }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("the daemon still runs a job a minute after its client was killed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // adopt gives every point of resource r not listed before the source's
