@@ -20,6 +20,7 @@ type pointJSON struct {
 // increment costs about what changed, and deleting the full leaves the
 // increment whole.
 func TestBackupChangeRestoreDelete(t *testing.T) {
+	t.Parallel() // long and self-contained: overlaps the other long tests
 	needTool(t, "mkfs.ext4", "debugfs", "e2fsck", "cmp")
 	dir := t.TempDir()
 	vault := filepath.Join(dir, "vault")

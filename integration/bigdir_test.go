@@ -17,6 +17,7 @@ import (
 // entries in quadratic time (over three minutes for 50,000 here). It is
 // left out of -short runs.
 func TestGuestHugeDirectory(t *testing.T) {
+	t.Parallel() // long and self-contained: overlaps the other long tests
 	if testing.Short() {
 		t.Skip("builds a 12,000-entry directory with mkfs.ext4 -d, which takes a while")
 	}

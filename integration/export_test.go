@@ -78,6 +78,7 @@ func checkQcow2(t *testing.T, img, restored, compression string) {
 }
 
 func TestExportRoundTrips(t *testing.T) {
+	t.Parallel() // long and self-contained: overlaps the other long tests
 	vault, point, restored, dir := exportFixture(t)
 	size := fileSize(t, restored)
 
@@ -245,10 +246,11 @@ func TestExportRoundTrips(t *testing.T) {
 // testExportStdout streams images through a pipe, locally and through a
 // daemon that owns the vault (which streams the image in an HTTP answer).
 func testExportStdout(t *testing.T, vault, point, restored, dir string) {
-	pipe := func(t *testing.T, out string, args ...string) string {
+	// pipe runs cairn ARGS | cat >OUT, with env added to its environment.
+	pipe := func(t *testing.T, out string, env []string, args ...string) string {
 		t.Helper()
 		cmd := exec.Command("sh", append([]string{"-c", `"$0" "$@" | cat >"$OUT"`, cairnBin}, args...)...)
-		cmd.Env = append(os.Environ(), "CAIRN_VAULT="+vault, "OUT="+out)
+		cmd.Env = append(append(os.Environ(), "CAIRN_VAULT="+vault, "OUT="+out), env...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Run(); err != nil {
@@ -258,7 +260,7 @@ func testExportStdout(t *testing.T, vault, point, restored, dir string) {
 	}
 	run := func(t *testing.T) {
 		q := filepath.Join(dir, "stdout.qcow2")
-		stderr := pipe(t, q, "export", point, "--format", "qcow2", "-o", "-", "--json")
+		stderr := pipe(t, q, nil, "export", point, "--format", "qcow2", "-o", "-", "--json")
 		checkQcow2(t, q, restored, "zlib")
 		var res exportJSON
 		mustJSON(t, stderr, &res) // with -o -, --json goes to stderr
@@ -267,17 +269,17 @@ func testExportStdout(t *testing.T, vault, point, restored, dir string) {
 		}
 		// Uncompressed qcow2 streams tables first, with no temporary file.
 		p := filepath.Join(dir, "stdout-plain.qcow2")
-		pipe(t, p, "export", point, "--format", "qcow2", "--compress", "none", "-o", "-")
+		pipe(t, p, nil, "export", point, "--format", "qcow2", "--compress", "none", "-o", "-")
 		checkQcow2(t, p, restored, "none")
 		// So does zstd with the vault's blocks copied as clusters.
 		f := filepath.Join(dir, "stdout-frames.qcow2")
-		pipe(t, f, "export", point, "--format", "qcow2", "--compress", "zstd", "--cluster-size", "256K", "-o", "-")
+		pipe(t, f, nil, "export", point, "--format", "qcow2", "--compress", "zstd", "--cluster-size", "256K", "-o", "-")
 		checkQcow2(t, f, restored, "zstd")
 		r := filepath.Join(dir, "stdout.raw")
-		pipe(t, r, "export", point, "--format", "raw", "-o", "-")
+		pipe(t, r, nil, "export", point, "--format", "raw", "-o", "-")
 		sameFile(t, restored, r)
 		z := filepath.Join(dir, "stdout.raw.zst")
-		pipe(t, z, "export", point, "--format", "raw", "--compress", "zstd", "-o", "-")
+		pipe(t, z, nil, "export", point, "--format", "raw", "--compress", "zstd", "-o", "-")
 		sh(t, "zstd", "-q", "-d", "-f", z, "-o", r)
 		sameFile(t, restored, r)
 		// An image is not written to a terminal (script gives the
@@ -294,10 +296,10 @@ func testExportStdout(t *testing.T, vault, point, restored, dir string) {
 	t.Run("stdout-local", run)
 	// Tables first means no temporary file: both stream without one.
 	t.Run("stdout-no-spool", func(t *testing.T) {
-		t.Setenv("TMPDIR", filepath.Join(dir, "missing"))
+		noTmp := []string{"TMPDIR=" + filepath.Join(dir, "missing")}
 		for _, c := range [][]string{{"none", "64K"}, {"zstd", "256K"}} {
 			q := filepath.Join(dir, "nospool-"+c[0]+".qcow2")
-			pipe(t, q, "export", point, "--format", "qcow2", "--compress", c[0], "--cluster-size", c[1], "-o", "-")
+			pipe(t, q, noTmp, "export", point, "--format", "qcow2", "--compress", c[0], "--cluster-size", c[1], "-o", "-")
 			checkQcow2(t, q, restored, c[0])
 		}
 	})

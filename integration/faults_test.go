@@ -15,6 +15,7 @@ import (
 // each kill the vault verifies, the committed point restores byte for
 // byte, and a final rerun succeeds reusing the blocks already stored.
 func TestKillDuringBackup(t *testing.T) {
+	t.Parallel() // long and self-contained: overlaps the other long tests
 	needTool(t, "mkfs.ext4", "cmp")
 	dir := t.TempDir()
 	vault := filepath.Join(dir, "vault")

@@ -302,6 +302,7 @@ func gtRandomReads(t *testing.T, src, mnt string, seed int64, n int) {
 // random reads, xattrs, hard links, special files, partition raw files,
 // show, ls and cat.
 func TestGuestFiles(t *testing.T) {
+	t.Parallel() // long and self-contained: overlaps the other long tests
 	needTool(t, "mkfs.ext4", "mkfs.ext2", "mkfs.ext3", "mkfs.vfat", "mcopy", "sgdisk", "sfdisk",
 		"setfattr", "getfattr", "diff", "cp", "dd", "cmp")
 	needFUSE(t)
@@ -742,6 +743,7 @@ func placeLV(t *testing.T, disk string, segs []lvSegment, lv string, img []byte,
 // with their UUIDs, and a bare ext4 behind a boot sector without
 // partitions.
 func TestGuestLVM(t *testing.T) {
+	t.Parallel() // long and self-contained: overlaps the other long tests
 	needTool(t, "mkfs.ext4", "debugfs", "sgdisk", "sfdisk", "mkswap", "cryptsetup", "mkfs.btrfs", "blkid",
 		"gzip", "base64", "cmp", "diff", "dd")
 	needFUSE(t)

@@ -15,6 +15,7 @@ import (
 // the binary, the unit (ExecStart naming the installed binary; checked
 // by systemd-analyze verify) and the man page (read by man).
 func TestMakeInstall(t *testing.T) {
+	t.Parallel() // long and self-contained: overlaps the other long tests
 	needTool(t, "make", "systemd-analyze", "man")
 	root, err := filepath.Abs("..")
 	if err != nil {

@@ -123,6 +123,7 @@ func waitFor(d time.Duration, cond func() bool) bool {
 // daemon appears live, a deleted point vanishes while an open file of it
 // keeps reading, and SIGTERM unmounts cleanly.
 func TestMountServesEveryPoint(t *testing.T) {
+	t.Parallel() // long and self-contained: overlaps the other long tests
 	needTool(t, "mkfs.ext4", "debugfs", "cmp", "cp", "qemu-img")
 	dir := t.TempDir()
 	vault := filepath.Join(dir, "vault")
@@ -420,6 +421,7 @@ func TestMountDamagedPackIsEIO(t *testing.T) {
 // cleared, Ctrl-C cancels the job in the daemon, a second daemon is
 // refused.
 func TestDaemonSocket(t *testing.T) {
+	t.Parallel() // long and self-contained: overlaps the other long tests
 	needTool(t, "mkfs.ext4")
 	dir := t.TempDir()
 	vault := filepath.Join(dir, "vault")

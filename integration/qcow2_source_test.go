@@ -41,6 +41,7 @@ func guestRaw(t *testing.T, img string) string {
 // cairn reads, and checks each restored point equals qemu's view of the
 // guest disk, and that the point holds the allocated data only.
 func TestQcow2Sources(t *testing.T) {
+	t.Parallel() // long and self-contained: overlaps the other long tests
 	needTool(t, "qemu-img", "qemu-io")
 	dir := t.TempDir()
 	vault := filepath.Join(dir, "vault")
@@ -136,6 +137,7 @@ func TestQcow2Sources(t *testing.T) {
 // images, and broken backing chains, get one clear error line, a non-zero
 // exit and leave the vault as it was.
 func TestQcow2BadSources(t *testing.T) {
+	t.Parallel() // long and self-contained: overlaps the other long tests
 	needTool(t, "qemu-img", "qemu-io")
 	dir := t.TempDir()
 	vault := filepath.Join(dir, "vault")

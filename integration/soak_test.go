@@ -17,7 +17,7 @@ import (
 )
 
 // soakDuration is how long TestSoak runs: CAIRN_SOAK (a Go duration; make
-// soak DURATION=30m sets it), else 90 s, and 20 s with -short.
+// soak DURATION=30m sets it), else 2 minutes, and 20 s with -short.
 func soakDuration(t *testing.T) time.Duration {
 	if s := os.Getenv("CAIRN_SOAK"); s != "" {
 		d, err := time.ParseDuration(s)
@@ -29,7 +29,7 @@ func soakDuration(t *testing.T) time.Duration {
 	if testing.Short() {
 		return 20 * time.Second
 	}
-	return 90 * time.Second
+	return 2 * time.Minute
 }
 
 // soak is the state of TestSoak: the vault, the daemon serving it, the
@@ -59,6 +59,7 @@ type soak struct {
 // disk are exactly what the vault counts, and a second gc frees
 // nothing). make soak DURATION=30m runs it long.
 func TestSoak(t *testing.T) {
+	t.Parallel() // long and self-contained: overlaps the other long tests
 	dur := soakDuration(t)
 	dir := t.TempDir()
 	seed := time.Now().UnixNano()
