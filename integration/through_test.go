@@ -30,7 +30,10 @@ func interruptedBackup(t *testing.T, vault, name, img string) result {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Interrupt once the backup reads its source (in this process, or in
+	// the daemon for it): a fixed sleep could end before cairn installs
+	// its handler on a loaded machine.
+	waitOpened(t, img, 30*time.Second)
 	cmd.Process.Signal(os.Interrupt)
 	err := cmd.Wait()
 	r := result{stdout: out.String(), stderr: errb.String()}
@@ -39,6 +42,24 @@ func interruptedBackup(t *testing.T, vault, name, img string) result {
 		r.code = ee.ExitCode()
 	}
 	return r
+}
+
+// waitOpened waits until some process holds path open.
+func waitOpened(t *testing.T, path string, timeout time.Duration) {
+	t.Helper()
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+		for _, fd := range fds {
+			if l, err := os.Readlink(fd); err == nil && l == abs {
+				return
+			}
+		}
+	}
+	t.Fatalf("no process opened %s in %s", path, timeout)
 }
 
 // TestCommandsSameWithDaemon runs a set of commands on a vault, first on
