@@ -2,6 +2,7 @@ package index
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -124,29 +125,55 @@ func TestHashText(t *testing.T) {
 	}
 }
 
-// TestOpenAfterKillBeforeMemtableSized opens an index that a killed
-// process left with an empty memtable log, as Badger leaves one when
-// killed between creating and sizing it: the first open must succeed.
-func TestOpenAfterKillBeforeMemtableSized(t *testing.T) {
-	dir := t.TempDir()
-	db, err := Open(dir, Options{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.PutPoint("r", "1", []byte("m")); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	if err := os.WriteFile(filepath.Join(dir, "00099.mem"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	db, err = Open(dir, Options{Create: true})
-	if err != nil {
-		t.Fatalf("first open after the kill: %v", err)
-	}
-	defer db.Close()
-	if m, err := db.Point("r", "1"); err != nil || string(m) != "m" {
-		t.Fatalf("point after reopen: %q, %v", m, err)
+// TestOpenAfterKillBeforeLogSized opens an index that a killed process
+// left with an empty memtable log or value log, as Badger leaves one
+// when killed between creating and sizing it: the first open must
+// succeed, read-write or read-only, and an open while another process
+// holds the index must not remove the empty log it may be sizing.
+func TestOpenAfterKillBeforeLogSized(t *testing.T) {
+	for _, name := range []string{"00099.mem", "000099.vlog"} {
+		for _, ro := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s read-only=%v", name, ro), func(t *testing.T) {
+				dir := t.TempDir()
+				db, err := Open(dir, Options{Create: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := db.PutPoint("r", "1", []byte("m")); err != nil {
+					t.Fatal(err)
+				}
+				db.Close()
+				empty := filepath.Join(dir, name)
+				if err := os.WriteFile(empty, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				db, err = Open(dir, Options{ReadOnly: ro})
+				if err != nil {
+					t.Fatalf("first open after the kill: %v", err)
+				}
+				if m, err := db.Point("r", "1"); err != nil || string(m) != "m" {
+					t.Fatalf("point after reopen: %q, %v", m, err)
+				}
+				// While db holds the index, another open fails and
+				// leaves files alone.
+				if ro {
+					db.Close()
+					if db, err = Open(dir, Options{}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				defer db.Close()
+				if err := os.WriteFile(empty, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := Open(dir, Options{ReadOnly: ro}); err == nil {
+					t.Fatal("a second open of a held index succeeded")
+				}
+				if _, err := os.Stat(empty); err != nil {
+					t.Fatalf("an open that did not get the index removed %s: %v", name, err)
+				}
+			})
+		}
 	}
 }
 

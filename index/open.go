@@ -118,8 +118,8 @@ func Open(dir string, o Options) (db *DB, err error) {
 	}
 	if o.InMemory {
 		opts = opts.WithDir("").WithValueDir("")
-	} else if !o.ReadOnly {
-		removeEmptyMemtables(dir)
+	} else {
+		removeEmptyLogs(dir)
 	}
 	if !o.InMemory {
 		if err := checkTables(dir, o.ReadOnly); err != nil {
@@ -260,19 +260,30 @@ func oneLine(s string) string {
 	return s
 }
 
-// removeEmptyMemtables deletes memtable logs of length zero. Badger
-// creates a memtable's log, then sizes it; a process killed between the
-// two leaves an empty log, which the next open fails on ("while opening
-// memtables ... Create a new file") while it sizes the file, so that
-// only the open after that one succeeds. An empty log holds no entries,
-// so removing it loses nothing.
-func removeEmptyMemtables(dir string) {
-	ents, err := os.ReadDir(dir)
+// removeEmptyLogs deletes memtable and value logs of length zero.
+// Badger creates a log, then sizes it; a process killed between the two
+// leaves an empty file, which the next open fails on ("while opening
+// memtables ... Create a new file", or a panic for a value log), the
+// read-only open of a read command included. An empty log holds no
+// entries, so removing it loses nothing. It is done only under Badger's
+// own directory lock (flock on the folder): a log that another process
+// holding the index is sizing is never touched.
+func removeEmptyLogs(dir string) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	if syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		return // held: Badger's open says so
+	}
+	defer syscall.Flock(int(d.Fd()), syscall.LOCK_UN)
+	ents, err := d.ReadDir(-1)
 	if err != nil {
 		return
 	}
 	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), ".mem") {
+		if !strings.HasSuffix(e.Name(), ".mem") && !strings.HasSuffix(e.Name(), ".vlog") {
 			continue
 		}
 		if info, err := e.Info(); err == nil && info.Mode().IsRegular() && info.Size() == 0 {
