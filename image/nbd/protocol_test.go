@@ -435,12 +435,12 @@ func TestProbeIsNotLogged(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		mu.Lock()
-		n, all := len(lines), strings.Join(lines, "\n")
+		n := len(lines)
 		mu.Unlock()
 		if n > 0 || time.Now().After(deadline) {
 			time.Sleep(100 * time.Millisecond) // for lines of the probes, were they logged late
 			mu.Lock()
-			n, all = len(lines), strings.Join(lines, "\n")
+			n, all := len(lines), strings.Join(lines, "\n")
 			mu.Unlock()
 			if n != 1 || !strings.Contains(all, "client flags") {
 				t.Fatalf("log after 4 probes and a broken client:\n%s", all)
