@@ -367,7 +367,7 @@ func (v *Vault) Delete(points []*Point) error {
 			return fmt.Errorf("%w: %s (unpin it first)", ErrPinned, p.Name())
 		}
 		if why := v.fence.inUse(p.Name()); why != "" {
-			return fmt.Errorf("%w: %s is %s (stop that first)", ErrInUse, p.Name(), why)
+			return fmt.Errorf("%w: %s is %s; stop that first", ErrInUse, p.Name(), why)
 		}
 	}
 	ctx := context.Background()
