@@ -271,22 +271,93 @@ func TestNBDExport(t *testing.T) {
 	sh(t, "qemu-io", "-c", "write -P 0x5a 1M 64k", overlay)
 	sh(t, "qemu-io", "-c", "write -P 0xa5 8M 4k", overlay)
 	sh(t, "qemu-img", "rebase", "-q", "-b", "", overlay)
+	// The same with a block-stream job, as a running VM's qemu does it.
+	streamed := filepath.Join(dir, "streamed.qcow2")
+	sh(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", s.URI, "-F", "raw", streamed)
+	sh(t, "qemu-io", "-c", "write -P 0x5a 1M 64k", "-c", "write -P 0xa5 8M 4k", streamed)
+	blockStream(t, dir, streamed)
 	s.stop(t)
-	if out, _ := qemu("qemu-img", "info", overlay); strings.Contains(out, "backing file") {
-		t.Errorf("overlay still has a backing file after rebase:\n%s", out)
-	}
-	full := filepath.Join(dir, "full.raw")
-	sh(t, "qemu-img", "convert", "-O", "raw", overlay, full)
 	copy(want[1<<20:], bytes.Repeat([]byte{0x5a}, 64<<10))
 	copy(want[8<<20:], bytes.Repeat([]byte{0xa5}, 4<<10))
 	wantFile := filepath.Join(dir, "want.raw")
 	if err := os.WriteFile(wantFile, want, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sameFile(t, full, wantFile)
+	for _, o := range []string{overlay, streamed} {
+		if out, _ := qemu("qemu-img", "info", o); strings.Contains(out, "backing file") {
+			t.Errorf("%s still has a backing file:\n%s", filepath.Base(o), out)
+		}
+		full := filepath.Join(dir, "full.raw")
+		sh(t, "qemu-img", "convert", "-O", "raw", o, full)
+		sameFile(t, full, wantFile)
+	}
 	if strings.Contains(s.log.String(), "nbd:") {
 		t.Errorf("the server logged errors:\n%s", s.log)
 	}
+}
+
+// blockStream opens overlay in qemu-storage-daemon and streams its
+// backing into it with the QMP command block-stream, as the qemu of a
+// running VM does; it fails the test unless the job completes.
+func blockStream(t *testing.T, dir, overlay string) {
+	t.Helper()
+	needTool(t, "qemu-storage-daemon")
+	sock := filepath.Join(dir, "qmp.sock")
+	cmd := exec.Command("qemu-storage-daemon",
+		"--blockdev", "driver=qcow2,node-name=vda,file.driver=file,file.filename="+overlay,
+		"--chardev", "socket,id=m,path="+sock+",server=on,wait=off", "--monitor", "chardev=m")
+	var log lockedBuffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	var c net.Conn
+	if !waitFor(10*time.Second, func() bool {
+		var err error
+		c, err = net.Dial("unix", sock)
+		return err == nil
+	}) {
+		t.Fatalf("qemu-storage-daemon did not come up:\n%s", log.String())
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	dec := json.NewDecoder(c)
+	// next reads messages until one has key, and returns it.
+	next := func(key string) map[string]any {
+		for {
+			var m map[string]any
+			if err := dec.Decode(&m); err != nil {
+				t.Fatalf("QMP: %v\n%s", err, log.String())
+			}
+			if e, ok := m["error"]; ok {
+				t.Fatalf("QMP error: %v", e)
+			}
+			if _, ok := m[key]; ok {
+				return m
+			}
+		}
+	}
+	next("QMP")
+	fmt.Fprintln(c, `{"execute": "qmp_capabilities"}`)
+	next("return")
+	fmt.Fprintln(c, `{"execute": "block-stream", "arguments": {"job-id": "pull", "device": "vda"}}`)
+	next("return")
+	for {
+		m := next("event")
+		if m["event"] != "BLOCK_JOB_COMPLETED" {
+			continue
+		}
+		if data, _ := m["data"].(map[string]any); data["error"] != nil || data["offset"] != data["len"] {
+			t.Fatalf("block-stream: %v", m)
+		}
+		break
+	}
+	fmt.Fprintln(c, `{"execute": "quit"}`)
+	cmd.Wait()
 }
 
 // TestNBDDamagedBlock damages a stored block: reads through the export
