@@ -559,12 +559,25 @@ func TestNBDOverTCP(t *testing.T) {
 	}
 	s.stop(t)
 
+	// Beyond loopback on request, with a warning without TLS; the URI
+	// names this machine.
+	s = startNBD(t, vault, point, "--listen", "0.0.0.0:0", "--allow-remote")
+	host, _ := os.Hostname()
+	_, port, _ := strings.Cut(s.Address, ":")
+	if !strings.HasPrefix(s.URI, "nbd://"+host+":") || !strings.Contains(s.log.String(), "without TLS") {
+		t.Errorf("--allow-remote on 0.0.0.0: %+v, stderr %q", s.nbdView, s.log)
+	}
+	if out, err := qemu("qemu-img", "info", "nbd://127.0.0.1:"+port+"/vda"); err != nil {
+		t.Errorf("qemu-img info over 0.0.0.0: %v\n%s", err, out)
+	}
+	s.stop(t)
+
 	certs := writeTLSFiles(t, dir)
 	s = startNBD(t, vault, point, "--listen", "localhost:0", "--tls-cert", certs.cert, "--tls-key", certs.key)
 	if !s.TLS || !regexp.MustCompile(`^nbds://localhost:\d+/vda$`).MatchString(s.URI) {
 		t.Fatalf("view with TLS: %+v", s.nbdView)
 	}
-	_, port, _ := strings.Cut(s.Address, ":")
+	_, port, _ = strings.Cut(s.Address, ":")
 	obj := "tls-creds-x509,id=tls0,endpoint=client,dir=" + certs.dir
 	opts := "driver=nbd,server.type=inet,server.host=localhost,server.port=" + port + ",export=vda,tls-creds=tls0"
 	if out, err := qemu("qemu-io", "-r", "--object", obj, "--image-opts", opts, "-c", "read -P 0x33 16320k 64k"); err != nil ||
