@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"math/rand/v2"
+	"slices"
 	"sync"
 
 	"github.com/cairn-backup/cairn/index"
@@ -23,6 +24,8 @@ import (
 //     the points before the commit.
 //   - A reader (a mount's point, a restore, an export) holds its point;
 //     gc keeps the blocks of held points, deleted or not, until released.
+//   - A user of a point (an NBD export a VM may boot from) holds it and
+//     also keeps prune and delete from removing its record meanwhile.
 type fence struct {
 	refs sync.RWMutex
 
@@ -39,8 +42,9 @@ type session struct {
 }
 
 type hold struct {
-	p *Point
-	n int
+	p    *Point
+	n    int
+	uses []*string // why each user uses it; a use is also one of n
 }
 
 func newFence() *fence {
@@ -137,6 +141,36 @@ func (f *fence) hold(p *Point) func() {
 	}
 }
 
+// use holds p as hold does and notes why, for inUse, until released.
+func (f *fence) use(p *Point, why string) func() {
+	release := f.hold(p)
+	u := &why
+	name := p.Name()
+	f.mu.Lock()
+	h := f.holds[name]
+	h.uses = append(h.uses, u)
+	f.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			h.uses = slices.DeleteFunc(h.uses, func(x *string) bool { return x == u })
+			f.mu.Unlock()
+			release()
+		})
+	}
+}
+
+// inUse says why the point named name is in use, or "" when it is not.
+func (f *fence) inUse(name string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if h := f.holds[name]; h != nil && len(h.uses) > 0 {
+		return *h.uses[0]
+	}
+	return ""
+}
+
 // held lists the points readers hold.
 func (f *fence) held() []*Point {
 	f.mu.Lock()
@@ -152,3 +186,10 @@ func (f *fence) held() []*Point {
 // until the returned function is called: for a mount's point, a restore,
 // an export. Garbage collection keeps the blocks of held points.
 func (v *Vault) Hold(p *Point) (release func()) { return v.fence.hold(p) }
+
+// Use holds p as Hold does and, until released, keeps Prune from
+// removing it (the point is kept, for the reason why) and Delete from
+// deleting it (ErrInUse): for a point something runs from, such as a VM
+// booted from its NBD export, which needs its record to outlive the
+// reader. why says who uses it, e.g. "exported over NBD (job 01k2x7v9q)".
+func (v *Vault) Use(p *Point, why string) (release func()) { return v.fence.use(p, why) }

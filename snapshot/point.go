@@ -366,6 +366,9 @@ func (v *Vault) Delete(points []*Point) error {
 		if p.Pinned {
 			return fmt.Errorf("%w: %s (unpin it first)", ErrPinned, p.Name())
 		}
+		if why := v.fence.inUse(p.Name()); why != "" {
+			return fmt.Errorf("%w: %s is %s; stop that first", ErrInUse, p.Name(), why)
+		}
 	}
 	ctx := context.Background()
 	keys := make([]index.PointKey, 0, len(points))

@@ -21,7 +21,8 @@ type PrunedChain struct {
 
 // Prune applies rules to each of resources (all when none is given):
 // it deletes the points the rules do not keep, never a resource's newest
-// point nor a pinned one. With dryRun it only reports. The space of the
+// point, a pinned one nor one in use (Use), which is kept for the reason
+// its user gave. With dryRun it only reports. The space of the
 // blocks only removed points used is freed by GC.
 func (v *Vault) Prune(resources []string, rules Rules, dryRun bool) (*PruneReport, error) {
 	if err := rules.Check(); err != nil {
@@ -47,7 +48,11 @@ func (v *Vault) Prune(resources []string, rules Rules, dryRun bool) (*PruneRepor
 			return nil, fmt.Errorf("%w: resource %q has no points", ErrNoPoint, r)
 		}
 		ds := rules.Apply(points)
-		for _, d := range ds {
+		for i, d := range ds {
+			if why := v.fence.inUse(d.Name); !d.Keep && why != "" {
+				d.Keep, d.Reasons = true, append(d.Reasons, why)
+				ds[i] = d
+			}
 			if d.Keep {
 				rep.Kept++
 			} else {

@@ -52,6 +52,9 @@ var (
 	ErrNeedsRepair = errors.New("run cairn repair to rebuild the index from storage")
 	// ErrPinned is returned for a delete of a pinned point.
 	ErrPinned = errors.New("the point is pinned")
+	// ErrInUse is returned for a delete of a point something uses
+	// (Vault.Use), such as an NBD export.
+	ErrInUse = errors.New("the point is in use")
 	// ErrCapacity is returned by a backup that would take the vault past
 	// its capacity.
 	ErrCapacity = errors.New("the vault is at its capacity")

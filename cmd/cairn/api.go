@@ -69,7 +69,7 @@ func httpStatus(err error) int {
 	case errors.Is(err, errForbidden):
 		return http.StatusForbidden
 	case errors.Is(err, snapshot.ErrGCRunning), errors.Is(err, snapshot.ErrLocked), errors.Is(err, errJobEnded),
-		errors.Is(err, snapshot.ErrPinned), errors.Is(err, snapshot.ErrAmbiguous), errors.Is(err, snapshot.ErrDisksChanged):
+		errors.Is(err, snapshot.ErrPinned), errors.Is(err, snapshot.ErrInUse), errors.Is(err, snapshot.ErrAmbiguous), errors.Is(err, snapshot.ErrDisksChanged):
 		return http.StatusConflict
 	case errors.Is(err, snapshot.ErrCapacity):
 		return http.StatusInsufficientStorage

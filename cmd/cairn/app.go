@@ -89,6 +89,7 @@ func newApp(env *cmdEnv) *cli.App {
 			newCatCommand(env),
 			newRestoreCommand(env),
 			newExportCommand(env),
+			newNBDCommand(env),
 			newDeleteCommand(env),
 			newPruneCommand(env),
 			newPinCommand(env, true),

@@ -28,8 +28,8 @@ func newJobsCommand(env *cmdEnv) *cli.Command {
 	return &cli.Command{
 		Name:  "jobs",
 		Usage: "list the daemon's running and recent jobs",
-		Description: "Every backup, restore, export, verify, prune, gc, delete, pin and unpin the daemon runs is a\n" +
-			"job. Lists the running jobs and the last 10 finished ones (--all: the last 100): ID, kind,\n" +
+		Description: "Every backup, restore, export, NBD export (cairn nbd), verify, prune, gc, delete, pin and unpin\n" +
+			"the daemon runs is a job. Lists the running jobs and the last 10 finished ones (--all: the last 100): ID, kind,\n" +
 			"target, state (running, succeeded, failed, canceled, skipped), progress, start (local time),\n" +
 			"duration and result. Jobs are kept in the daemon's memory; without a daemon there are none.\n\n" +
 			"Examples:\n" +

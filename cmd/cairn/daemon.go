@@ -51,6 +51,11 @@ type daemonOptions struct {
 	diskGid    *uint32     // nil: the process's group
 	cacheSize  int64
 	listen     string // ADDR of the /metrics server; "": none
+	// nbd, when set, is an export to serve as a job from the start (cairn
+	// nbd without a daemon): the process stops when that job ends, and
+	// nbdReady is told where it listens.
+	nbd      *nbdRequest
+	nbdReady func(nbdView)
 }
 
 // runDaemon serves until ctx ends (SIGINT, SIGTERM) or the mount is
@@ -106,7 +111,9 @@ func runDaemon(ctx context.Context, env *cmdEnv, o daemonOptions) error {
 		go func() { d.mount.Wait(); close(unmounted) }()
 		logger.Printf("mounted %s at %s", o.vault, o.mountpoint)
 	}
-	logger.Printf("serving %s on %s", o.vault, d.sock)
+	if o.nbd == nil {
+		logger.Printf("serving %s on %s", o.vault, d.sock)
+	}
 	if err := sdNotify("READY=1"); err != nil {
 		logger.Printf("tell systemd the daemon is ready: %v", err)
 	}
@@ -128,9 +135,27 @@ func runDaemon(ctx context.Context, env *cmdEnv, o daemonOptions) error {
 		defer msrv.Close()
 		logger.Printf("serving metrics on http://%s/metrics", metricsLn.Addr())
 	}
+	var export *job // the nbd job, when serving one
+	var exportEnded <-chan struct{}
+	var runErr error
+	if o.nbd != nil {
+		// Its end is the command's to report, not a line in the log.
+		j, v, err := d.startNBD(*o.nbd, true)
+		if err != nil {
+			runErr = err
+			stopServing()
+		} else {
+			export, exportEnded = j, j.Done()
+			o.nbdReady(v)
+		}
+	}
 	d.sched = newScheduler(v.Store().Storage(), newPolicyRunner(v, clock), managerJobs{ctx: serveCtx, m: d.jobs}, logger.Printf)
 	schedDone := make(chan struct{})
-	go func() { d.sched.loop(serveCtx); close(schedDone) }()
+	if runErr == nil {
+		go func() { d.sched.loop(serveCtx); close(schedDone) }()
+	} else {
+		close(schedDone)
+	}
 	defer func() { <-schedDone }()
 	select {
 	case <-ctx.Done():
@@ -138,6 +163,14 @@ func runDaemon(ctx context.Context, env *cmdEnv, o daemonOptions) error {
 		sdNotify("STOPPING=1")
 	case <-unmounted:
 		logger.Printf("%s was unmounted; shutting down", o.mountpoint)
+	case <-exportEnded:
+		switch v := export.view(false); v.State {
+		case jobFailed:
+			runErr = &remoteError{msg: v.Error, code: max(v.ExitCode, 1)}
+		default:
+			logger.Printf("the export ended (%s); shutting down", v.Error)
+		}
+	case <-serveCtx.Done(): // the export failed to start
 	}
 	// Jobs first, so that their followers say why they ended; then the
 	// server, once its answers are over.
@@ -168,7 +201,7 @@ func runDaemon(ctx context.Context, env *cmdEnv, o daemonOptions) error {
 			}
 		}
 	}
-	return nil
+	return runErr
 }
 
 // listen creates the socket, mode 0600, after making sure no live daemon

@@ -19,8 +19,9 @@
 // job's kind (api.go: jobKinds) runs the same compute half as the
 // command without a daemon (dispatch.go), which opens the vault itself.
 //
-// Jobs: every backup, restore, export, verify, prune, gc, delete, pin,
-// unpin and policy run the daemon runs is a job, with an ID, a kind, a
+// Jobs: every backup, restore, export, NBD export (cmd_nbd.go; it runs
+// until cancelled), verify, prune, gc, delete, pin, unpin and policy run
+// the daemon runs is a job, with an ID, a kind, a
 // target, a trigger (manual, or schedule), a state, progress, a bounded
 // log and a result. jobManager runs and remembers them; cairn jobs, job
 // show and cancel talk to it.

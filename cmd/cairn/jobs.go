@@ -41,9 +41,12 @@ const triggerManual = "manual"
 
 // jobSpec says what a job is.
 type jobSpec struct {
-	Kind    string // backup, restore, export, verify, prune, gc, delete, pin, unpin, run (a policy)
+	Kind    string // backup, restore, export, nbd, verify, prune, gc, delete, pin, unpin, run (a policy)
 	Target  string // a resource, a point, points; "" for the whole vault
 	Trigger string // "manual", or "schedule" (a policy's run its schedule started); "" means manual
+	// Quiet leaves the job's end out of the log: the command that
+	// started it in this process reports it (cairn nbd in the foreground).
+	Quiet bool
 }
 
 // jobFunc is a job's work. It stops soon after ctx ends, committing
@@ -183,6 +186,7 @@ type job struct {
 	id     string
 	kind   string
 	tr     string // trigger
+	quiet  bool   // no line in the log at its end
 	start  time.Time
 	cancel context.CancelCauseFunc
 	ctx    context.Context
@@ -252,7 +256,7 @@ func (m *jobManager) newJob(spec jobSpec, state jobState) *job {
 	m.mu.Lock()
 	id := m.nextID(now)
 	m.mu.Unlock()
-	return &job{m: m, id: id, kind: spec.Kind, tr: trigger, target: spec.Target, start: now, state: state,
+	return &job{m: m, id: id, kind: spec.Kind, tr: trigger, quiet: spec.Quiet, target: spec.Target, start: now, state: state,
 		ended: make(chan struct{}), changed: make(chan struct{})}
 }
 
@@ -344,7 +348,7 @@ func (m *jobManager) logEnd(j *job) {
 	if m.ended != nil {
 		m.ended(v.Kind, v.State)
 	}
-	if m.logf == nil {
+	if m.logf == nil || j.quiet {
 		return
 	}
 	var b strings.Builder

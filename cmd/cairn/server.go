@@ -33,6 +33,7 @@ func (d *daemon) routes() *http.ServeMux {
 	mux.HandleFunc("GET /v1/ls", d.api(d.getLs))
 	mux.HandleFunc("GET /v1/cat", d.getCat)
 	mux.HandleFunc("POST /v1/export", d.postExport)
+	mux.HandleFunc("POST /v1/nbd", d.api(d.postNBD))
 	mux.HandleFunc("POST /v1/jobs", d.postJob)
 	mux.HandleFunc("GET /v1/jobs", d.api(d.getJobs))
 	mux.HandleFunc("GET /v1/jobs/{id}", d.api(d.getJob))

@@ -53,7 +53,8 @@
 // at 64 KiB (longer options are skipped unread), read buffers at
 // 2×MaxPayload in all (a reader waits for room), at most Workers
 // requests queued. Bad input from a client ends its connection with an
-// error wrapping ErrProtocol, never a panic.
+// error wrapping ErrProtocol, never a panic. A connection closed before
+// the client's flags (a probe: ListenUnix's, a health check) is no error.
 //
 // # Client
 //

@@ -11,6 +11,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -85,10 +86,16 @@ func (c *conn) handshake() (Export, error) {
 	hello = binary.BigEndian.AppendUint64(hello, magicOpt)
 	hello = binary.BigEndian.AppendUint16(hello, handshakeFixed|handshakeNoZeroes)
 	if _, err := c.c.Write(hello); err != nil {
+		if probed(err) {
+			return nil, nil
+		}
 		return nil, lost("handshake", err)
 	}
 	var fb [4]byte
 	if _, err := io.ReadFull(c.r, fb[:]); err != nil {
+		if probed(err) {
+			return nil, nil
+		}
 		return nil, lost("handshake: client flags", err)
 	}
 	flags := binary.BigEndian.Uint32(fb[:])
@@ -110,6 +117,13 @@ func (c *conn) handshake() (Export, error) {
 			return exp, err
 		}
 	}
+}
+
+// probed reports whether a connection ended before the client said a
+// word: a probe (ListenUnix checking for a live server, a port scan, a
+// health check), not a client to log an error for.
+func probed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // readOption reads one option; data longer than maxOptionLen is skipped.

@@ -5,9 +5,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -397,4 +400,53 @@ func TestProtocolViolations(t *testing.T) {
 	r = rawDial(t, sock, clientFixed)
 	r.write(bytes.Repeat([]byte{0xee}, optionHeaderLen))
 	r.expectEOF()
+}
+
+// A connection that ends before the client sends its flags is a probe
+// (ListenUnix looking for a live server, a health check): the server
+// logs nothing for it, but does log a client that leaves mid-handshake.
+func TestProbeIsNotLogged(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	logf := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, fmt.Sprintf(format, args...))
+	}
+	sock := serveExports(t, Options{Logf: logf}, map[string]Export{"disk": sampleExport()})
+	for range 3 {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	if _, err := ListenUnix(sock, 0o600); err == nil {
+		t.Fatal("ListenUnix over a live server")
+	}
+	// One that hangs up inside its flags is a broken client.
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadFull(c, make([]byte, 18))
+	c.Write([]byte{0, 0})
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(lines)
+		mu.Unlock()
+		if n > 0 || time.Now().After(deadline) {
+			time.Sleep(100 * time.Millisecond) // for lines of the probes, were they logged late
+			mu.Lock()
+			n, all := len(lines), strings.Join(lines, "\n")
+			mu.Unlock()
+			if n != 1 || !strings.Contains(all, "client flags") {
+				t.Fatalf("log after 4 probes and a broken client:\n%s", all)
+			}
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

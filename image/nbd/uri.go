@@ -160,7 +160,9 @@ func (u URI) String() string {
 		out.User = url.User(u.User)
 	}
 	out.Scheme = scheme
-	out.RawQuery = v.Encode()
+	// A path in the query reads better, as qemu prints it, with its
+	// slashes as they are: RFC 3986 allows them there.
+	out.RawQuery = strings.ReplaceAll(v.Encode(), "%2F", "/")
 	s := out.String()
 	if u.Network == "unix" && !strings.HasPrefix(s, scheme+"://") {
 		// url.URL drops the empty authority: nbd+unix:/x, not :///x.

@@ -47,9 +47,12 @@ func TestParseURI(t *testing.T) {
 			t.Errorf("ParseURI(%q) = %+v, %v; want ErrBadURI", bad, u, err)
 		}
 	}
+	if got, want := UnixURI("/run/cairn/web01.sock", "vda"), "nbd+unix:///vda?socket=/run/cairn/web01.sock"; got != want {
+		t.Errorf("UnixURI = %q, want %q", got, want)
+	}
 	for _, export := range []string{"", "disk", "a b/c", "/lead", "ü?&="} {
-		u, err := ParseURI(UnixURI("/tmp/x y.sock", export))
-		if err != nil || u.Export != export || u.Address != "/tmp/x y.sock" {
+		u, err := ParseURI(UnixURI("/tmp/x y&z=/%2F.sock", export))
+		if err != nil || u.Export != export || u.Address != "/tmp/x y&z=/%2F.sock" {
 			t.Errorf("UnixURI round trip of %q: %+v, %v", export, u, err)
 		}
 		u, err = ParseURI(TCPURI("127.0.0.1:5", export))

@@ -18,6 +18,8 @@ func main() {
 		"profile":  runProfile,
 		"codecs":   runCodecs,
 		"preads":   runPreads,
+		"nbdwait":  runNBDWait,
+		"nbdreads": runNBDReads,
 	}
 	fn, ok := cmds[os.Args[1]]
 	if !ok {
@@ -30,6 +32,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: benchtool offsets|diff|report|chunks|randread|profile|codecs|preads ARGS (see doc.go)")
+	fmt.Fprintln(os.Stderr, "usage: benchtool offsets|diff|report|chunks|randread|profile|codecs|preads|nbdwait|nbdreads ARGS (see doc.go)")
 	os.Exit(2)
 }
