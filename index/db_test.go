@@ -1,6 +1,7 @@
 package index
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -198,6 +199,39 @@ func TestIndexFileModes(t *testing.T) {
 		info, _ := e.Info()
 		if info.Mode().IsRegular() && info.Mode().Perm()&0o077 != 0 {
 			t.Errorf("%s: mode %04o", e.Name(), info.Mode().Perm())
+		}
+	}
+}
+
+// TestOpenAfterKillWhileWritingTable opens an index that a process
+// killed while it wrote a table (a flush or compaction) left with a
+// table the MANIFEST never took in, empty or cut short: it is no part of
+// the index, so the open succeeds, read-write or read-only.
+func TestOpenAfterKillWhileWritingTable(t *testing.T) {
+	for _, junk := range [][]byte{nil, bytes.Repeat([]byte{0x5a}, 5000)} {
+		for _, ro := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%d bytes read-only=%v", len(junk), ro), func(t *testing.T) {
+				dir := t.TempDir()
+				db, err := Open(dir, Options{Create: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := db.PutPoint("r", "1", []byte("m")); err != nil {
+					t.Fatal(err)
+				}
+				db.Close()
+				if err := os.WriteFile(filepath.Join(dir, "000999.sst"), junk, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				db, err = Open(dir, Options{ReadOnly: ro})
+				if err != nil {
+					t.Fatalf("first open after the kill: %v", err)
+				}
+				defer db.Close()
+				if m, err := db.Point("r", "1"); err != nil || string(m) != "m" {
+					t.Fatalf("point after reopen: %q, %v", m, err)
+				}
+			})
 		}
 	}
 }

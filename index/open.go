@@ -168,8 +168,15 @@ func checkTables(dir string, readOnly bool) error {
 		return err
 	}
 	verified := readVerified(dir)
+	live, known := liveTables(dir)
 	changed := false
 	for _, p := range paths {
+		if known && !live[filepath.Base(p)] {
+			// A table the MANIFEST never took in: a compaction or flush
+			// killed while writing it. Badger deletes it at open; it is
+			// no part of the index, whole or not.
+			continue
+		}
 		st, err := os.Stat(p)
 		if err != nil {
 			return err
@@ -188,6 +195,35 @@ func checkTables(dir string, readOnly bool) error {
 		writeVerified(dir, verified, paths)
 	}
 	return nil
+}
+
+// liveTables names the tables the MANIFEST holds; known is false when it
+// cannot be read, and every table is then checked.
+func liveTables(dir string) (live map[string]bool, known bool) {
+	f, err := os.Open(filepath.Join(dir, badger.ManifestFilename))
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	m, _, err := replayManifest(f)
+	if err != nil {
+		return nil, false
+	}
+	live = map[string]bool{}
+	for id := range m.Tables {
+		live[fmt.Sprintf("%06d.sst", id)] = true
+	}
+	return live, true
+}
+
+// replayManifest reads a MANIFEST; Badger panics on some damage.
+func replayManifest(f *os.File) (m badger.Manifest, n int64, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: MANIFEST: %v", ErrCorrupt, r)
+		}
+	}()
+	return badger.ReplayManifestFile(f, 0, badger.DefaultOptions(""))
 }
 
 // verifiedName lists the tables checked whole, one "name size mtime" a line.
