@@ -214,6 +214,11 @@ func runExport(ctx context.Context, v *snapshot.Vault, o exportRequest, jc *jobC
 		return nil, err
 	}
 	jc.setTarget(p.Name())
+	if o.Output != "-" {
+		if err := checkOutsideVault(v.Dir(), o.Output); err != nil {
+			return nil, err
+		}
+	}
 	defer v.Hold(p)() // a prune and gc meanwhile do not pull blocks from under us
 	r, err := v.OpenDisk(p, o.Disk)
 	if err != nil {

@@ -113,6 +113,11 @@ func runRestore(ctx context.Context, v *snapshot.Vault, r restoreRequest, jc *jo
 	default:
 		targets[disks[0].Name] = r.Target
 	}
+	for _, d := range disks {
+		if err := checkOutsideVault(v.Dir(), targets[d.Name]); err != nil {
+			return nil, err
+		}
+	}
 	// One bar for every disk: bytes of all of them.
 	var total, before, written int64
 	for _, d := range disks {
