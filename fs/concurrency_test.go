@@ -72,7 +72,8 @@ func TestMountBesideBackupsPruneAndGC(t *testing.T) {
 	byRes := map[string][]string{}   // their IDs, by resource
 	listed := map[string]bool{}      // every point a listing showed
 	pruned := map[string]bool{}      // every point prune removed
-	var backups, reads, gone, listings, prunes, gcs atomic.Int64 // gone: the holder's reads
+	// What ran; gone counts the holder's reads.
+	var backups, reads, gone, listings, prunes, gcs atomic.Int64
 	dataOf := func(name string) ([]byte, bool) {
 		mu.Lock()
 		defer mu.Unlock()
