@@ -108,10 +108,15 @@ func checkOutsideVault(vaultDir, path string) error {
 	if i := strings.LastIndexByte(path, '/'); i > 0 {
 		raw = path[:i]
 	}
-	for _, dir := range []string{path, raw, filepath.Dir(path)} {
-		d, err := filepath.EvalSymlinks(dir)
-		if err != nil {
-			continue // nothing can be written there
+	for _, d := range []string{path, raw, filepath.Dir(path)} {
+		// From the nearest folder that exists, resolved, up to "/".
+		for {
+			r, err := filepath.EvalSymlinks(d)
+			if err == nil {
+				d = r
+				break
+			}
+			d = filepath.Dir(d)
 		}
 		for {
 			if fi, err := os.Stat(d); err == nil && os.SameFile(fi, vfi) {
