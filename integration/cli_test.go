@@ -293,8 +293,9 @@ func TestCatLeadingSlash(t *testing.T) {
 
 // TestEveryCommandRefusesBadCommandLines walks every command and
 // subcommand with a flag it lacks, without the arguments its usage
-// requires, and with an unknown subcommand: each exits 2 with one line
-// that names the help to read, and leaves no vault behind.
+// requires, with one argument more than its usage takes, and with an
+// unknown subcommand (cairn itself too): each exits 2 with one line
+// that names the help or the usage to read, and leaves no vault behind.
 func TestEveryCommandRefusesBadCommandLines(t *testing.T) {
 	vault := filepath.Join(t.TempDir(), "vault")
 	usageLine := regexp.MustCompile(`(?m)^USAGE:\n\s+cairn (.*)$`)
@@ -327,7 +328,14 @@ func TestEveryCommandRefusesBadCommandLines(t *testing.T) {
 			expect(words, "usage: cairn "+path)
 			tried++
 		}
+		if !strings.Contains(usage, "...") { // it takes a bounded number of arguments
+			expect(append(slices.Clone(words), slices.Repeat([]string{"x"}, len(strings.Fields(usage))+1)...), "usage: cairn "+path)
+			tried++
+		}
 	}
+	expect([]string{"frobnicate"}, `unknown command "frobnicate" (see: cairn --help)`)
+	expect([]string{"--frobnicate", "points"}, "(see: cairn --help)")
+	tried += 2
 	t.Logf("%d bad command lines tried", tried)
 	if _, err := os.Stat(vault); err == nil {
 		t.Error("a refused command made a vault")

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cairn-backup/cairn/snapshot"
+	"github.com/cairn-backup/cairn/snapshot/policy"
 )
 
 // The daemon's API: JSON over HTTP/1.1 on the vault's unix socket, every
@@ -62,7 +63,7 @@ func httpStatus(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, errWrongVault):
 		return http.StatusMisdirectedRequest
-	case errors.Is(err, errNoEndpoint), errors.Is(err, errNoJob), errors.Is(err, snapshot.ErrNoPoint):
+	case errors.Is(err, errNoEndpoint), errors.Is(err, errNoJob), errors.Is(err, snapshot.ErrNoPoint), errors.Is(err, policy.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, errNotAllowed):
 		return http.StatusMethodNotAllowed

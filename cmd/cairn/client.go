@@ -217,7 +217,7 @@ func (cl *daemonClient) awaitEnd(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	var v jobView
-	cl.call(ctx, http.MethodGet, "/jobs/"+url.PathEscape(id), url.Values{"wait": {"10s"}}, nil, &v)
+	cl.call(ctx, http.MethodGet, "/jobs/"+pathSegment(id), url.Values{"wait": {"10s"}}, nil, &v)
 }
 
 // stream copies a streamed answer (cat, export -o -) to w and returns
@@ -277,7 +277,7 @@ func (cl *daemonClient) pollProgress(ctx context.Context, id string, bar *progre
 			case <-t.C:
 			}
 			var v jobView
-			if cl.call(ctx, http.MethodGet, "/jobs/"+url.PathEscape(id), nil, nil, &v) == nil && v.State == jobRunning {
+			if cl.call(ctx, http.MethodGet, "/jobs/"+pathSegment(id), nil, nil, &v) == nil && v.State == jobRunning {
 				bar.update(v.Progress.Done, v.Progress.Total)
 			}
 		}
@@ -304,7 +304,18 @@ func (e *errWriter) Write(p []byte) (int, error) {
 func pathOf(parts ...string) string {
 	var b strings.Builder
 	for _, p := range parts {
-		b.WriteString("/" + url.PathEscape(p))
+		b.WriteString("/" + pathSegment(p))
 	}
 	return b.String()
+}
+
+// pathSegment escapes s as one segment of an API path. "." and ".." are
+// escaped too: sent as they are, they are steps along the path, not the
+// name the user gave, and the daemon would answer "no such endpoint"
+// instead of what the command says of that name without a daemon.
+func pathSegment(s string) string {
+	if s == "." || s == ".." {
+		return strings.Repeat("%2E", len(s))
+	}
+	return url.PathEscape(s)
 }

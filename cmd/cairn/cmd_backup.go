@@ -35,6 +35,9 @@ func (r *backupRequest) check() error {
 		if !filepath.IsAbs(d.Path) {
 			return usagef("source %s: the path must be absolute", d.Path)
 		}
+		if err := snapshot.CheckName("disk", d.Name); err != nil {
+			return usagef("source %s: %v (name it with DISK=PATH)", d.Path, err)
+		}
 	}
 	switch r.SourceFormat {
 	case "", image.FormatRaw, image.FormatQcow2:

@@ -82,6 +82,7 @@ func newExportCommand(env *cmdEnv) *cli.Command {
 			"first, which needs free space in $TMPDIR (the daemon's when one runs). With -o -, --json\n" +
 			"prints to stderr; stdout must not be a terminal.\n" +
 			"A file appears under its name only once it is complete; --force replaces an existing one.\n" +
+			"An output inside the vault is refused.\n" +
 			"Every block is verified as it is read: a damaged block stops the export with an error naming\n" +
 			"its offset.\n\n" +
 			"Examples:\n" +
@@ -214,6 +215,11 @@ func runExport(ctx context.Context, v *snapshot.Vault, o exportRequest, jc *jobC
 		return nil, err
 	}
 	jc.setTarget(p.Name())
+	if o.Output != "-" {
+		if err := checkOutsideVault(v.Dir(), o.Output); err != nil {
+			return nil, err
+		}
+	}
 	defer v.Hold(p)() // a prune and gc meanwhile do not pull blocks from under us
 	r, err := v.OpenDisk(p, o.Disk)
 	if err != nil {

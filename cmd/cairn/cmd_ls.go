@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
@@ -327,9 +328,9 @@ func printLong(w io.Writer, list []entryView) error {
 		if e.Rdev != nil {
 			size = fmt.Sprintf("%d, %d", e.Rdev.Major, e.Rdev.Minor)
 		}
-		name := e.Name
+		name := printable(e.Name)
 		if e.Target != "" {
-			name += " -> " + e.Target
+			name += " -> " + printable(e.Target)
 		}
 		fmt.Fprintf(tw, "%s\t %d\t %d\t %d\t %s\t %s\t %s\n", modeString(e.stMode()), e.Nlink, e.Uid, e.Gid, size,
 			e.Mtime.Format("2006-01-02 15:04"), name)
@@ -452,7 +453,26 @@ func printPartitions(w io.Writer, list []partitionView, indent string) error {
 		if p.Start < 0 {
 			start = "-"
 		}
-		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%s\n", indent, p.Name, start, bytesIEC(p.Size), p.Type, p.Label, p.fsColumn())
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%s\n", indent, printable(p.Name), start, bytesIEC(p.Size), p.Type, printable(p.Label), p.fsColumn())
 	}
 	return tw.Flush()
+}
+
+// printable is s as a listing shows it. A name read from a guest (a
+// file's name, a symlink's target, a partition's label) may hold a
+// newline, which would make one entry look like two, a tab, which
+// would shift the columns, or an escape sequence, which the terminal
+// would obey. Such a name, one that is not UTF-8, and one that starts
+// with a quote are shown quoted with Go's escapes ("a\nb"); every
+// other name as it is.
+func printable(s string) string {
+	if !utf8.ValidString(s) || strings.HasPrefix(s, `"`) {
+		return strconv.Quote(s)
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }

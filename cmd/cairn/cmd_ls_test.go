@@ -36,3 +36,27 @@ func TestEntryViewNameBytes(t *testing.T) {
 		}
 	}
 }
+
+// Guest names that would break a listing's lines or reach the terminal
+// as control sequences are quoted; every other name, UTF-8 included, is
+// shown as it is.
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain.txt":         "plain.txt",
+		"with space":        "with space",
+		"straße ★":          "straße ★",
+		"evil\nname":        `"evil\nname"`,
+		"tab\there":         `"tab\there"`,
+		"esc\x1b[31mred":    `"esc\x1b[31mred"`,
+		"bell\a":            `"bell\a"`,
+		"del\x7f":           `"del\x7f"`,
+		"c1\u009bcsi":       `"c1\u009bcsi"`,
+		"rtl\u202eoverride": `"rtl\u202eoverride"`,
+		"bad\xffutf8":       `"bad\xffutf8"`,
+		`"quoted"`:          `"\"quoted\""`,
+	} {
+		if got := printable(in); got != want {
+			t.Errorf("printable(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

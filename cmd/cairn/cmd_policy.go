@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -79,7 +78,7 @@ func newPolicySetCommand(env *cmdEnv) *cli.Command {
 			if err != nil {
 				return err
 			}
-			view, err := ask(env, c, http.MethodPut, "/policies/"+url.PathEscape(p.Name), nil, p,
+			view, err := ask(env, c, http.MethodPut, "/policies/"+pathSegment(p.Name), nil, p,
 				func(v *snapshot.Vault) (policyView, error) { return setPolicy(c.Context, v, p) })
 			if err != nil {
 				return err
@@ -263,7 +262,7 @@ func showPolicy(ctx context.Context, v *snapshot.Vault, name string) (policyView
 	st := v.Store().Storage()
 	p, err := policy.Load(ctx, st, name)
 	if err != nil {
-		return policyView{}, err
+		return policyView{}, badPolicyName(err)
 	}
 	state, err := policy.LoadState(ctx, st, name)
 	if err != nil && !errors.Is(err, policy.ErrNotFound) {
@@ -276,12 +275,21 @@ func showPolicy(ctx context.Context, v *snapshot.Vault, name string) (policyView
 func removePolicy(ctx context.Context, v *snapshot.Vault, name string) (removedView, error) {
 	st := v.Store().Storage()
 	if _, err := policy.Load(ctx, st, name); err != nil {
-		return removedView{}, err
+		return removedView{}, badPolicyName(err)
 	}
 	if err := policy.Delete(ctx, st, name); err != nil {
 		return removedView{}, err
 	}
 	return removedView{Removed: name}, nil
+}
+
+// badPolicyName makes a name that cannot be a policy's (policy.Load's
+// ErrInvalid) the user's mistake: exit code 2, 400 from the daemon.
+func badPolicyName(err error) error {
+	if errors.Is(err, policy.ErrInvalid) {
+		return usageError{err}
+	}
+	return err
 }
 
 // removedView is the answer of DELETE /v1/policies/NAME.
@@ -325,7 +333,7 @@ func newPolicyShowCommand(env *cmdEnv) *cli.Command {
 				return err
 			}
 			name := c.Args().First()
-			pv, err := ask(env, c, http.MethodGet, "/policies/"+url.PathEscape(name), nil, nil,
+			pv, err := ask(env, c, http.MethodGet, "/policies/"+pathSegment(name), nil, nil,
 				func(v *snapshot.Vault) (policyView, error) { return showPolicy(c.Context, v, name) })
 			if err != nil {
 				return err
@@ -394,7 +402,7 @@ func newPolicyRmCommand(env *cmdEnv) *cli.Command {
 				return err
 			}
 			name := c.Args().First()
-			if _, err := ask(env, c, http.MethodDelete, "/policies/"+url.PathEscape(name), nil, nil,
+			if _, err := ask(env, c, http.MethodDelete, "/policies/"+pathSegment(name), nil, nil,
 				func(v *snapshot.Vault) (removedView, error) { return removePolicy(c.Context, v, name) }); err != nil {
 				return err
 			}

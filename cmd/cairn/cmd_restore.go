@@ -44,7 +44,8 @@ func newRestoreCommand(env *cmdEnv) *cli.Command {
 		Description: "TARGET is a new file (written sparse: zero blocks become holes), an existing file with\n" +
 			"--force, a block device at least as large as the disk, or a directory, which receives\n" +
 			"DISK.raw for each disk of the point (or the one chosen with --disk).\n" +
-			"A file target appears under its name only once it is complete, with mode 0600.\n" +
+			"A file target appears under its name only once it is complete, with mode 0600. A target\n" +
+			"inside the vault is refused.\n" +
 			"A damaged block stops the restore, naming its offset; with --skip-damaged, the restore goes on,\n" +
 			"damaged ranges are written as zeros, listed, and the command exits 1 with the target kept.\n\n" +
 			"Examples:\n" +
@@ -112,6 +113,11 @@ func runRestore(ctx context.Context, v *snapshot.Vault, r restoreRequest, jc *jo
 		return nil, err
 	default:
 		targets[disks[0].Name] = r.Target
+	}
+	for _, d := range disks {
+		if err := checkOutsideVault(v.Dir(), targets[d.Name]); err != nil {
+			return nil, err
+		}
 	}
 	// One bar for every disk: bytes of all of them.
 	var total, before, written int64

@@ -211,8 +211,15 @@ func (d *daemon) listen() error {
 		c.Close()
 		return fmt.Errorf("a cairn daemon already serves this vault on %s", d.sock)
 	}
-	if err := os.Remove(d.sock); err == nil {
-		d.log.Printf("removed stale socket %s", d.sock)
+	// Only a socket is a leftover: --socket naming some other file must
+	// not delete it.
+	if fi, err := os.Lstat(d.sock); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return fmt.Errorf("listen on %s: the file exists and is not a socket (name another with --socket)", d.sock)
+		}
+		if err := os.Remove(d.sock); err == nil {
+			d.log.Printf("removed stale socket %s", d.sock)
+		}
 	}
 	old := syscall.Umask(0o177)
 	ln, err := net.Listen("unix", d.sock)

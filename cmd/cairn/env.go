@@ -122,6 +122,11 @@ func vaultOpenError(dir string, err error) error {
 		}
 		return fmt.Errorf("%s: permission denied; %s", dir, hint)
 	}
+	if errors.Is(err, snapshot.ErrLocked) {
+		// No daemon serves it (else the command would have gone there):
+		// another command has it open.
+		return fmt.Errorf("%w (another cairn command works on it: run this one when it ends, or run cairn daemon, through which commands take turns)", err)
+	}
 	return err
 }
 

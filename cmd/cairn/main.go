@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/term"
@@ -17,6 +18,7 @@ func main() {
 	// user's umask: Badger creates its files with 0666 less the umask.
 	// Outputs (restore, export) are made 0600 explicitly too.
 	syscall.Umask(0o077)
+	closeInheritedOnExec()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	env := &cmdEnv{
@@ -34,6 +36,23 @@ func main() {
 	code := run(ctx, env, os.Args)
 	stop()
 	exit(code)
+}
+
+// closeInheritedOnExec marks every descriptor the process inherited
+// beyond stdin, stdout and stderr close-on-exec, so that the hooks the
+// daemon (or cairn run) starts get none of them, whatever the program
+// that started cairn left open. cairn itself may still use them
+// (a source named /dev/fd/N). Its own files are close-on-exec already.
+func closeInheritedOnExec() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }
 
 // run executes one command line and returns the process exit code. A

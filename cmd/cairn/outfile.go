@@ -90,3 +90,44 @@ func removeStaleTemps(dir, base string) {
 		f.Close()
 	}
 }
+
+// checkOutsideVault refuses an output path that is the vault's
+// directory or lies below it: a restore or export there could replace
+// the vault's own files, its config or a pack, with a disk image. The
+// path itself (when it exists) and its folder are taken both as the
+// kernel resolves them (symlinks, then "..") and as they read once
+// cleaned (replaceFile makes its temporary file there), and each is
+// compared with the vault by identity, so no other spelling of the
+// vault (a symlink, a second path to it) gets through.
+func checkOutsideVault(vaultDir, path string) error {
+	vfi, err := os.Stat(vaultDir)
+	if err != nil {
+		return nil // no vault there to harm
+	}
+	raw := "/"
+	if i := strings.LastIndexByte(path, '/'); i > 0 {
+		raw = path[:i]
+	}
+	for _, d := range []string{path, raw, filepath.Dir(path)} {
+		// From the nearest folder that exists, resolved, up to "/".
+		for {
+			r, err := filepath.EvalSymlinks(d)
+			if err == nil {
+				d = r
+				break
+			}
+			d = filepath.Dir(d)
+		}
+		for {
+			if fi, err := os.Stat(d); err == nil && os.SameFile(fi, vfi) {
+				return fmt.Errorf("%s: inside the vault %s: write it outside the vault", path, vaultDir)
+			}
+			up := filepath.Dir(d)
+			if up == d {
+				break
+			}
+			d = up
+		}
+	}
+	return nil
+}

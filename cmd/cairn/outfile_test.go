@@ -62,3 +62,52 @@ func TestReplaceFileRemovesStaleTemps(t *testing.T) {
 		}
 	}
 }
+
+// An output in the vault is refused by any spelling of its path: a
+// symlink to the vault, ".." through one, a folder not made yet, the
+// vault itself; outputs beside it pass, a symlink beside it to a
+// similarly named folder too.
+func TestCheckOutsideVault(t *testing.T) {
+	dir := t.TempDir()
+	vault := filepath.Join(dir, "vault")
+	for _, d := range []string{vault, filepath.Join(vault, "packs"), filepath.Join(dir, "vault2"), filepath.Join(dir, "out")} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(vault, "cairn.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{"vlink": vault, "plink": filepath.Join(vault, "packs"), "olink": filepath.Join(dir, "out"),
+		"out/tovault": "../vault/cairn.json"} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for path, inside := range map[string]bool{
+		vault:                           true,
+		vault + "/":                     true,
+		vault + "/cairn.json":           true,
+		vault + "/packs/x.raw":          true,
+		vault + "/new/deeper/x.raw":     true,
+		dir + "/vlink/cairn.json":       true,
+		dir + "/plink/../cairn.json":    true, // the kernel's "..": the vault's
+		dir + "/plink/../new.raw":       true,
+		dir + "/vlink/../vault/x.raw":   true,
+		dir + "/out/../vault/x.raw":     true,
+		dir + "/out/tovault":            true, // a symlink into the vault
+		dir + "/x.raw":                  false,
+		dir + "/vault2/x.raw":           false,
+		dir + "/vaultx":                 false,
+		dir + "/olink/x.raw":            false,
+		dir + "/vlink/../out/x.raw":     false,
+		dir + "/nowhere/at/all/x.raw":   false,
+		"/dev/null":                     false,
+		vault + "/../vault2/cairn.json": false,
+	} {
+		err := checkOutsideVault(vault, path)
+		if (err != nil) != inside {
+			t.Errorf("%s: %v, want inside %v", path, err, inside)
+		}
+	}
+}

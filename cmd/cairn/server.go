@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -61,15 +63,30 @@ func (d *daemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if _, pattern := d.mux.Handler(r); pattern == "" {
+	if _, pattern := d.mux.Handler(r); pattern == "" || !cleanPath(r.URL.EscapedPath()) {
 		writeError(w, d.noRoute(r))
 		return
 	}
 	d.mux.ServeHTTP(w, r)
 }
 
+// cleanPath reports whether p is as path.Clean leaves it, but for a
+// trailing slash.
+func cleanPath(p string) bool {
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c == p
+}
+
 // noRoute says why r has no handler: no such path, or not that method.
 func (d *daemon) noRoute(r *http.Request) error {
+	// A path that is not clean ("/v1/points/.", "/v1//x") names no
+	// endpoint: the mux would answer it with a redirect, not an error.
+	if !cleanPath(r.URL.EscapedPath()) {
+		return fmt.Errorf("%w: %s %s (see API.md)", errNoEndpoint, r.Method, r.URL.Path)
+	}
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
 		rr := r.Clone(r.Context())
 		rr.Method = m
