@@ -12,6 +12,7 @@ check xfs_db      xfsprogs
 check fusermount3 fuse3
 check qemu-img    qemu-utils
 check qemu-nbd    qemu-utils
+check qemu-io     qemu-utils
 check qemu-storage-daemon qemu-system-common
 check nbd-client  nbd-client
 check zstd        zstd

@@ -182,7 +182,10 @@ func (v *Vault) Backup(ctx context.Context, resource string, disks []DiskSource,
 		if plans[i] != nil {
 			disk.Bitmap = d.Bitmap
 		}
-		disk.BitmapUnused, disk.Checkpoint = unused[i], d.Checkpoint
+		if unused[i] != "" {
+			disk.BitmapUnused = fmt.Sprintf("bitmap %s not used: %s", d.Bitmap, unused[i])
+		}
+		disk.Checkpoint = d.Checkpoint
 		pt.Disks = append(pt.Disks, *disk)
 		pt.Added += disk.Added
 	}

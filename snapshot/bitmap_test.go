@@ -279,7 +279,8 @@ func TestBitmapFallsBackToAFullRead(t *testing.T) {
 				t.Fatal(err)
 			}
 			d := p.Disks[0]
-			if d.Bitmap != "" || !strings.Contains(d.BitmapUnused, c.why) || d.Checkpoint != "c9" {
+			if d.Bitmap != "" || !strings.HasPrefix(d.BitmapUnused, "bitmap "+ds.Bitmap+" not used: ") ||
+				!strings.Contains(d.BitmapUnused, c.why) || d.Checkpoint != "c9" {
 				t.Fatalf("disk: bitmap %q, unused %q, checkpoint %q; want unused to say %q", d.Bitmap, d.BitmapUnused, d.Checkpoint, c.why)
 			}
 			if want := dataBlockBytes(src.Size(), src.Holes, bs); d.Read != want || src.bytes != want {

@@ -68,8 +68,9 @@ type Disk struct {
 	// it reported changed were read, the others are the base disk's. ""
 	// when every block that might hold data was read (a full read).
 	Bitmap string `json:"bitmap,omitempty"`
-	// BitmapUnused says why the bitmap the backup was given was not used
-	// (the disk was then read in full).
+	// BitmapUnused says which bitmap the backup was given and why it was
+	// not used ("bitmap NAME not used: REASON"); the disk was then read
+	// in full.
 	BitmapUnused string `json:"bitmap_unused,omitempty"`
 	// Checkpoint is the bitmap that began recording the disk's changes
 	// when the state this point holds was taken. The next backup trusts
