@@ -76,7 +76,9 @@
 // A clean block whose stored copy is missing or known damaged is read
 // from the source, so a bitmap backup heals it as a full one would.
 // What cairn cannot see is the server's history of the bitmap: the
-// caller must not clear a checkpoint bitmap, nor keep reading one after
-// a later checkpoint replaced it (remove the old one once the backup
-// that started the new one is committed).
+// caller must keep a checkpoint bitmap recording from its start until it
+// is read (export a frozen copy of it, never clear or disable the
+// bitmap itself), or remove it; a bitmap that stopped recording is the
+// one case the rule cannot tell from a good one, once the point that
+// replaced it is deleted.
 package snapshot
