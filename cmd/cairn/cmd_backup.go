@@ -17,6 +17,8 @@ type backupRequest struct {
 	Disks            []backupDisk `json:"disks"`
 	SourceFormat     string       `json:"source_format,omitempty"` // raw or qcow2; "" detects
 	RequireSameDisks bool         `json:"require_same_disks,omitempty"`
+	// Libvirt, instead of Disks: a running domain's disks (libvirt.go).
+	Libvirt *libvirtRequest `json:"libvirt,omitempty"`
 }
 
 func (r backupRequest) target() string { return r.Name }
@@ -27,6 +29,12 @@ func (r *backupRequest) check() error {
 	}
 	if err := snapshot.CheckName("resource", r.Name); err != nil {
 		return usagef("--name: %v", err)
+	}
+	if r.Libvirt != nil {
+		if len(r.Disks) > 0 {
+			return usagef("--libvirt DOMAIN backs up the domain's disks: give no SOURCE")
+		}
+		return r.Libvirt.check()
 	}
 	if len(r.Disks) == 0 {
 		return usagef("usage: cairn backup --name NAME SOURCE...")
@@ -71,20 +79,45 @@ func newBackupCommand(env *cmdEnv) *cli.Command {
 			"                   note says why (stderr, and --json's bitmap_unused)\n" +
 			"  checkpoint=NAME  the bitmap NAME began recording when the exported state was taken; the\n" +
 			"                   new point records it so the next backup may read from bitmap=NAME\n\n" +
+			"--libvirt DOMAIN backs up a running libvirt domain's disks instead (--name defaults to DOMAIN):\n" +
+			"it freezes the guest's filesystems through its agent, begins a pull-mode backup with a new\n" +
+			"checkpoint, thaws, reads each disk (named after its target, e.g. vda) over NBD, only the changes\n" +
+			"since the latest point's checkpoint when libvirt still has it, and ends the backup job. A failed\n" +
+			"freeze stops the backup, or with --hook-failure continue gives a crash-consistent point.\n\n" +
 			"Examples:\n" +
 			"  cairn backup --name web01 /var/lib/libvirt/images/web01.img\n" +
 			"  cairn backup --name db01 vda=/dev/vg0/db01-root vdb=/dev/vg0/db01-data\n" +
 			"  cairn backup --name vm1 --require-same-disks --json vm1.qcow2\n" +
 			"  cairn backup --name vm1 'nbd+unix:///vda?socket=/run/vm1-backup.sock&checkpoint=c2'\n" +
-			"  cairn backup --name vm1 'vda=nbd://10.0.0.5:10809/vda?bitmap=c2&checkpoint=c3'",
-		ArgsUsage: "--name NAME SOURCE...",
+			"  cairn backup --name vm1 'vda=nbd://10.0.0.5:10809/vda?bitmap=c2&checkpoint=c3'\n" +
+			"  cairn backup --libvirt web01 --hook-failure continue",
+		ArgsUsage: "--name NAME SOURCE... | --libvirt DOMAIN",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "name", Aliases: []string{"n"}, Usage: "resource name, e.g. web01 (required)"},
 			&cli.StringFlag{Name: "source-format", Usage: "raw or qcow2 (default: detected from content)"},
 			&cli.BoolFlag{Name: "require-same-disks", Usage: "fail, reading nothing, if the disks differ from the latest point's"},
+			&cli.StringFlag{Name: "libvirt", Usage: "back up the running libvirt `DOMAIN`'s disks (pull-mode backup)"},
+			&cli.StringFlag{Name: "libvirt-socket", Usage: "libvirtd's socket `PATH`", Value: defaultLibvirtSocket},
+			&cli.StringFlag{Name: "hook-failure", Usage: "with --libvirt: abort or continue when the freeze fails", Value: "abort"},
+			&cli.StringFlag{Name: "scratch-dir", Usage: "with --libvirt: `DIR` for the export's socket and scratch images (default $TMPDIR)"},
 			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
+			if dom := c.String("libvirt"); dom != "" {
+				if err := args(c, 0, 0, "--libvirt DOMAIN [--name NAME]"); err != nil {
+					return err
+				}
+				name := c.String("name")
+				if name == "" {
+					name = dom
+				}
+				req := backupRequest{Name: name, RequireSameDisks: c.Bool("require-same-disks"),
+					Libvirt: &libvirtRequest{Domain: dom, Socket: c.String("libvirt-socket"),
+						HookFailure: c.String("hook-failure"), ScratchDir: env.path(c.String("scratch-dir"))}}
+				var pv pointView
+				return env.job(c, "backup", req, env.newProgress("backup", false), &pv,
+					func() error { return renderBackup(env, &pv, c.Bool("json")) })
+			}
 			if err := args(c, 1, -1, "--name NAME SOURCE..."); err != nil {
 				return err
 			}
@@ -106,6 +139,9 @@ func newBackupCommand(env *cmdEnv) *cli.Command {
 
 // runBackup backs up the request's disks as a new point.
 func runBackup(ctx context.Context, v *snapshot.Vault, r backupRequest, jc *jobContext) (*pointView, error) {
+	if r.Libvirt != nil {
+		return runLibvirtBackup(ctx, v, r, jc)
+	}
 	srcs, err := openSources(ctx, r.Disks, r.SourceFormat)
 	if err != nil {
 		return nil, err
@@ -120,6 +156,11 @@ func runBackup(ctx context.Context, v *snapshot.Vault, r backupRequest, jc *jobC
 	if err != nil {
 		return nil, err
 	}
+	return backupDone(p, jc), nil
+}
+
+// backupDone logs a committed backup into its job and makes its view.
+func backupDone(p *snapshot.Point, jc *jobContext) *pointView {
 	for _, d := range p.Disks {
 		if d.BitmapUnused != "" {
 			jc.logf("disk %s: %s; read in full", d.Name, d.BitmapUnused)
@@ -128,7 +169,7 @@ func runBackup(ctx context.Context, v *snapshot.Vault, r backupRequest, jc *jobC
 	jc.logf("committed %s: %s read, %s added to the vault", p.Name(), bytesIEC(pointRead(p)), bytesIEC(p.Added))
 	jc.setBytes("added", p.Added)
 	pv := newPointView(p)
-	return &pv, nil
+	return &pv
 }
 
 // renderBackup prints a new point: its name (or --json view), and for a

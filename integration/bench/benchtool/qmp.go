@@ -24,7 +24,7 @@ func runQMP(args []string) error {
 		return err
 	}
 	if *sock == "" || fl.NArg() == 0 {
-		return errors.New(`usage: qmp -socket SOCKET [-retry D] '{"execute": ...}'...`)
+		return errors.New("usage: qmp -socket SOCKET [-retry D] COMMAND (JSON), one or more")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
