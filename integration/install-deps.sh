@@ -12,7 +12,10 @@ check xfs_db      xfsprogs
 check fusermount3 fuse3
 check qemu-img    qemu-utils
 check qemu-nbd    qemu-utils
+check qemu-io     qemu-utils
 check qemu-storage-daemon qemu-system-common
+check qemu-system-x86_64 qemu-system-x86
+check libvirtd    libvirt-daemon-system
 check nbd-client  nbd-client
 check zstd        zstd
 check lz4         lz4
@@ -37,7 +40,16 @@ check borg        borgbackup
 # borg mount (make bench) needs a FUSE binding for Python.
 /usr/bin/python3 -c 'import pyfuse3' 2>/dev/null || /usr/bin/python3 -c 'import llfuse' 2>/dev/null || need+=(python3-pyfuse3)
 
-[ ${#need[@]} -eq 0 ] && exit 0
+# /dev/kvm as Debian's udev rules leave it (group kvm, 0660), where no
+# udev runs: else libvirt's QEMU driver, whose QEMU runs in group kvm,
+# probes QEMU again at every domain start (a minute each).
+kvm_perms() {
+	if [ -c /dev/kvm ] && [ "$(id -u)" -eq 0 ] && getent group kvm >/dev/null && [ "$(stat -c %G:%a /dev/kvm)" != kvm:660 ]; then
+		chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+	fi
+}
+
+[ ${#need[@]} -eq 0 ] && { kvm_perms; exit 0; }
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
 if [ "$(id -u)" -ne 0 ]; then
 	echo "cairn: missing packages: ${need[*]}; install them as root (apt-get install ${need[*]})" >&2
@@ -47,3 +59,4 @@ echo "installing: ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+kvm_perms

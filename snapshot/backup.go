@@ -29,6 +29,19 @@ type DiskSource struct {
 	Name string
 	Path string // recorded in the manifest for the user's reference
 	Src  Source
+	// Bitmap names the dirty bitmap to read the disk's changes from:
+	// when the rule of doc.go trusts it, only the blocks Dirty reports
+	// are read and the others are the base disk's. When it does not, the
+	// disk is read in full and the point's disk says why (BitmapUnused).
+	// "" reads every block that may hold data.
+	Bitmap string
+	// Dirty walks what bitmap Bitmap reports changed; nil when the
+	// source does not have the bitmap.
+	Dirty DirtyFunc
+	// Checkpoint names the bitmap that began recording the disk's changes
+	// when the state the source shows was taken: recorded in the point,
+	// so that the next backup may read from that bitmap.
+	Checkpoint string
 }
 
 // BackupOptions tune a backup. The zero value means "default".
@@ -139,13 +152,24 @@ func (v *Vault) Backup(ctx context.Context, resource string, disks []DiskSource,
 		}
 		pt.Disks = nil
 	}
+	plans := make([]*readPlan, len(disks))
+	unused := make([]string, len(disks))
+	for i, d := range disks {
+		if plans[i], unused[i], err = v.planBitmap(ctx, d, parent, bases[i], scans[i]); err != nil {
+			return nil, fmt.Errorf("disk %s (%s): %w", d.Name, d.Path, err)
+		}
+		if plans[i] != nil { // only the dirty blocks that hold data are read
+			w := runsBytes(scans[i].runs, plans[i].read, int64(v.cfg.BlockSize), scans[i].size)
+			total += w - scans[i].work
+		}
+	}
 	prog := &progress{fn: o.Progress, total: total}
 	for i, d := range disks {
 		pd := bases[i]
 		if pd != nil && pd.BlockSize != v.cfg.BlockSize {
 			pd = nil
 		}
-		disk, err := v.backupDisk(ctx, d, pd, pw, o.Workers, prog)
+		disk, err := v.backupDisk(ctx, d, pd, plans[i], pw, o.Workers, prog)
 		if err == nil {
 			err = checkUnchanged(d.Src, int64(v.cfg.BlockSize), scans[i])
 		}
@@ -155,6 +179,13 @@ func (v *Vault) Backup(ctx context.Context, resource string, disks []DiskSource,
 		if pd != nil {
 			disk.Base = pd.Name
 		}
+		if plans[i] != nil {
+			disk.Bitmap = d.Bitmap
+		}
+		if unused[i] != "" {
+			disk.BitmapUnused = fmt.Sprintf("bitmap %s not used: %s", d.Bitmap, unused[i])
+		}
+		disk.Checkpoint = d.Checkpoint
 		pt.Disks = append(pt.Disks, *disk)
 		pt.Added += disk.Added
 	}
@@ -317,12 +348,15 @@ func (p *progress) add(n int64) {
 }
 
 // item is one unit of the backup pipeline: a block to hash and maybe
-// compress, or a run of hole blocks.
+// compress, a block taken from the base disk unread, or a run of hole
+// blocks.
 type item struct {
 	first int64 // block number
 	holes int64 // >0: a run of this many hole blocks; no data
+	kept  int64 // >0: a block of this many bytes taken from the base disk, hash set, unread
 	raw   []byte
 	read  int64 // source bytes read for this block
+	extra bool  // read though the plan meant to take it from the base disk
 
 	hash   index.Hash
 	exists bool
@@ -340,7 +374,8 @@ type slot struct {
 // backupDisk streams one disk through reader → workers (zero check,
 // hash, dedup lookup, compression) → this goroutine (in order: pack
 // writes and map pages). The window of items in flight bounds memory.
-func (v *Vault) backupDisk(ctx context.Context, ds DiskSource, parent *Disk, pw *writeSession, workers int, prog *progress) (*Disk, error) {
+// With a plan, only its blocks are read; the others are its base's.
+func (v *Vault) backupDisk(ctx context.Context, ds DiskSource, parent *Disk, plan *readPlan, pw *writeSession, workers int, prog *progress) (*Disk, error) {
 	src := ds.Src
 	bs := int64(v.cfg.BlockSize)
 	d := &Disk{Name: ds.Name, Source: ds.Path, Size: src.Size(), BlockSize: int(bs)}
@@ -359,7 +394,7 @@ func (v *Vault) backupDisk(ctx context.Context, ds DiskSource, parent *Disk, pw 
 	go func() { // reader
 		defer close(ordered)
 		defer close(work)
-		readErr = v.readBlocks(ctx, src, bs, nblocks, slots, ordered, work)
+		readErr = v.readBlocks(ctx, src, bs, nblocks, plan, pw, slots, ordered, work)
 	}()
 	var wg sync.WaitGroup
 	for i := 0; i < workers; i++ {
@@ -403,6 +438,9 @@ func (v *Vault) backupDisk(ctx context.Context, ds DiskSource, parent *Disk, pw 
 			continue
 		}
 		n := int64(len(it.raw))
+		if it.kept > 0 {
+			n = it.kept
+		}
 		if !it.hash.IsZero() {
 			d.Allocated += n
 			if !it.exists {
@@ -420,8 +458,14 @@ func (v *Vault) backupDisk(ctx context.Context, ds DiskSource, parent *Disk, pw 
 		if err := pages.add(it.hash, &d.Added); err != nil {
 			return fail(err)
 		}
+		d.Read += it.read
+		if it.extra {
+			prog.total += it.read
+		}
 		prog.add(it.read)
-		slots <- it.slot
+		if it.slot != nil {
+			slots <- it.slot
+		}
 	}
 	if readErr != nil {
 		return nil, readErr
@@ -459,15 +503,45 @@ func (v *Vault) noteChange(parent *mapCursor, i int64, h index.Hash, n int64, ch
 }
 
 // readBlocks feeds the pipeline in block order. Blocks wholly inside a
-// hole of the source are never read.
-func (v *Vault) readBlocks(ctx context.Context, src Source, bs, nblocks int64, slots chan *slot, ordered, work chan *item) error {
+// hole of the source are never read; with a plan, neither are the blocks
+// it takes from its base disk.
+func (v *Vault) readBlocks(ctx context.Context, src Source, bs, nblocks int64, plan *readPlan, pw *writeSession, slots chan *slot, ordered, work chan *item) error {
 	size := src.Size()
 	var dataStart, dataEnd int64 = -1, -1 // current data range
+	var base *mapCursor
+	var ri int // cursor into plan.read
+	if plan != nil {
+		base = newMapCursor(v, plan.base)
+	}
 	for b := int64(0); b < nblocks; {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		off := b * bs
+		limit, extra := nblocks, false // the blocks from b to limit are read or holes
+		if plan != nil {
+			h, ok, err := plan.baseBlock(base, &ri, pw, b)
+			if err != nil {
+				return err
+			}
+			if ok {
+				it := &item{first: b, hash: h, exists: true, done: make(chan struct{})}
+				if h.IsZero() {
+					it.holes = 1
+				} else {
+					it.kept = min(bs, size-off)
+				}
+				close(it.done)
+				ordered <- it
+				b++
+				continue
+			}
+			if ri < len(plan.read) && plan.read[ri][0] <= b {
+				limit = plan.read[ri][1] + 1
+			} else { // meant to be kept, but it must be read
+				limit, extra = b+1, true
+			}
+		}
 		if off >= dataEnd {
 			var err error
 			if dataStart, dataEnd, err = src.NextData(off); err != nil {
@@ -483,6 +557,7 @@ func (v *Vault) readBlocks(ctx context.Context, src Source, bs, nblocks int64, s
 			if dataStart < size {
 				next = dataStart / bs
 			}
+			next = min(next, limit)
 			it := &item{first: b, holes: next - b, done: make(chan struct{})}
 			close(it.done)
 			ordered <- it
@@ -503,7 +578,7 @@ func (v *Vault) readBlocks(ctx context.Context, src Source, bs, nblocks int64, s
 			}
 			return fmt.Errorf("read at offset %d: %w", off, err)
 		}
-		it := &item{first: b, raw: raw, read: n, slot: s, done: make(chan struct{})}
+		it := &item{first: b, raw: raw, read: n, extra: extra, slot: s, done: make(chan struct{})}
 		ordered <- it
 		work <- it
 		b++

@@ -43,4 +43,42 @@
 //     (AppendStored, StoredBlocks), which is decompressed and hashed
 //     first. Verify changes no data; it only records what it finds
 //     damaged in the index.
+//
+// # Backups from dirty bitmaps
+//
+// A source may come with a dirty bitmap (QEMU's, read over NBD): the
+// ranges written since the bitmap began recording. A backup given one
+// reads only the blocks those ranges touch (rounded out to the vault's
+// blocks, holes still skipped) and takes every other block's hash from
+// the base disk, the parent's disk it is compared with; the point is as
+// complete as any other. Terms:
+//   - checkpoint: the bitmap that began recording a disk's changes at the
+//     moment the state a backup reads was taken (created atomically with
+//     the export's view, as libvirt checkpoints and QMP transactions do).
+//     The caller names it (DiskSource.Checkpoint); the point records it
+//     per disk (Disk.Checkpoint), whether the disk was read in full or
+//     from a bitmap.
+//   - bitmap: the bitmap a disk was read from (Disk.Bitmap); "" for a
+//     full read. Disk.BitmapUnused says why a bitmap given was not used.
+//
+// The rule: bitmap NAME is trusted for disk D only when all of these
+// hold, else D is read in full (with dedup, so it costs no more space)
+// and the point says why:
+//   - the source offers NAME;
+//   - the parent, which is always the resource's latest point, has a
+//     disk D is compared with, and that disk recorded checkpoint NAME: a
+//     point made in between without it (another source, a failed
+//     export), or a bitmap older than the latest point, is refused;
+//   - D has the base disk's size and block size;
+//   - no block the bitmap calls clean held data in the base disk and
+//     reads as zeros now (an unchanged block cannot have lost its data).
+//
+// A clean block whose stored copy is missing or known damaged is read
+// from the source, so a bitmap backup heals it as a full one would.
+// What cairn cannot see is the server's history of the bitmap: the
+// caller must keep a checkpoint bitmap recording from its start until it
+// is read (export a frozen copy of it, never clear or disable the
+// bitmap itself), or remove it; a bitmap that stopped recording is the
+// one case the rule cannot tell from a good one, once the point that
+// replaced it is deleted.
 package snapshot

@@ -27,6 +27,16 @@ func FuzzPointRecord(f *testing.F) {
 	legacy, _ := json.Marshal(p)
 	f.Add(rec, false)
 	f.Add(legacy, true)
+	// A disk read from a dirty bitmap, with the checkpoint it started.
+	bp := *p
+	bp.Disks = []Disk{{Name: "vda", Source: "nbd+unix:///vda?socket=/run/vm1.sock", Size: 1 << 20, BlockSize: 4096,
+		Pages: make([]index.Hash, 1), Base: "vda", Read: 8192, Bitmap: "c1", Checkpoint: "c2"},
+		{Name: "vdb", Size: 4096, BlockSize: 4096, Pages: make([]index.Hash, 1), Read: 4096, BitmapUnused: "the source does not offer it"}}
+	brec, err := encodeRecord(&bp)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(brec, false)
 	f.Fuzz(func(t *testing.T, b []byte, legacy bool) {
 		q, err := decodeRecord(b, legacy)
 		if err != nil {

@@ -61,6 +61,22 @@ type Disk struct {
 	Changed int64 `json:"changed"`
 	// Added counts stored bytes this disk added to the vault.
 	Added int64 `json:"added"`
+	// Read counts the bytes read from the source (0 in points made
+	// before it was recorded).
+	Read int64 `json:"read,omitempty"`
+	// Bitmap is the dirty bitmap the disk was read from: only the blocks
+	// it reported changed were read, the others are the base disk's. ""
+	// when every block that might hold data was read (a full read).
+	Bitmap string `json:"bitmap,omitempty"`
+	// BitmapUnused says which bitmap the backup was given and why it was
+	// not used ("bitmap NAME not used: REASON"); the disk was then read
+	// in full.
+	BitmapUnused string `json:"bitmap_unused,omitempty"`
+	// Checkpoint is the bitmap that began recording the disk's changes
+	// when the state this point holds was taken. The next backup trusts
+	// bitmap NAME only when the disk it is compared with recorded
+	// checkpoint NAME (doc.go).
+	Checkpoint string `json:"checkpoint,omitempty"`
 }
 
 // Name returns RESOURCE@ID.
@@ -146,7 +162,7 @@ func checkPoint(p *Point) error {
 		}
 		seen[d.Name] = true
 		if d.BlockSize < MinBlockSize || d.BlockSize > MaxBlockSize || d.BlockSize&(d.BlockSize-1) != 0 ||
-			d.Size < 0 || d.Size > maxDiskSize || int64(len(d.Pages)) != (d.Blocks()+PageEntries-1)/PageEntries {
+			d.Size < 0 || d.Size > maxDiskSize || int64(len(d.Pages)) != (d.Blocks()+PageEntries-1)/PageEntries || d.Read < 0 {
 			return fmt.Errorf("%s@%s: disk %s", p.Resource, p.ID, d.Name)
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -94,6 +95,9 @@ func renderShow(env *cmdEnv, sv *showView, asJSON bool) error {
 	fmt.Fprintf(w, "allocated:  %s\n", bytesIEC(view.Allocated))
 	fmt.Fprintf(w, "changed:    %s\n", bytesIEC(view.Changed))
 	fmt.Fprintf(w, "added:      %s to the vault\n", bytesIEC(view.Added))
+	if line := readLine(view); line != "" {
+		fmt.Fprintf(w, "read:       %s\n", line)
+	}
 	fmt.Fprintf(w, "took:       %s\n\n", shortDuration(secondsDuration(view.Seconds)))
 	t := newTable(2, 3, 4, 5)
 	t.row("DISK", "TYPE", "SIZE", "ALLOCATED", "CHANGED", "ADDED", "SOURCE")
@@ -119,6 +123,36 @@ func renderShow(env *cmdEnv, sv *showView, asJSON bool) error {
 		}
 	}
 	return nil
+}
+
+// readLine says how a point's disks were read: bytes read, and for each
+// disk given a bitmap or a checkpoint, what came of it. "" for points
+// made before cairn recorded it.
+func readLine(view pointView) string {
+	var parts []string
+	for _, d := range view.Disks {
+		var s []string
+		switch {
+		case d.Bitmap != "":
+			s = append(s, "from dirty bitmap "+d.Bitmap)
+		case d.BitmapUnused != "":
+			s = append(s, "in full, "+d.BitmapUnused)
+		}
+		if d.Checkpoint != "" {
+			s = append(s, "checkpoint "+d.Checkpoint)
+		}
+		if len(s) > 0 {
+			parts = append(parts, d.Name+" "+strings.Join(s, ", "))
+		}
+	}
+	if view.Read == 0 && len(parts) == 0 {
+		return ""
+	}
+	line := bytesIEC(view.Read) + " from the sources"
+	if len(parts) > 0 {
+		line += " (" + strings.Join(parts, "; ") + ")"
+	}
+	return line
 }
 
 // showView is a point with what its disks hold.

@@ -242,7 +242,7 @@ func (r *policyRunner) backup(ctx context.Context, p *policy.Policy, consistency
 	for i, s := range p.Sources {
 		disks[i] = backupDisk{Name: s.DiskName(), Path: s.Path}
 	}
-	srcs, err := openSources(disks, "")
+	srcs, err := openSources(ctx, disks, "")
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -21,13 +22,29 @@ type backupDisk struct {
 }
 
 // sourceArgs reads the SOURCE arguments of backup ("PATH" or
-// "DISK=PATH"): a disk is named after its file without the extension
-// unless DISK= names it. Paths are made absolute against the working
+// "DISK=PATH", PATH a file, a device or an NBD URI): a disk is named
+// after its file without the extension, or an NBD export's name, unless
+// DISK= names it. Paths are made absolute against the working
 // directory, so the point records them so wherever the backup runs.
 func (e *cmdEnv) sourceArgs(argv []string) ([]backupDisk, error) {
 	var out []backupDisk
 	for _, a := range argv {
+		if isNBD(a) {
+			spec, err := parseNBDSource(a)
+			if err != nil {
+				return nil, usagef("source %s: %v", a, err)
+			}
+			out = append(out, backupDisk{Name: spec.Export, Path: a})
+			continue
+		}
 		name, path, explicit := strings.Cut(a, "=")
+		if explicit && isNBD(path) {
+			if _, err := parseNBDSource(path); err != nil {
+				return nil, usagef("source %s: %v", path, err)
+			}
+			out = append(out, backupDisk{Name: name, Path: path})
+			continue
+		}
 		if !explicit {
 			path = a
 			base := filepath.Base(path)
@@ -50,10 +67,10 @@ type openedSource struct {
 
 // openSources opens every source. On error, the sources opened so far
 // are closed.
-func openSources(disks []backupDisk, format string) ([]openedSource, error) {
+func openSources(ctx context.Context, disks []backupDisk, format string) ([]openedSource, error) {
 	var out []openedSource
 	for _, d := range disks {
-		s, err := openSource(d, format)
+		s, err := openSource(ctx, d, format)
 		if err != nil {
 			closeSources(out)
 			return nil, err
@@ -69,7 +86,10 @@ func closeSources(s []openedSource) {
 	}
 }
 
-func openSource(d backupDisk, format string) (openedSource, error) {
+func openSource(ctx context.Context, d backupDisk, format string) (openedSource, error) {
+	if isNBD(d.Path) {
+		return openNBDSource(ctx, d, format)
+	}
 	path := d.Path
 	if err := snapshot.CheckName("disk", d.Name); err != nil {
 		return openedSource{}, fmt.Errorf("source %s: %w (name it with DISK=PATH)", path, err)

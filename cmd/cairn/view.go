@@ -19,7 +19,12 @@ type pointView struct {
 	Allocated int64     `json:"allocated"`
 	Changed   int64     `json:"changed"`
 	Added     int64     `json:"added"`
-	Seconds   float64   `json:"duration_seconds"`
+	// Read is what the backup read of its sources, in bytes (0 in
+	// points made before cairn recorded it).
+	Read int64 `json:"read"`
+	// BitmapUsed: some disk was read from a dirty bitmap.
+	BitmapUsed bool    `json:"bitmap_used"`
+	Seconds    float64 `json:"duration_seconds"`
 	// Pinned points are kept whatever retention rules say.
 	Pinned bool `json:"pinned"`
 	// Consistency is application (freeze hooks ran and succeeded) or
@@ -46,6 +51,16 @@ type diskView struct {
 	Allocated int64  `json:"allocated"`
 	Changed   int64  `json:"changed"`
 	Added     int64  `json:"added"`
+	Read      int64  `json:"read"`
+	// ReadMode is "bitmap" for a disk read from the dirty bitmap Bitmap
+	// (only its dirty blocks read), "full" for every allocated block.
+	ReadMode string `json:"read_mode"`
+	Bitmap   string `json:"bitmap,omitempty"`
+	// BitmapUnused says which bitmap was given and why it was not used.
+	BitmapUnused string `json:"bitmap_unused,omitempty"`
+	// Checkpoint is the bitmap that began recording at this point, which
+	// the next backup may read from.
+	Checkpoint string `json:"checkpoint,omitempty"`
 }
 
 // newPointViewIn is newPointView with what the vault knows damaged.
@@ -69,13 +84,27 @@ func newPointView(p *snapshot.Point) pointView {
 	for i := range p.Disks {
 		d := &p.Disks[i]
 		dv := diskView{Name: d.Name, Type: "full", Source: d.Source, Size: d.Size, BlockSize: d.BlockSize,
-			Allocated: d.Allocated, Changed: d.Changed, Added: d.Added}
+			Allocated: d.Allocated, Changed: d.Changed, Added: d.Added, Read: d.Read, ReadMode: "full",
+			Bitmap: d.Bitmap, BitmapUnused: d.BitmapUnused, Checkpoint: d.Checkpoint}
+		if d.Bitmap != "" {
+			dv.ReadMode = "bitmap"
+			v.BitmapUsed = true
+		}
+		v.Read += d.Read
 		if base := d.ComparedWith(p); base != "" {
 			dv.Type, dv.Base = "incremental", base
 		}
 		v.Disks = append(v.Disks, dv)
 	}
 	return v
+}
+
+// pointRead is what the backup of p read of its sources.
+func pointRead(p *snapshot.Point) (n int64) {
+	for _, d := range p.Disks {
+		n += d.Read
+	}
+	return n
 }
 
 func pointType(p *snapshot.Point) string {

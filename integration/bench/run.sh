@@ -130,13 +130,15 @@ changed4k=$(awk '$1 == 4096 { print $2 }' "$work/disk.diff")
 } | tee "$work/report.md"
 
 # Mount reads (issue 3), many small files (issue 4), exports (issue 5),
-# NBD exports (issue 17), index rebuild.
+# NBD exports and incrementals from dirty bitmaps over NBD (issue 17),
+# index rebuild.
 if [ "${BENCH_MORE:-1}" = 1 ]; then
 	"$root/integration/bench/mount.sh"
 	"$root/integration/bench/files.sh"
 	"$root/integration/bench/export.sh"
 	"$root/integration/bench/nbd.sh"
 	"$root/integration/bench/repair.sh"
+	"$root/integration/bench/bitmap.sh"
 fi
 if [ "${BENCH_CHUNKS:-0}" = 1 ]; then
 	"$root/integration/bench/chunksize.sh"

@@ -53,6 +53,10 @@ func StartStorageDaemon(t testing.TB, dir string, args ...string) *StorageDaemon
 	return d
 }
 
+// Pid is the daemon's process ID, e.g. to read what it has read
+// (/proc/PID/io) as outside proof of what a client asked of it.
+func (d *StorageDaemon) Pid() int { return d.cmd.Process.Pid }
+
 // Stderr is what the daemon has printed so far.
 func (d *StorageDaemon) Stderr() string { return d.stderr.String() }
 

@@ -12,6 +12,7 @@
 //	benchtool preads -image IMAGE [-j J] FILE      timed 4 KiB preads of FILE (a mount) inside IMAGE's data
 //	benchtool nbdwait -uri URI -since T            seconds from T to an NBD export's first byte
 //	benchtool nbdreads -uri URI -image IMAGE [-j J] timed 4 KiB reads of an NBD export, p50/p99, checked
+//	benchtool qmp -socket S [-retry D] JSON...     QMP commands to a QEMU or qemu-storage-daemon
 //
 // Terms: a "data extent" is a range an lseek(SEEK_DATA/SEEK_HOLE) walk of
 // the file reports as data. Every random choice comes from a PCG seeded by

@@ -20,6 +20,7 @@ func main() {
 		"preads":   runPreads,
 		"nbdwait":  runNBDWait,
 		"nbdreads": runNBDReads,
+		"qmp":      runQMP,
 	}
 	fn, ok := cmds[os.Args[1]]
 	if !ok {
@@ -32,6 +33,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: benchtool offsets|diff|report|chunks|randread|profile|codecs|preads|nbdwait|nbdreads ARGS (see doc.go)")
+	fmt.Fprintln(os.Stderr, "usage: benchtool offsets|diff|report|chunks|randread|profile|codecs|preads|nbdwait|nbdreads|qmp ARGS (see doc.go)")
 	os.Exit(2)
 }
