@@ -186,6 +186,7 @@ func (vm *libvirtVM) checkpoints() []string {
 // from libvirt's bitmap of that checkpoint, and restores identical to
 // the disk; cairn keeps one checkpoint of its own.
 func TestLibvirtBackup(t *testing.T) {
+	t.Parallel() // mostly waits on libvirtd and QEMU: overlaps the other long tests
 	t0 := time.Now()
 	sock := startLibvirtd(t)
 	vm := newLibvirtVM(t, sock)
