@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"flag"
 	"fmt"
 	"net"
@@ -164,6 +165,9 @@ func fuzzClient(t *testing.T, data []byte) {
 	}
 	wg.Go(func() {
 		_, err := c.ReadAtContext(ctx, make([]byte, min(c.Size(), 4096)), 0)
+		if c.Size() == 0 && errors.Is(err, io.EOF) {
+			err = nil // a read at the end of an empty export: io.ReaderAt's EOF
+		}
 		check("ReadAt", err)
 	})
 	wg.Go(func() {
