@@ -313,7 +313,10 @@ func (v *Vault) deletePack(ctx context.Context, id index.PackID) error {
 	if err := v.idx.DeletePackRecord(id); err != nil {
 		return v.indexError(err)
 	}
-	if err := v.st.Delete(ctx, storage.Packs, chunkstore.PackName(id)); err != nil {
+	// Once the record is gone, the object must go too, even if gc was
+	// cancelled meanwhile: no later gc sees a pack without a record, and
+	// only an open after a crash would index it again.
+	if err := v.st.Delete(context.WithoutCancel(ctx), storage.Packs, chunkstore.PackName(id)); err != nil {
 		return fmt.Errorf("delete pack %s: %w", id, err)
 	}
 	return nil

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cairn-backup/cairn/index"
 )
 
 // poolDisk builds a disk of n 64 KiB blocks drawn from a pool of
@@ -407,5 +409,36 @@ func TestBackupsOfOneResourceTakeTurns(t *testing.T) {
 	}
 	if ids, _ := v.PointIDs("vm"); len(ids) != 4 {
 		t.Errorf("%d points, want 4", len(ids))
+	}
+}
+
+// TestCancelledGCLeavesNoUnrecordedPack cancels gc's context just as it
+// drops an empty pack's record: the object goes too, so the packs in
+// storage stay exactly what the index counts (no later gc would see an
+// object without a record).
+func TestCancelledGCLeavesNoUnrecordedPack(t *testing.T) {
+	v := TestVault(t, Config{BlockSize: 64 << 10})
+	data := make([]byte, 1<<20)
+	rand.New(rand.NewSource(4)).Read(data)
+	p, err := v.Backup(context.Background(), "vm", []DiskSource{{Name: "vda", Src: &MemSource{Data: data}}}, BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []index.PackID
+	if err := v.idx.Packs(func(id index.PackID, _ index.PackInfo) error { ids = append(ids, id); return nil }); err != nil || len(ids) == 0 {
+		t.Fatalf("packs: %v %v", ids, err)
+	}
+	if err := v.Delete([]*Point{p}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, id := range ids {
+		if err := v.deletePack(ctx, id); err != nil {
+			t.Fatalf("delete pack %s with gc cancelled: %v", id, err)
+		}
+	}
+	if n := packBytes(t, v); n != 0 {
+		t.Fatalf("%d bytes of packs left in storage without a record", n)
 	}
 }
