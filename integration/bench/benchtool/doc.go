@@ -10,6 +10,7 @@
 //	benchtool profile -vault DIR -name N -cpu F IMAGE   one backup under the CPU profiler
 //	benchtool codecs [-chunk B] IMAGE             CPU cost and size of each codec on the data
 //	benchtool preads -image IMAGE [-j J] FILE      timed 4 KiB preads of FILE (a mount) inside IMAGE's data
+//	benchtool xfsproto DIR                       a mkfs.xfs -p protofile of the tree at DIR
 //
 // Terms: a "data extent" is a range an lseek(SEEK_DATA/SEEK_HOLE) walk of
 // the file reports as data. Every random choice comes from a PCG seeded by

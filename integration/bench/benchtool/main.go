@@ -18,6 +18,7 @@ func main() {
 		"profile":  runProfile,
 		"codecs":   runCodecs,
 		"preads":   runPreads,
+		"xfsproto": runXFSProto,
 	}
 	fn, ok := cmds[os.Args[1]]
 	if !ok {
@@ -30,6 +31,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: benchtool offsets|diff|report|chunks|randread|profile|codecs|preads ARGS (see doc.go)")
+	fmt.Fprintln(os.Stderr, "usage: benchtool offsets|diff|report|chunks|randread|profile|codecs|preads|xfsproto ARGS (see doc.go)")
 	os.Exit(2)
 }
