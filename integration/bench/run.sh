@@ -43,7 +43,7 @@ backup() {
 	cairn) cmd=("$cairn" --vault "$d/repo" backup --name disk --json "$cur") ;;
 	restic) cmd=(env RESTIC_CACHE_DIR="$d/cache" restic -q -r "$d/repo" backup "$cur") ;;
 	borg-lz4) cmd=(env BORG_BASE_DIR="$d/base" borg create "$d/repo::$step" "$cur") ;;
-	borg-zstd3) cmd=(env BORG_BASE_DIR="$d/base" borg create --compression zstd,3 "$d/repo::$step" "$cur") ;;
+	borg-zstd3) cmd=(env BORG_BASE_DIR="$d/base" borg create --compression "zstd,3" "$d/repo::$step" "$cur") ;;
 	*) die "unknown tool $t" ;;
 	esac
 	# Inputs in the page cache first: the disk, and the repository with
@@ -130,8 +130,8 @@ changed4k=$(awk '$1 == 4096 { print $2 }' "$work/disk.diff")
 } | tee "$work/report.md"
 
 # Mount reads (issue 3), many small files (issue 4), exports (issue 5),
-# NBD exports and incrementals from dirty bitmaps over NBD (issue 17),
-# index rebuild.
+# NBD exports, incrementals from dirty bitmaps over NBD (issue 17),
+# index rebuild, garbage collection.
 if [ "${BENCH_MORE:-1}" = 1 ]; then
 	"$root/integration/bench/mount.sh"
 	"$root/integration/bench/files.sh"
@@ -139,6 +139,7 @@ if [ "${BENCH_MORE:-1}" = 1 ]; then
 	"$root/integration/bench/nbd.sh"
 	"$root/integration/bench/repair.sh"
 	"$root/integration/bench/bitmap.sh"
+	"$root/integration/bench/gc.sh"
 fi
 if [ "${BENCH_CHUNKS:-0}" = 1 ]; then
 	"$root/integration/bench/chunksize.sh"

@@ -13,6 +13,7 @@
 //	benchtool nbdwait -uri URI -since T            seconds from T to an NBD export's first byte
 //	benchtool nbdreads -uri URI -image IMAGE [-j J] timed 4 KiB reads of an NBD export, p50/p99, checked
 //	benchtool qmp -socket S [-retry D] JSON...     QMP commands to a QEMU or qemu-storage-daemon
+//	benchtool xfsproto DIR                       a mkfs.xfs -p protofile of the tree at DIR
 //
 // Terms: a "data extent" is a range an lseek(SEEK_DATA/SEEK_HOLE) walk of
 // the file reports as data. Every random choice comes from a PCG seeded by

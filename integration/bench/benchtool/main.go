@@ -21,6 +21,7 @@ func main() {
 		"nbdwait":  runNBDWait,
 		"nbdreads": runNBDReads,
 		"qmp":      runQMP,
+		"xfsproto": runXFSProto,
 	}
 	fn, ok := cmds[os.Args[1]]
 	if !ok {
@@ -33,6 +34,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: benchtool offsets|diff|report|chunks|randread|profile|codecs|preads|nbdwait|nbdreads|qmp ARGS (see doc.go)")
+	fmt.Fprintln(os.Stderr, "usage: benchtool offsets|diff|report|chunks|randread|profile|codecs|preads|nbdwait|nbdreads|qmp|xfsproto ARGS (see doc.go)")
 	os.Exit(2)
 }
