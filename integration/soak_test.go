@@ -42,8 +42,9 @@ type soak struct {
 	mnt     string
 	rnd     *rand.Rand
 	d       *runningDaemon
-	sources map[string]string // resource → its image
-	expect  map[string]string // point → SHA-256 of its disk
+	sources map[string]string   // resource → its image
+	expect  map[string]string   // point → SHA-256 of its disk
+	history map[string][]string // resource → SHA-256 of each of its disk's versions
 
 	cycles, kills, clientKills, localKills, ops, checked int
 }
@@ -68,7 +69,7 @@ func TestSoak(t *testing.T) {
 	}
 	t.Logf("seed %d (CAIRN_SOAK_SEED=%d reproduces the choices)", seed, seed)
 	s := &soak{t: t, dir: dir, vault: filepath.Join(dir, "vault"), mnt: filepath.Join(dir, "mnt"),
-		rnd: rand.New(rand.NewSource(seed)), sources: map[string]string{}, expect: map[string]string{}}
+		rnd: rand.New(rand.NewSource(seed)), sources: map[string]string{}, expect: map[string]string{}, history: map[string][]string{}}
 	mustCairn(t, s.vault, "init", "--chunk-size", "64K")
 	os.Mkdir(s.mnt, 0o755)
 	for i, r := range []string{"web", "db", "mail"} {
@@ -174,7 +175,12 @@ func (s *soak) backup(local bool, kill func(*exec.Cmd)) {
 	}
 	f.Close()
 	sum := sumFile(s.t, s.sources[r])
+	s.history[r] = append(s.history[r], sum)
 	before := s.points()
+	ended := 0
+	if !local && kill != nil {
+		_, ended = s.jobs()
+	}
 	// With local, no daemon runs: the command opens the vault itself.
 	s.run(kill, "backup", "--name", r, "vda="+s.sources[r])
 	if !local && s.d.cmd.ProcessState != nil {
@@ -183,18 +189,24 @@ func (s *soak) backup(local bool, kill func(*exec.Cmd)) {
 	if !local && kill != nil {
 		// A killed client's job may still be committing in the daemon:
 		// its point must be adopted now, before the source changes again.
-		s.settle()
+		s.settle(ended)
 	}
 	s.adopt(before, r, sum)
 }
 
-// settle waits until the daemon runs no job.
-func (s *soak) settle() {
+// settle waits until the daemon runs no job and has ended more than
+// ended backup jobs, or, when the killed client's request never reached
+// it, for two seconds with none running: a request still in the
+// socket's buffer may start its job after the client died.
+func (s *soak) settle(ended int) {
 	s.t.Helper()
+	quiet := time.Now()
 	for deadline := time.Now().Add(time.Minute); ; {
-		var jobs []struct{ State string }
-		mustJSON(s.t, mustCairn(s.t, s.vault, "jobs", "--json"), &jobs)
-		if !slices.ContainsFunc(jobs, func(j struct{ State string }) bool { return j.State == "running" }) {
+		running, backups := s.jobs()
+		switch {
+		case running > 0:
+			quiet = time.Now()
+		case backups > ended || time.Since(quiet) > 2*time.Second:
 			return
 		}
 		if time.Now().After(deadline) {
@@ -202,6 +214,20 @@ func (s *soak) settle() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// jobs counts the daemon's running jobs and its ended backup jobs.
+func (s *soak) jobs() (running, backups int) {
+	var jobs []struct{ Kind, State string }
+	mustJSON(s.t, mustCairn(s.t, s.vault, "jobs", "--all", "--json"), &jobs)
+	for _, j := range jobs {
+		if j.State == "running" {
+			running++
+		} else if j.Kind == "backup" {
+			backups++
+		}
+	}
+	return running, backups
 }
 
 // adopt gives every point of resource r not listed before the source's
@@ -305,8 +331,11 @@ func (s *soak) check() {
 		out := filepath.Join(s.dir, "restore.img")
 		os.Remove(out)
 		mustCairn(t, s.vault, "restore", p, out)
-		if sumFile(t, out) != s.expect[p] {
-			t.Fatalf("after cycle %d, %s restores differently from what it was made of", s.cycles, p)
+		if got := sumFile(t, out); got != s.expect[p] {
+			res, _, _ := strings.Cut(p, "@")
+			h := s.history[res]
+			t.Fatalf("after cycle %d, %s restores differently from what it was made of: it holds version %d of the %d its source had (-1: none of them), expected version %d",
+				s.cycles, p, slices.Index(h, got), len(h), slices.Index(h, s.expect[p]))
 		}
 		s.checked++
 	}
