@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -85,10 +86,11 @@ func Open(dir string, o Options) (db *DB, err error) {
 	// Badger's defaults (64 MiB memtables ×5, a 256 MiB block cache) cost
 	// hundreds of MiB; our records are tiny and written in batches, so a
 	// few small memtables and caches keep RSS low at little cost in speed.
+	log := &openLogger{logf: o.Logf}
 	opts := badger.DefaultOptions(dir).
 		WithInMemory(o.InMemory).
 		WithReadOnly(o.ReadOnly).
-		WithLogger(badgerLogger{o.Logf}).
+		WithLogger(badgerLogger{log.print}).
 		WithMemTableSize(8 << 20).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
@@ -126,12 +128,13 @@ func Open(dir string, o Options) (db *DB, err error) {
 			return nil, err
 		}
 	}
-	defer recoverBadger(&err)
-	bdb, err := badger.Open(opts)
+	bdb, panicked, err := openBadger(opts)
+	if failed := log.opened(err == nil); failed != "" && panicked {
+		// Badger logs why its open failed, then often panics while it
+		// cleans up: its message says more than the panic's.
+		err = errors.New(failed)
+	}
 	if err != nil {
-		if bdb != nil {
-			bdb.Close()
-		}
 		msg := err.Error()
 		switch {
 		case strings.Contains(msg, "Cannot acquire directory lock"):
@@ -150,6 +153,68 @@ func Open(dir string, o Options) (db *DB, err error) {
 		tightenModes(dir)
 	}
 	return &DB{db: bdb}, nil
+}
+
+// openBadger opens Badger, turning a panic into ErrCorrupt.
+func openBadger(opts badger.Options) (bdb *badger.DB, panicked bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			bdb, panicked, err = nil, true, fmt.Errorf("%w: %s", ErrCorrupt, oneLine(fmt.Sprint(r)))
+		}
+	}()
+	bdb, err = badger.Open(opts)
+	if err != nil && bdb != nil {
+		bdb.Close()
+	}
+	return bdb, false, err
+}
+
+// openLogger holds Badger's messages back until its open is over: a
+// failed open's message becomes the error, on one line, instead of a
+// warning before it; a successful open's messages are passed on.
+type openLogger struct {
+	mu     sync.Mutex
+	logf   func(string, ...any)
+	open   bool
+	held   []string
+	failed string // why Badger's open failed, as it logged it
+}
+
+func (l *openLogger) print(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.mu.Lock()
+	if !l.open {
+		if why, ok := strings.CutPrefix(msg, "index: Received err: "); ok {
+			l.failed = strings.TrimSuffix(oneLine(why), ". Cleaning up...")
+		} else {
+			l.held = append(l.held, msg)
+		}
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Unlock()
+	if l.logf != nil {
+		l.logf("%s", msg)
+	}
+}
+
+// opened ends the open: it passes the held messages on if ok, and
+// returns why the open failed if Badger said.
+func (l *openLogger) opened(ok bool) string {
+	l.mu.Lock()
+	l.open = true
+	held, failed := l.held, l.failed
+	l.held = nil
+	l.mu.Unlock()
+	if !ok {
+		return failed
+	}
+	for _, m := range held {
+		if l.logf != nil {
+			l.logf("%s", m)
+		}
+	}
+	return ""
 }
 
 // checkTables opens each table file the way Badger will, but here, where
