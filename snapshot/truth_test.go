@@ -550,3 +550,52 @@ func TestVerifyAlongAChain(t *testing.T) {
 		}
 	}
 }
+
+// TestLostConfigIsRepaired loses or damages cairn.json in ways that
+// leave nothing to read the vault by: the vault is refused with
+// ErrNeedsRepair (never "not a vault", which invites a cairn init),
+// and a repair rebuilds the config from the point records.
+func TestLostConfigIsRepaired(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		lose func(t *testing.T, path string)
+	}{
+		{"deleted", func(t *testing.T, path string) { os.Remove(path) }},
+		{"format 0", func(t *testing.T, path string) {
+			b, _ := os.ReadFile(path)
+			os.WriteFile(path, bytes.Replace(b, []byte(`"format": 2`), []byte(`"format": 0`), 1), 0o600)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir, want := threePoints(t)
+			c.lose(t, filepath.Join(dir, configName))
+			if _, err := Open(dir, Options{}); !errors.Is(err, ErrNeedsRepair) {
+				t.Fatalf("open: %v, want ErrNeedsRepair", err)
+			}
+			rep, err := Repair(context.Background(), dir, RepairOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Points != 3 || len(rep.Damaged) != 0 {
+				t.Errorf("repair: %+v", rep)
+			}
+			v, err := Open(dir, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			if v.Config().BlockSize != 64<<10 {
+				t.Errorf("block size %d after the repair, want 64 KiB", v.Config().BlockSize)
+			}
+			checkDisks(t, v, want)
+		})
+	}
+	// An empty directory is no vault, and a repair makes none of it.
+	empty := t.TempDir()
+	if _, err := Open(empty, Options{}); !errors.Is(err, ErrNotVault) {
+		t.Errorf("open of an empty directory: %v, want ErrNotVault", err)
+	}
+	if _, err := Repair(context.Background(), empty, RepairOptions{}); !errors.Is(err, ErrNotVault) {
+		t.Errorf("repair of an empty directory: %v, want ErrNotVault", err)
+	}
+}

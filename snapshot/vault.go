@@ -156,6 +156,11 @@ func readConfig(ctx context.Context, st storage.Storage, dir string) (Config, er
 	var cfg Config
 	b, err := st.Get(ctx, storage.Config, configName)
 	if errors.Is(err, storage.ErrNotExist) {
+		// Without its config, a vault whose storage holds points is
+		// damaged, not absent: cairn init must not be what it is told.
+		if empty, serr := storageEmpty(ctx, st); serr == nil && !empty {
+			return cfg, needsRepair("%s: %s is missing, and storage holds points", dir, configName)
+		}
 		return cfg, fmt.Errorf("%s: %w (create one with cairn init)", dir, ErrNotVault)
 	}
 	if err != nil {
@@ -164,7 +169,10 @@ func readConfig(ctx context.Context, st storage.Storage, dir string) (Config, er
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return cfg, needsRepair("%s: damaged %s: %v", dir, configName, err)
 	}
-	if cfg.Format < 1 || cfg.Format > FormatVersion {
+	if cfg.Format < 1 {
+		return cfg, needsRepair("%s: damaged %s: format %d", dir, configName, cfg.Format)
+	}
+	if cfg.Format > FormatVersion {
 		return cfg, fmt.Errorf("%s: vault format %d is not supported by this cairn (knows 1 to %d)", dir, cfg.Format, FormatVersion)
 	}
 	if err := cfg.check(); err != nil {
@@ -381,10 +389,12 @@ func (v *Vault) indexError(err error) error {
 }
 
 // storageEmpty reports whether storage holds no point and no pack.
-func (v *Vault) storageEmpty(ctx context.Context) (bool, error) {
+func (v *Vault) storageEmpty(ctx context.Context) (bool, error) { return storageEmpty(ctx, v.st) }
+
+func storageEmpty(ctx context.Context, st storage.Storage) (bool, error) {
 	found := errors.New("found")
 	for _, kind := range []storage.Kind{storage.Points, storage.Packs} {
-		err := v.st.List(ctx, kind, func(storage.ObjectInfo) error { return found })
+		err := st.List(ctx, kind, func(storage.ObjectInfo) error { return found })
 		if errors.Is(err, found) {
 			return false, nil
 		}
