@@ -6,7 +6,7 @@ BIN     := bin/cairn
 PKGS    := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build test test-short demo bench lint deps clean install
+.PHONY: all build test test-short demo bench lint deps clean install soak
 
 # install (PREFIX, DESTDIR): the binary, the systemd unit and the man page.
 PREFIX  ?= /usr/local
@@ -28,6 +28,11 @@ test: deps build
 
 test-short: build
 	CAIRN_BIN=$(CURDIR)/$(BIN) $(GO) test -short -timeout 5m $(PKGS)
+
+# soak (DURATION, default 30m): the kill-anywhere soak test, long.
+DURATION ?= 30m
+soak: deps build
+	CAIRN_BIN=$(CURDIR)/$(BIN) CAIRN_SOAK=$(DURATION) $(GO) test -count=1 -timeout 0 -v -run 'TestSoak$$' ./integration
 
 demo: deps build
 	@integration/demo.sh

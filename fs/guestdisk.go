@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,8 +16,10 @@ import (
 )
 
 // diskDir is DISK/ beside DISK.raw: partN/ and partN.raw for each
-// partition, or the root of a bare filesystem. Nothing of the disk is
-// read until someone looks inside; the partition table and the opened
+// partition and VG-LV/ and VG-LV.raw for each LVM logical volume (a
+// folder only for a volume whose filesystem opens), or the root of a
+// bare filesystem. Nothing of the disk is read until someone looks
+// inside; the partition table, the LVM metadata and the opened
 // filesystems are then kept as long as the kernel keeps this node.
 type diskDir struct {
 	gofs.Inode
@@ -50,8 +53,22 @@ func (d *diskDir) open() (*volume.Disk, syscall.Errno) {
 		d.disk, d.err = volume.Open(d.r, d.r.Size())
 		if d.err != nil {
 			d.fsys.logf("%s: %v", d.where(), d.err)
-		} else if d.disk.TableErr != nil {
-			d.fsys.logf("%s: %v (showing the partitions read before it)", d.where(), d.disk.TableErr)
+			return
+		}
+		if d.disk.TableErr != nil {
+			d.fsys.logf("%s: %v (showing what could be read)", d.where(), d.disk.TableErr)
+		}
+		for _, err := range d.disk.LVMErrs {
+			d.fsys.logf("%s: %v", d.where(), err)
+		}
+		if !d.disk.Bare && len(d.disk.Table.Partitions) == 0 && d.disk.Content != "" {
+			d.fsys.logf("%s: %s: no filesystem cairn reads", d.where(), d.disk.Content)
+		}
+		if d.err == nil {
+			for _, v := range d.disk.Volumes {
+				where := strings.TrimSpace(d.where() + " " + v.Name)
+				v.Logf = func(f string, a ...any) { d.fsys.logf("%s: %s", where, fmt.Sprintf(f, a...)) }
+			}
 		}
 	})
 	if d.err != nil {
@@ -72,6 +89,11 @@ func (d *diskDir) guestVol(v *volume.Volume) (*guestVol, syscall.Errno) {
 	}
 	gfs, err := v.FS()
 	if errors.Is(err, volume.ErrNoFilesystem) {
+		// Say once what it holds instead, when that is known (swap,
+		// LUKS, an LVM PV or thin pool, ...).
+		if w := v.TakeWarning(); w != nil {
+			d.fsys.logf("%s: %v", where(), w)
+		}
 		return nil, syscall.ENOENT
 	}
 	if err != nil {
@@ -83,7 +105,7 @@ func (d *diskDir) guestVol(v *volume.Volume) (*guestVol, syscall.Errno) {
 	}
 	p := d.r.Point()
 	return &guestVol{fsys: d.fsys, gfs: gfs, ident: [4]string{p.Resource, p.ID, d.r.Disk().Name, v.Name},
-		disk: d.r, start: v.Start}, 0
+		disk: d.r, vol: v}, 0
 }
 
 func (d *diskDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -104,11 +126,19 @@ func (d *diskDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		if v == nil {
 			return nil, syscall.ENOENT
 		}
-		f := newPartFile(d.fsys, d.r, v.Start, v.Size)
-		f.fill(&out.Attr)
+		var node gofs.InodeEmbedder
+		if v.LV != nil {
+			f := &volFile{fsys: d.fsys, r: d.r, vol: v}
+			f.fill(&out.Attr)
+			node = f
+		} else {
+			f := newPartFile(d.fsys, d.r, v.Start, v.Size)
+			f.fill(&out.Attr)
+			node = f
+		}
 		out.SetEntryTimeout(immutableTimeout)
 		out.SetAttrTimeout(immutableTimeout)
-		return d.NewInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG,
+		return d.NewInode(ctx, node, gofs.StableAttr{Mode: syscall.S_IFREG,
 			Ino: inoOf("part", p.Resource, p.ID, d.r.Disk().Name, part)}), 0
 	}
 	v := disk.Volume(name)
@@ -142,8 +172,8 @@ func (d *diskDir) Readdir(context.Context) (gofs.DirStream, syscall.Errno) {
 	p := d.r.Point()
 	var entries []fuse.DirEntry
 	for _, v := range disk.Volumes {
-		// Listing probes each partition: partN/ is shown only when
-		// its filesystem opens.
+		// Listing probes each volume: partN/ or VG-LV/ is shown only
+		// when its filesystem opens.
 		if gv, errno := d.guestVol(v); errno == 0 {
 			entries = append(entries, fuse.DirEntry{Name: v.Name, Mode: syscall.S_IFDIR, Ino: gv.ino(gv.gfs.Root())})
 		}

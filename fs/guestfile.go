@@ -55,7 +55,7 @@ func (f *guestFile) readAhead(off int64) {
 	v := f.vol
 	ra := v.fsys.ra
 	m, ok := v.gfs.(guest.Mapper)
-	if !ok || v.disk == nil || ra == nil || ra.window <= 0 {
+	if !ok || v.disk == nil || v.vol == nil || ra == nil || ra.window <= 0 {
 		return
 	}
 	exts, err := m.MapFile(nil, f.gi, off, ra.window)
@@ -63,10 +63,28 @@ func (f *guestFile) readAhead(off int64) {
 		return
 	}
 	for _, e := range exts {
-		if e.Off < 0 || e.Off > v.disk.Size()-v.start || !ra.span(v.disk, v.start+e.Off, e.Len) {
+		if !v.spanDisk(ra, e.Off, e.Len) {
 			return
 		}
 	}
+}
+
+// spanDisk queues for read-ahead the disk blocks under n bytes from off
+// of the volume (a partition is one stretch of the disk, a logical
+// volume a run per extent or stripe); false when it cannot go on.
+func (v *guestVol) spanDisk(ra *readAhead, off, n int64) bool {
+	for runs := 0; n > 0; runs++ {
+		at, k, hole, err := v.vol.DiskExtent(off)
+		if err != nil || k <= 0 || runs > 64 {
+			return false
+		}
+		k = min(k, n)
+		if !hole && !ra.span(v.disk, at, k) {
+			return false
+		}
+		off, n = off+k, n-k
+	}
+	return true
 }
 
 // Lseek answers SEEK_DATA and SEEK_HOLE from the guest's block map, so

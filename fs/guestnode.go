@@ -10,6 +10,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/cairn-backup/cairn/fs/guest"
+	"github.com/cairn-backup/cairn/fs/guest/volume"
 	"github.com/cairn-backup/cairn/snapshot"
 )
 
@@ -19,10 +20,10 @@ type guestVol struct {
 	fsys  *FS
 	gfs   guest.FS
 	ident [4]string // resource, point ID, disk, volume name ("" when bare)
-	// disk and start place the volume on the point's disk, for
+	// disk and vol place the volume on the point's disk, for
 	// read-ahead of guest files.
-	disk  *snapshot.DiskReader
-	start int64
+	disk *snapshot.DiskReader
+	vol  *volume.Volume
 }
 
 // ino is the mount's inode number of guest inode gi: stable for a given

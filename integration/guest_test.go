@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -649,4 +650,370 @@ func TestGuestDamaged(t *testing.T) {
 	if log := m.log.String(); !strings.Contains(log, point+" disk vdb inode") {
 		t.Errorf("no log line naming point, disk and inode:\n%s", log)
 	}
+}
+
+// realPVs are the heads (label and metadata, the first MiB) of two
+// 48 MiB PVs made by LVM2's own pvcreate, vgcreate, lvcreate and
+// lvextend (fs/guest/lvm/testdata/mkreal.sh), and the layout lvs
+// printed for them: per LV segment, its first extent, extents, stripes,
+// stripe size and PV extent ranges.
+type lvSegment struct {
+	lv           string
+	start, count int64
+	stripeSize   int64
+	pvs          []int   // PV of each stripe
+	firstExtents []int64 // first PV extent of each stripe
+}
+
+func realPVs(t *testing.T) (heads [2][]byte, segs []lvSegment) {
+	t.Helper()
+	dir := filepath.Join("..", "fs", "guest", "lvm", "testdata")
+	for i := range heads {
+		out := sh(t, "sh", "-c", "gzip -dc "+filepath.Join(dir, fmt.Sprintf("real-lvm2-pv%d.gz", i))+" | base64 -w0")
+		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out))
+		if err != nil || len(b) != 1<<20 {
+			t.Fatalf("pv%d head: %d bytes, %v", i, len(b), err)
+		}
+		heads[i] = b
+	}
+	lvs, err := os.ReadFile(filepath.Join(dir, "real-lvm2.lvs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(lvs)), "\n") {
+		f := strings.Split(line, ";")
+		if len(f) != 7 {
+			continue // the pvs lines
+		}
+		s := lvSegment{lv: f[0]}
+		s.start, _ = strconv.ParseInt(f[1], 10, 64)
+		s.count, _ = strconv.ParseInt(f[2], 10, 64)
+		s.stripeSize, _ = strconv.ParseInt(strings.TrimSuffix(f[4], "B"), 10, 64)
+		for _, r := range strings.Fields(f[5]) { // pv0:8-11
+			var pv int
+			var a, b int64
+			fmt.Sscanf(r, "pv%d:%d-%d", &pv, &a, &b)
+			s.pvs, s.firstExtents = append(s.pvs, pv), append(s.firstExtents, a)
+		}
+		segs = append(segs, s)
+	}
+	return heads, segs
+}
+
+// placeLV writes img into LV lv of the real PVs, the PVs starting at
+// pvAt on disk: 1 MiB extents after a 1 MiB pe_start, stripes
+// round-robin in stripe-size chunks, as lvs describes them.
+func placeLV(t *testing.T, disk string, segs []lvSegment, lv string, img []byte, pvAt [2]int64) {
+	t.Helper()
+	f, err := os.OpenFile(disk, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const ext = 1 << 20
+	for off := int64(0); off < int64(len(img)); off += 4096 {
+		for _, s := range segs {
+			o := off - s.start*ext
+			if s.lv != lv || o < 0 || o >= s.count*ext {
+				continue
+			}
+			k, at := 0, o
+			if n := int64(len(s.pvs)); n > 1 {
+				chunk := o / s.stripeSize
+				k, at = int(chunk%n), chunk/n*s.stripeSize+o%s.stripeSize
+			}
+			pv := s.pvs[k]
+			if pvAt[pv] < 0 {
+				continue // that PV is not on this disk
+			}
+			if _, err := f.WriteAt(img[off:off+4096], pvAt[pv]+ext+s.firstExtents[k]*ext+at); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestGuestLVM backs up disks holding LVM2 PVs made by LVM2 itself, with
+// ext4 filesystems (mkfs.ext4 -d) in a linear, a striped and a
+// two-segment LV, mounts them and compares: each LV is DISK/VG-LV/ and
+// DISK/VG-LV.raw beside the partitions; a disk holding only one of the
+// VG's PVs lists the LVs that need the other as unreadable, saying so.
+// Beside them: swap, LUKS2 and btrfs partitions, shown as what they are
+// with their UUIDs, and a bare ext4 behind a boot sector without
+// partitions.
+func TestGuestLVM(t *testing.T) {
+	needTool(t, "mkfs.ext4", "debugfs", "sgdisk", "sfdisk", "mkswap", "cryptsetup", "mkfs.btrfs", "blkid",
+		"gzip", "base64", "cmp", "diff", "dd")
+	needFUSE(t)
+	dir := t.TempDir()
+	vault := filepath.Join(dir, "vault")
+	heads, segs := realPVs(t)
+	// One tree of real files per LV, a few MiB so the striped LV's
+	// files cross many stripes.
+	imgs := map[string][]byte{}
+	trees := map[string]string{}
+	for i, lv := range []string{"lin-ear", "str-ipe", "multi"} {
+		tree := filepath.Join(dir, lv+"-tree")
+		sourceTree(t, filepath.Join(tree, "src"), int64(2+i)<<20)
+		os.MkdirAll(filepath.Join(tree, "etc"), 0o755)
+		os.WriteFile(filepath.Join(tree, "etc", "hostname"), []byte(lv+"\n"), 0o644)
+		img := filepath.Join(dir, lv+".img")
+		sh(t, "mkfs.ext4", "-q", "-F", "-d", tree, img, "8M")
+		b, err := os.ReadFile(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs[lv], trees[lv] = b, tree
+	}
+	// vda: GPT, pv0 as part1, an ext4 as part2, pv1 as part3.
+	vda := createSized(t, filepath.Join(dir, "vda.img"), 120<<20)
+	sh(t, "sgdisk", "-n1:1M:+48M", "-t1:8e00", "-n2:0:+16M", "-n3:0:+48M", "-t3:8e00", vda)
+	plain := filepath.Join(dir, "plain.img")
+	sh(t, "mkfs.ext4", "-q", "-F", "-d", trees["lin-ear"], plain, "16M")
+	gtPlace(t, plain, vda, 49<<20)
+	pvAt := [2]int64{1 << 20, 65 << 20}
+	writeAt(t, vda, pvAt[0], heads[0])
+	writeAt(t, vda, pvAt[1], heads[1])
+	for lv, img := range imgs {
+		placeLV(t, vda, segs, lv, img, pvAt)
+	}
+	// vdc: pv0 alone, as a whole disk: pv1 is "on another disk".
+	vdc := createSized(t, filepath.Join(dir, "vdc.img"), 48<<20)
+	writeAt(t, vdc, 0, heads[0])
+	for lv, img := range imgs {
+		placeLV(t, vdc, segs, lv, img, [2]int64{0, -1})
+	}
+	// vdb: swap, LUKS2 and btrfs partitions.
+	vdb := createSized(t, filepath.Join(dir, "vdb.img"), 160<<20)
+	sh(t, "sgdisk", "-n1:1M:+8M", "-t1:8200", "-n2:0:+20M", "-t2:8309", "-n3:0:+120M", vdb)
+	key := filepath.Join(dir, "key")
+	os.WriteFile(key, []byte("secret"), 0o600)
+	uuids := map[string]string{}
+	for i, mk := range [][]string{
+		{"mkswap", "-q"},
+		{"cryptsetup", "luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file", key},
+		{"mkfs.btrfs", "-q"},
+	} {
+		p := filepath.Join(dir, fmt.Sprintf("vdb%d.img", i+1))
+		createSized(t, p, []int64{8, 20, 120}[i]<<20)
+		sh(t, mk[0], append(mk[1:], p)...)
+		uuids[fmt.Sprint("part", i+1)] = strings.TrimSpace(sh(t, "blkid", "-p", "-s", "UUID", "-o", "value", p))
+		gtPlace(t, p, vdb, []int64{1, 9, 29}[i]<<20)
+	}
+	// vdd: a bare ext4 behind an MBR boot sector with no partitions.
+	vdd := filepath.Join(dir, "vdd.img")
+	sh(t, "mkfs.ext4", "-q", "-F", "-d", trees["multi"], vdd, "16M")
+	execInput(t, "label: dos\n", "sfdisk", "-q", "--wipe", "never", vdd)
+
+	mustCairn(t, vault, "init")
+	point := strings.TrimSpace(mustCairn(t, vault, "backup", "--name", "lvm01",
+		"vda="+vda, "vdb="+vdb, "vdc="+vdc, "vdd="+vdd))
+	m := startMount(t, vault)
+	pt := filepath.Join(m.dir, "lvm01", strings.TrimPrefix(point, "lvm01@"))
+	names := func(p string) string {
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		var s []string
+		for _, e := range ents {
+			s = append(s, e.Name())
+		}
+		return strings.Join(s, " ")
+	}
+
+	t.Run("LVs of a GPT disk", func(t *testing.T) {
+		want := "my--vg-lin--ear my--vg-lin--ear.raw my--vg-multi my--vg-multi.raw my--vg-str--ipe my--vg-str--ipe.raw " +
+			"part1.raw part2 part2.raw part3.raw"
+		if got := names(filepath.Join(pt, "vda")); got != want {
+			t.Fatalf("vda/ holds\n%s\nwant\n%s", got, want)
+		}
+		for lv, img := range imgs {
+			name := "my--vg-" + strings.ReplaceAll(lv, "-", "--")
+			raw := filepath.Join(pt, "vda", name+".raw")
+			if size := fileSize(t, raw); size != 8<<20 {
+				t.Errorf("%s: %d bytes", raw, size)
+			}
+			if got, err := os.ReadFile(raw); err != nil || !bytes.Equal(got, img) {
+				t.Errorf("%s differs from the filesystem image (%v)", raw, err)
+			}
+			out := filepath.Join(dir, "out-"+lv)
+			sh(t, "cp", "-a", filepath.Join(pt, "vda", name), out)
+			sh(t, "diff", "-r", "--no-dereference", "-x", "lost+found", trees[lv], out)
+			gtCompare(t, trees[lv], filepath.Join(pt, "vda", name), "")
+			// debugfs reads the same file out of the image.
+			f := "src/" + firstFile(t, filepath.Join(trees[lv], "src"))
+			dumped := filepath.Join(dir, "dumped-"+lv)
+			sh(t, "debugfs", "-R", "dump /"+f+" "+dumped, filepath.Join(dir, lv+".img"))
+			sameFile(t, dumped, filepath.Join(pt, "vda", name, f))
+			gtRandomReads(t, filepath.Join(dir, lv+".img"), raw, 3, 50)
+			// SEEK_DATA/SEEK_HOLE on the LV never skip data.
+			gtSameSparse(t, filepath.Join(dir, lv+".img"), raw)
+			sparse := filepath.Join(dir, "sparse-"+lv)
+			sh(t, "cp", "--sparse=always", raw, sparse)
+			sameFile(t, filepath.Join(dir, lv+".img"), sparse)
+			if holes := checkSeeks(t, raw, img); holes == 0 && lv == "lin-ear" {
+				t.Errorf("%s: no hole reported", raw)
+			}
+		}
+		sh(t, "diff", "-r", "-x", "lost+found", trees["lin-ear"], filepath.Join(pt, "vda", "part2"))
+		got := mustCairn(t, vault, "cat", point+":vda/my--vg-str--ipe/etc/hostname")
+		if got != "str-ipe\n" {
+			t.Errorf("cat: %q", got)
+		}
+	})
+
+	t.Run("show and ls", func(t *testing.T) {
+		var v struct {
+			Disks []struct {
+				Name       string `json:"name"`
+				Content    string `json:"content"`
+				Partitions []struct {
+					Name, Type, Filesystem, Content, Error, VG, LV string
+					Start                                          int64
+				} `json:"partitions"`
+			} `json:"disks"`
+		}
+		mustJSON(t, mustCairn(t, vault, "show", "--json", point), &v)
+		got := ""
+		for _, d := range v.Disks {
+			got += d.Name + " " + d.Content + ":"
+			for _, p := range d.Partitions {
+				got += fmt.Sprintf(" %s=%s|%s|%s", p.Name, p.Type, p.Filesystem, p.Content)
+				if p.Error != "" {
+					got += "|error"
+				}
+			}
+			got += "\n"
+		}
+		pv := func(uuid string) string { return "LVM2 PV (UUID " + uuid + ", VG my-vg)" }
+		lvsText, _ := os.ReadFile(filepath.Join("..", "fs", "guest", "lvm", "testdata", "real-lvm2.lvs"))
+		pvUUID := map[string]string{}
+		for _, line := range strings.Split(string(lvsText), "\n") {
+			if f := strings.Split(line, ";"); len(f) == 3 {
+				pvUUID[f[0]] = f[1]
+			}
+		}
+		want := "vda gpt, 3 partitions, 3 LVM logical volumes: part1=Linux LVM||" + pv(pvUUID["pv0"]) +
+			" part2=Linux filesystem|ext4| part3=Linux LVM||" + pv(pvUUID["pv1"]) +
+			" my--vg-lin--ear=LVM linear|ext4| my--vg-str--ipe=LVM striped (2 stripes)|ext4| my--vg-multi=LVM linear|ext4|\n" +
+			"vdb gpt, 3 partitions: part1=Linux swap||swap (UUID " + uuids["part1"] + ")" +
+			" part2=Linux LUKS||LUKS2 (UUID " + uuids["part2"] + ")" +
+			" part3=Linux filesystem||btrfs (UUID " + uuids["part3"] + ")\n" +
+			"vdc " + pv(pvUUID["pv0"]) + ", 3 LVM logical volumes: my--vg-lin--ear=LVM linear|ext4|" +
+			" my--vg-str--ipe=LVM striped (2 stripes)|||error my--vg-multi=LVM linear|||error\n" +
+			"vdd ext4 filesystem:\n"
+		if got != want {
+			t.Errorf("show --json:\n%s\nwant:\n%s", got, want)
+		}
+		text := mustCairn(t, vault, "ls", point+":vdb")
+		for _, s := range []string{"not readable: swap (UUID " + uuids["part1"] + ")", "not readable: LUKS2 (UUID " + uuids["part2"] + ")",
+			"not readable: btrfs (UUID " + uuids["part3"] + ")"} {
+			if !strings.Contains(text, s) {
+				t.Errorf("ls vdb does not say %q:\n%s", s, text)
+			}
+		}
+		text = mustCairn(t, vault, "ls", point+":vdc")
+		if !strings.Contains(text, "unreadable: LV my-vg/str-ipe: needs PV pv1 (UUID "+pvUUID["pv1"]) {
+			t.Errorf("ls vdc:\n%s", text)
+		}
+		for p, msg := range map[string]string{
+			"vdb/part1/x":             "no readable filesystem in part1 (Linux swap, swap (UUID " + uuids["part1"] + "))",
+			"vda/part1":               "no readable filesystem in part1 (Linux LVM, LVM2 PV (UUID " + pvUUID["pv0"],
+			"vdc/my--vg-multi/x":      "needs PV pv1 (UUID " + pvUUID["pv1"] + ", last seen as",
+			"vda/my--vg-multi/nope/x": "no such file",
+		} {
+			r := cairn(t, vault, "cat", point+":"+p)
+			if r.code == 0 || !strings.Contains(r.stderr, msg) || strings.Count(r.stderr, "\n") != 1 {
+				t.Errorf("cat %s: exit %d, %q; want one line with %q", p, r.code, r.stderr, msg)
+			}
+		}
+	})
+
+	t.Run("missing PV", func(t *testing.T) {
+		want := "my--vg-lin--ear my--vg-lin--ear.raw my--vg-multi.raw my--vg-str--ipe.raw"
+		if got := names(filepath.Join(pt, "vdc")); got != want {
+			t.Fatalf("vdc/ holds %s, want %s", got, want)
+		}
+		sh(t, "diff", "-r", "-x", "lost+found", trees["lin-ear"], filepath.Join(pt, "vdc", "my--vg-lin--ear"))
+		if _, err := os.ReadFile(filepath.Join(pt, "vdc", "my--vg-multi.raw")); !errors.Is(err, syscall.EIO) {
+			t.Errorf("reading an LV whose PV is elsewhere: %v, want EIO", err)
+		}
+		if _, err := os.Stat(filepath.Join(pt, "vdc", "my--vg-multi")); !errors.Is(err, syscall.EIO) {
+			t.Errorf("its folder: %v, want EIO", err)
+		}
+	})
+
+	t.Run("unsupported and bare", func(t *testing.T) {
+		if got := names(filepath.Join(pt, "vdb")); got != "part1.raw part2.raw part3.raw" {
+			t.Errorf("vdb/ holds %s", got)
+		}
+		sameFile(t, filepath.Join(dir, "vdb1.img"), filepath.Join(pt, "vdb", "part1.raw"))
+		sh(t, "diff", "-r", "-x", "lost+found", trees["multi"], filepath.Join(pt, "vdd"))
+	})
+
+	m.stop(t)
+	log := m.log.String()
+	for _, s := range []string{"vdb part1: swap (UUID " + uuids["part1"] + "): no filesystem cairn reads",
+		"vdb part2: LUKS2 (UUID " + uuids["part2"] + ")", "vdb part3: btrfs (UUID " + uuids["part3"] + ")",
+		"vdc my--vg-multi: LV my-vg/multi: needs PV pv1", "vdc my--vg-multi.raw: read at 0:"} {
+		if !strings.Contains(log, s) {
+			t.Errorf("mount log does not say %q:\n%s", s, log)
+		}
+	}
+	if n := strings.Count(log, "swap (UUID"); n != 1 {
+		t.Errorf("swap logged %d times", n)
+	}
+}
+
+// checkSeeks walks f with SEEK_DATA and SEEK_HOLE and checks that every
+// hole it reports reads as zeros in want, the file's content; it returns
+// the bytes reported as holes.
+func checkSeeks(t *testing.T, p string, want []byte) (holes int64) {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const seekData, seekHole = 3, 4
+	size := int64(len(want))
+	for off := int64(0); off < size; {
+		data, err := f.Seek(off, seekData)
+		if err != nil { // ENXIO: the rest is a hole
+			data = size
+		}
+		if data < off || data > size {
+			t.Fatalf("%s: SEEK_DATA from %d gives %d", p, off, data)
+		}
+		if !bytes.Equal(want[off:data], make([]byte, data-off)) {
+			t.Fatalf("%s: hole [%d, %d) holds data", p, off, data)
+		}
+		holes += data - off
+		if data == size {
+			break
+		}
+		hole, err := f.Seek(data, seekHole)
+		if err != nil || hole <= data || hole > size {
+			t.Fatalf("%s: SEEK_HOLE from %d gives %d, %v", p, data, hole, err)
+		}
+		off = hole
+	}
+	return holes
+}
+
+// firstFile is the path of the largest regular file under dir, relative.
+func firstFile(t *testing.T, dir string) string {
+	t.Helper()
+	best, size := "", int64(-1)
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, _ := d.Info(); info.Size() > size {
+				best, size = p, info.Size()
+			}
+		}
+		return nil
+	})
+	rel, _ := filepath.Rel(dir, best)
+	return rel
 }

@@ -118,13 +118,53 @@ func decodePoint(b []byte) (*Point, error) {
 	if p.Version < 1 || p.Version > pointVersion {
 		return nil, fmt.Errorf("point manifest version %d is not supported by this cairn", p.Version)
 	}
-	for _, d := range p.Disks {
-		if d.BlockSize < MinBlockSize || d.BlockSize > MaxBlockSize || d.Size < 0 ||
-			int64(len(d.Pages)) != (d.Blocks()+PageEntries-1)/PageEntries {
-			return nil, fmt.Errorf("damaged point manifest %s@%s: disk %s", p.Resource, p.ID, d.Name)
-		}
+	if err := checkPoint(&p); err != nil {
+		return nil, fmt.Errorf("damaged point manifest: %v", err)
 	}
 	return &p, nil
+}
+
+// maxDiskSize bounds a disk's size in a manifest (8 EiB would overflow
+// the block count arithmetic; 2^56 bytes is 64 PiB).
+const maxDiskSize = 1 << 56
+
+// checkPoint checks what a manifest says before anything trusts it:
+// names that are safe as file names in the mount and keys in the index,
+// an ID of the form newID makes, and for each disk a block map of
+// exactly the pages its size needs.
+func checkPoint(p *Point) error {
+	if err := CheckName("resource", p.Resource); err != nil {
+		return err
+	}
+	if !validID(p.ID) {
+		return fmt.Errorf("%s: point ID %q is not a UTC time such as 20261121T100000Z", p.Resource, p.ID)
+	}
+	seen := map[string]bool{}
+	for _, d := range p.Disks {
+		if err := CheckName("disk", d.Name); err != nil || seen[d.Name] {
+			return fmt.Errorf("%s@%s: disk name %q is not valid, or given twice", p.Resource, p.ID, d.Name)
+		}
+		seen[d.Name] = true
+		if d.BlockSize < MinBlockSize || d.BlockSize > MaxBlockSize || d.BlockSize&(d.BlockSize-1) != 0 ||
+			d.Size < 0 || d.Size > maxDiskSize || int64(len(d.Pages)) != (d.Blocks()+PageEntries-1)/PageEntries {
+			return fmt.Errorf("%s@%s: disk %s", p.Resource, p.ID, d.Name)
+		}
+	}
+	return nil
+}
+
+// validID reports whether id is a point ID: YYYYMMDDTHHMMSSZ, with -N
+// (N at least 2) when two points of a resource fall in one second.
+func validID(id string) bool {
+	base, n, dup := strings.Cut(id, "-")
+	if _, err := time.Parse(idLayout, base); err != nil || len(base) != len(idLayout) {
+		return false
+	}
+	if !dup {
+		return true
+	}
+	k, err := strconv.Atoi(n)
+	return err == nil && k >= 2 && strconv.Itoa(k) == n
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/cairn-backup/cairn/fs/guest/volume"
 	"github.com/cairn-backup/cairn/snapshot"
 )
 
@@ -68,8 +69,11 @@ func runCat(ctx context.Context, v *snapshot.Vault, ref string, w io.Writer) err
 			return copyOut(ctx, w, vol.Reader())
 		}
 	}
-	_, fsys, ino, err := d.Resolve(g.path, true)
+	vol, fsys, ino, err := d.Resolve(g.path, true)
 	if err != nil {
+		if vol != nil && errors.Is(err, volume.ErrNoFilesystem) {
+			return noFilesystem(ref, vol)
+		}
 		return guestErr(ref, err)
 	}
 	a, err := fsys.Stat(ino)

@@ -11,10 +11,12 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/cairn-backup/cairn/fs/guest"
+	"github.com/cairn-backup/cairn/fs/guest/lvm"
 	"github.com/cairn-backup/cairn/fs/guest/volume"
 	"github.com/cairn-backup/cairn/image/partition"
 	"github.com/cairn-backup/cairn/snapshot"
@@ -104,19 +106,44 @@ func guestErr(where string, err error) error {
 	return fmt.Errorf("%s: %w", where, err)
 }
 
+// noFilesystem says that vol holds no filesystem cairn reads, and what
+// it holds instead when that is known (swap, LUKS, btrfs, an LVM PV).
+func noFilesystem(ref string, vol *volume.Volume) error {
+	what := volumeType(vol)
+	if c := vol.Content(); c != "" && c != what {
+		what += ", " + c
+	}
+	return fmt.Errorf("%s: no readable filesystem in %s (%s); its raw bytes are %s.raw", ref, vol.Name, what, vol.Name)
+}
+
+// volumeType is a volume's partition type, or its kind of LV.
+func volumeType(vol *volume.Volume) string {
+	switch {
+	case vol.Partition != nil:
+		return vol.Partition.Type
+	case vol.LV != nil:
+		return "LVM " + vol.LV.Kind()
+	}
+	return "whole disk"
+}
+
 // entryView is one file as ls prints it in JSON.
 type entryView struct {
-	Name   string    `json:"name"`
-	Type   string    `json:"type"` // file, dir, symlink, char, block, fifo, socket
-	Mode   string    `json:"mode"` // permission bits in octal, e.g. "4755", "0644"
-	Ino    uint64    `json:"ino"`
-	Nlink  uint32    `json:"nlink"`
-	Uid    uint32    `json:"uid"`
-	Gid    uint32    `json:"gid"`
-	Size   uint64    `json:"size"`
-	Rdev   *rdevView `json:"rdev,omitempty"`
-	Mtime  time.Time `json:"mtime"`
-	Target string    `json:"target,omitempty"`
+	Name string `json:"name"`
+	// NameBytes holds the name's exact bytes (base64) when they are not
+	// valid UTF-8, which JSON strings cannot carry: Name then shows
+	// U+FFFD in their place.
+	NameBytes []byte    `json:"name_bytes,omitempty"`
+	Type      string    `json:"type"` // file, dir, symlink, char, block, fifo, socket
+	Mode      string    `json:"mode"` // permission bits in octal, e.g. "4755", "0644"
+	Ino       uint64    `json:"ino"`
+	Nlink     uint32    `json:"nlink"`
+	Uid       uint32    `json:"uid"`
+	Gid       uint32    `json:"gid"`
+	Size      uint64    `json:"size"`
+	Rdev      *rdevView `json:"rdev,omitempty"`
+	Mtime     time.Time `json:"mtime"`
+	Target    string    `json:"target,omitempty"`
 }
 
 type rdevView struct {
@@ -132,6 +159,9 @@ var typeNames = map[uint32]string{
 func newEntryView(fsys guest.FS, name string, a guest.Attr) entryView {
 	e := entryView{Name: name, Type: typeNames[a.Mode&syscall.S_IFMT], Mode: fmt.Sprintf("%04o", a.Mode&0o7777),
 		Ino: a.Ino, Nlink: a.Nlink, Uid: a.Uid, Gid: a.Gid, Size: a.Size, Mtime: a.Mtime.UTC()}
+	if !utf8.ValidString(name) {
+		e.NameBytes = []byte(name)
+	}
 	switch a.Mode & syscall.S_IFMT {
 	case syscall.S_IFLNK:
 		e.Target, _ = fsys.Readlink(a.Ino)
@@ -229,8 +259,7 @@ func listGuest(v *snapshot.Vault, ref string) (*lsView, error) {
 	vol, fsys, ino, err := d.Resolve(g.path, false)
 	if err != nil {
 		if vol != nil && errors.Is(err, volume.ErrNoFilesystem) && !strings.Contains(g.path, "/") {
-			return nil, fmt.Errorf("%s: %s (%s) holds no filesystem cairn reads; its raw bytes are %s.raw",
-				ref, vol.Name, vol.Partition.Type, vol.Name)
+			return nil, noFilesystem(ref, vol)
 		}
 		return nil, guestErr(ref, err)
 	}
@@ -310,13 +339,27 @@ func printLong(w io.Writer, list []entryView) error {
 
 // diskContent says what is on a disk, for ls and show.
 func diskContent(d *volume.Disk) string {
+	lvs := 0
+	for _, v := range d.Volumes {
+		if v.LV != nil {
+			lvs++
+		}
+	}
+	s := ""
 	switch {
 	case d.Bare:
 		return d.Volumes[0].Type() + " filesystem"
+	case len(d.Table.Partitions) == 0 && d.Content != "":
+		s = d.Content
 	case d.Table.Kind == partition.KindNone:
 		return "no partition table, no known filesystem"
+	default:
+		s = fmt.Sprintf("%s, %d partitions", d.Table.Kind, len(d.Table.Partitions))
 	}
-	return fmt.Sprintf("%s, %d partitions", d.Table.Kind, len(d.Volumes))
+	if lvs > 0 {
+		s += fmt.Sprintf(", %d LVM logical volumes", lvs)
+	}
+	return s
 }
 
 type lsDiskView struct {
@@ -340,30 +383,46 @@ func lsDisks(v *snapshot.Vault, p *snapshot.Point) []lsDiskView {
 	return list
 }
 
-// partitionView is one partition as ls and show print it.
+// partitionView is one partition or LVM logical volume as ls and show
+// print it.
 type partitionView struct {
-	Name       string `json:"name"` // partN
-	Number     int    `json:"number"`
-	Start      int64  `json:"start"`
+	Name       string `json:"name"`   // partN, or VG-LV
+	Number     int    `json:"number"` // 0 for an LV
+	Start      int64  `json:"start"`  // -1 for an LV: its extents lie anywhere
 	Size       int64  `json:"size"`
-	Type       string `json:"type"`
+	Type       string `json:"type"`            // partition type, or "LVM linear", "LVM thin", ...
 	Label      string `json:"label,omitempty"` // GPT partition name
+	VG         string `json:"vg,omitempty"`
+	LV         string `json:"lv,omitempty"`
 	Filesystem string `json:"filesystem,omitempty"`
-	Error      string `json:"error,omitempty"` // why the filesystem is not readable
+	// Content is what a volume that is no filesystem holds, when known:
+	// "swap (UUID ...)", "LUKS2 (UUID ...)", "LVM2 PV (UUID ..., VG vg0)".
+	Content string `json:"content,omitempty"`
+	Error   string `json:"error,omitempty"` // why the filesystem is not readable
+
+	missing bool // Error is a PV on another disk, not damage
 }
 
 func newPartitionViews(d *volume.Disk) []partitionView {
 	out := []partitionView{}
 	for _, vol := range d.Volumes {
-		if vol.Partition == nil {
+		if vol.Partition == nil && vol.LV == nil {
 			continue
 		}
-		pv := partitionView{Name: vol.Name, Number: vol.Partition.Number, Start: vol.Start, Size: vol.Size,
-			Type: vol.Partition.Type, Label: vol.Partition.Name}
+		pv := partitionView{Name: vol.Name, Start: vol.Start, Size: vol.Size, Type: volumeType(vol)}
+		if p := vol.Partition; p != nil {
+			pv.Number, pv.Label = p.Number, p.Name
+		} else {
+			pv.VG, pv.LV = vol.LV.VG.Name, vol.LV.Name
+		}
 		if _, err := vol.FS(); err == nil {
 			pv.Filesystem = vol.Type()
-		} else if !errors.Is(err, volume.ErrNoFilesystem) {
-			pv.Error = err.Error()
+		} else if errors.Is(err, volume.ErrNoFilesystem) {
+			if c := vol.Content(); c != pv.Type {
+				pv.Content = c
+			}
+		} else {
+			pv.Error, pv.missing = err.Error(), errors.Is(err, lvm.ErrMissingPV)
 		}
 		out = append(out, pv)
 	}
@@ -375,8 +434,12 @@ func (pv partitionView) fsColumn() string {
 	switch {
 	case pv.Filesystem != "":
 		return pv.Filesystem
+	case pv.missing:
+		return "unreadable: " + pv.Error
 	case pv.Error != "":
 		return "damaged: " + pv.Error
+	case pv.Content != "":
+		return "not readable: " + pv.Content
 	}
 	return "not readable"
 }
@@ -385,7 +448,11 @@ func printPartitions(w io.Writer, list []partitionView, indent string) error {
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	fmt.Fprintf(tw, "%sPART\tSTART\tSIZE\tTYPE\tNAME\tFILESYSTEM\n", indent)
 	for _, p := range list {
-		fmt.Fprintf(tw, "%s%s\t%d\t%s\t%s\t%s\t%s\n", indent, p.Name, p.Start, bytesIEC(p.Size), p.Type, p.Label, p.fsColumn())
+		start := strconv.FormatInt(p.Start, 10)
+		if p.Start < 0 {
+			start = "-"
+		}
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%s\n", indent, p.Name, start, bytesIEC(p.Size), p.Type, p.Label, p.fsColumn())
 	}
 	return tw.Flush()
 }

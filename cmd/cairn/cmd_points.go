@@ -20,8 +20,9 @@ func newPointsCommand(env *cmdEnv) *cli.Command {
 		Description: "Shows each point's local time, type (full, or incremental: only changed blocks were new),\n" +
 			"disks, size, bytes changed since the point before and bytes it added to the vault after\n" +
 			"dedup and compression. A point whose disks differ from the point before is marked * and\n" +
-			"explained below the table; one known damaged (by verify, repair or a failed read) is marked !. --wide adds allocated bytes and exact sizes; it is the default\n" +
-			"on a terminal wide enough. --json prints times in UTC.\n\n" +
+			"explained below the table; one known damaged (by verify, repair or a failed read) is marked !;\n" +
+			"a pinned one ^. --wide adds allocated bytes and exact sizes; it is the default on a terminal\n" +
+			"wide enough. --json prints times in UTC, and each point's consistency and trigger.\n\n" +
 			"Examples:\n" +
 			"  cairn points\n" +
 			"  cairn points web01 --wide\n" +
@@ -137,6 +138,7 @@ func printPoints(w io.Writer, views []pointView, wide bool, loc *time.Location) 
 		t.row("POINT", "TIME", "TYPE", "DISKS", "SIZE", "CHANGED", "ADDED")
 	}
 	var notes, unreadable []string
+	pinned := false
 	for _, p := range views {
 		if d := p.Damaged; p.Type == "" && d != nil {
 			unreadable = append(unreadable, fmt.Sprintf("! %s: damaged: %s (%s; cairn repair)", p.Point, damageSummary(d), d.Record))
@@ -158,6 +160,10 @@ func printPoints(w io.Writer, views []pointView, wide bool, loc *time.Location) 
 			typ += "!"
 			notes = append(notes, fmt.Sprintf("! %s: damaged: %s (cairn show %s)", p.Point, damageSummary(d), p.Point))
 		}
+		if p.Pinned {
+			typ += "^"
+			pinned = true
+		}
 		cols := []string{p.Point, p.Time.In(loc).Format(timeLayout), typ, strings.Join(disks, ","), size(p.Size)}
 		if wide {
 			cols = append(cols, size(p.Allocated))
@@ -166,6 +172,9 @@ func printPoints(w io.Writer, views []pointView, wide bool, loc *time.Location) 
 	}
 	if err := t.write(w); err != nil {
 		return err
+	}
+	if pinned {
+		notes = append(notes, "^ pinned: kept whatever retention rules say (cairn unpin)")
 	}
 	for _, n := range append(notes, unreadable...) {
 		fmt.Fprintln(w, n)

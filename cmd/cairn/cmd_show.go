@@ -66,6 +66,18 @@ func renderShow(env *cmdEnv, sv *showView, asJSON bool) error {
 	}
 	fmt.Fprintf(w, "time:       %s\n", local)
 	fmt.Fprintf(w, "type:       %s\n", view.Type)
+	if view.Trigger != "" {
+		fmt.Fprintf(w, "made by:    %s\n", view.Trigger)
+	}
+	switch view.Consistency {
+	case snapshot.ConsistencyApplication:
+		fmt.Fprintln(w, "consistent: application (its freeze hook ran and succeeded)")
+	case snapshot.ConsistencyCrash:
+		fmt.Fprintln(w, "consistent: crash (the disks as they were read, as after a power cut)")
+	}
+	if view.Pinned {
+		fmt.Fprintln(w, "pinned:     yes, kept whatever retention rules say (cairn unpin to release)")
+	}
 	if view.Parent != "" {
 		fmt.Fprintf(w, "compared:   %s (this point does not depend on it)\n", view.Parent)
 	}

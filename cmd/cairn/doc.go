@@ -19,11 +19,20 @@
 // job's kind (api.go: jobKinds) runs the same compute half as the
 // command without a daemon (dispatch.go), which opens the vault itself.
 //
-// Jobs: every backup, restore, export, verify, prune, gc, delete, pin
-// and unpin the daemon runs is a job, with an ID, a kind, a target, a
-// trigger (manual, or a policy), a state, progress, a bounded log and a
-// result. jobManager runs and remembers them; cairn jobs, job show and
-// cancel talk to it.
+// Jobs: every backup, restore, export, verify, prune, gc, delete, pin,
+// unpin and policy run the daemon runs is a job, with an ID, a kind, a
+// target, a trigger (manual, or schedule), a state, progress, a bounded
+// log and a result. jobManager runs and remembers them; cairn jobs, job
+// show and cancel talk to it.
+//
+// Policies (snapshot/policy holds their model and storage): cmd_policy.go
+// edits them through the API; policyrun.go runs one (freeze hook, backup,
+// thaw hook, retention, gc when worth it), one run of a policy at a time
+// per vault whoever starts it (policyRuns), recording each run's start
+// and end in the policy's state; scheduler.go starts the runs their
+// schedules make due, as "run" jobs, from the daemon (daemon.go), which
+// also serves Prometheus metrics on --listen (metrics.go). cairn status
+// shows the daemon, its running jobs and every policy.
 //
 // Exit codes: 0 success, 1 failure (one "cairn: ..." line on stderr),
 // 2 wrong command line, 130 interrupted.

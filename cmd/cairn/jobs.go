@@ -15,7 +15,7 @@ import (
 )
 
 // A job is one piece of work the daemon runs: a backup, restore, export,
-// verify, prune, gc, delete, pin or unpin. It has an ID, a kind, a target
+// verify, prune, gc, delete, pin, unpin or policy run. It has an ID, a kind, a target
 // (a resource, a point, or none for the whole vault), a trigger (who
 // started it), a state, progress, a bounded log, and at its end a result
 // (the view its command prints with --json) or an error.
@@ -24,7 +24,7 @@ import (
 // memory; nothing about jobs is stored in the vault. It is safe for
 // concurrent use. The daemon's HTTP handlers start jobs for clients
 // (trigger "manual"); a scheduler starts them the same way with its own
-// trigger ("policy NAME") and records the runs it skips with skip.
+// trigger ("schedule") and records the runs it skips with skip.
 
 type jobState string
 
@@ -41,9 +41,9 @@ const triggerManual = "manual"
 
 // jobSpec says what a job is.
 type jobSpec struct {
-	Kind    string // backup, restore, export, verify, prune, gc, delete, pin, unpin
+	Kind    string // backup, restore, export, verify, prune, gc, delete, pin, unpin, run (a policy)
 	Target  string // a resource, a point, points; "" for the whole vault
-	Trigger string // "manual", or "policy NAME"; "" means manual
+	Trigger string // "manual", or "schedule" (a policy's run its schedule started); "" means manual
 }
 
 // jobFunc is a job's work. It stops soon after ctx ends, committing

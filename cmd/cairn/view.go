@@ -9,18 +9,25 @@ import (
 // pointView is a point as commands print it in JSON: the manifest
 // without its block map pages.
 type pointView struct {
-	Point     string     `json:"point"`
-	Resource  string     `json:"resource"`
-	ID        string     `json:"id"`
-	Time      time.Time  `json:"time"`
-	Type      string     `json:"type"` // full or incremental
-	Parent    string     `json:"parent,omitempty"`
-	Size      int64      `json:"size"`
-	Allocated int64      `json:"allocated"`
-	Changed   int64      `json:"changed"`
-	Added     int64      `json:"added"`
-	Seconds   float64    `json:"duration_seconds"`
-	Disks     []diskView `json:"disks"`
+	Point     string    `json:"point"`
+	Resource  string    `json:"resource"`
+	ID        string    `json:"id"`
+	Time      time.Time `json:"time"`
+	Type      string    `json:"type"` // full or incremental
+	Parent    string    `json:"parent,omitempty"`
+	Size      int64     `json:"size"`
+	Allocated int64     `json:"allocated"`
+	Changed   int64     `json:"changed"`
+	Added     int64     `json:"added"`
+	Seconds   float64   `json:"duration_seconds"`
+	// Pinned points are kept whatever retention rules say.
+	Pinned bool `json:"pinned"`
+	// Consistency is application (freeze hooks ran and succeeded) or
+	// crash; absent in points made before cairn recorded it.
+	Consistency string `json:"consistency,omitempty"`
+	// Trigger is manual, or "policy NAME".
+	Trigger string     `json:"trigger,omitempty"`
+	Disks   []diskView `json:"disks"`
 	// DiskChanges says which disks were added, removed or renamed since
 	// the parent; empty lists for a point with its parent's disks.
 	DiskChanges snapshot.DiskChanges `json:"disk_changes"`
@@ -54,6 +61,7 @@ func newPointView(p *snapshot.Point) pointView {
 		Point: p.Name(), Resource: p.Resource, ID: p.ID, Time: p.Time, Type: pointType(p),
 		Size: p.Size(), Allocated: p.Allocated(), Changed: p.Changed(), Added: p.Added,
 		Seconds: seconds(p.Duration), DiskChanges: p.DiskChanges(),
+		Pinned: p.Pinned, Consistency: p.Consistency, Trigger: p.Trigger,
 	}
 	if !p.Full() {
 		v.Parent = p.Resource + "@" + p.Parent

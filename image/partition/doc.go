@@ -13,6 +13,13 @@
 //     the disk (an image that was shrunk) is clipped to the disk.
 //   - An MBR extended partition is listed with Container set: it holds
 //     other partitions and never a filesystem.
+//   - A GPT is used whenever one is valid, whatever else sector 0 holds
+//     (a hybrid MBR's other entries are ignored, as Linux ignores them).
+//     When sector 0 is a protective MBR (or LBA 1 has a GPT signature)
+//     but no GPT header is usable, Read returns, with an error wrapping
+//     ErrCorrupt, the MBR's entries other than 0xEE, as sgdisk shows
+//     them, or a Table of Kind "" when there are none (Linux then sees
+//     no partitions and the whole disk is the device).
 //   - A damaged table yields an error wrapping ErrCorrupt. Reading never
 //     panics, never loops, and allocates at most a bounded amount
 //     (the GPT entries array is capped at MaxEntriesBytes, logical

@@ -70,7 +70,19 @@ func readGPT(r io.ReaderAt, size int64, s0 []byte) (t *Table, found bool, err er
 	if firstErr == nil {
 		firstErr = fmt.Errorf("partition: protective MBR but no GPT header: %w", ErrCorrupt)
 	}
-	return nil, true, firstErr
+	// No usable GPT. As sgdisk does, fall back on the MBR's entries
+	// other than 0xEE (a hybrid MBR that outlived its GPT); with none,
+	// the disk has no partitions, as Linux reads it then.
+	s := append([]byte(nil), s0...)
+	for i := 0; i < 4; i++ {
+		if s[446+16*i+4] == 0xEE {
+			clear(s[446+16*i:][:16])
+		}
+	}
+	if mt, err := readMBR(r, size, s); err == nil && len(mt.Partitions) > 0 {
+		return mt, true, fmt.Errorf("%w (no usable GPT: showing the MBR's other %d partitions)", firstErr, len(mt.Partitions))
+	}
+	return &Table{}, true, fmt.Errorf("%w (no usable GPT and no other MBR partitions: no partitions)", firstErr)
 }
 
 // hasProtectiveMBR reports whether sector 0 is an MBR with a GPT

@@ -3,6 +3,7 @@ package partition
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"regexp"
 	"strconv"
@@ -179,4 +180,93 @@ func TestGPTGrownDisk(t *testing.T) {
 		t.Fatalf("%+v, %v", tab, err)
 	}
 	samePartitions(t, tab.Partitions, want)
+}
+
+// A protective MBR whose GPT is gone: the MBR's other entries, as sgdisk
+// shows them ("Found invalid GPT and valid MBR"), or no partitions at
+// all, as Linux then sees the disk; either way with an error.
+func TestProtectiveMBRWithoutGPT(t *testing.T) {
+	needTool(t, "sfdisk", "sgdisk")
+	for name, c := range map[string]struct {
+		layout string
+		kind   string
+		parts  string // number:start sector, as sgdisk -p lists them
+	}{
+		"protective only": {"label: dos\nstart=1, size=131071, type=ee\n", KindNone, ""},
+		"hybrid, GPT gone": {"label: dos\nstart=1, size=2047, type=ee\nstart=2048, size=32768, type=83\n",
+			KindMBR, "2:2048"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := blankImage(t, 64*mib)
+			run(t, c.layout, "sfdisk", "-q", p)
+			tab, err := readImage(t, p)
+			if !errors.Is(err, ErrCorrupt) || tab == nil || tab.Kind != c.kind {
+				t.Fatalf("%+v, %v", tab, err)
+			}
+			got := ""
+			for _, q := range tab.Partitions {
+				got += fmt.Sprintf("%d:%d ", q.Number, q.Start/512)
+			}
+			if got = strings.TrimSpace(got); got != c.parts {
+				t.Errorf("partitions %q, want %q", got, c.parts)
+			}
+			// sgdisk agrees.
+			out := run(t, "", "sgdisk", "-p", p)
+			var sg []string
+			for _, line := range strings.Split(out, "\n") {
+				f := strings.Fields(line)
+				if len(f) > 3 && f[0] != "Number" && strings.Trim(f[0], "0123456789") == "" {
+					sg = append(sg, f[0]+":"+f[1])
+				}
+			}
+			if s := strings.Join(sg, " "); s != c.parts {
+				t.Errorf("sgdisk -p lists %q, we %q", s, c.parts)
+			}
+			t.Log(err)
+		})
+	}
+	// A GPT disk whose two headers are damaged reads as having no
+	// partitions (its MBR is protective only).
+	p := makeGPT(t)
+	patch(t, p, 512+24, []byte("garbage!"))
+	patch(t, p, 64*mib-512+24, []byte("garbage!"))
+	if tab, err := readImage(t, p); !errors.Is(err, ErrCorrupt) || tab == nil || tab.Kind != KindNone ||
+		len(tab.Partitions) != 0 {
+		t.Errorf("GPT with both headers damaged: %+v, %v", tab, err)
+	}
+}
+
+// A hybrid MBR (sgdisk -h): the GPT is used, its numbering and extents,
+// and the MBR's copies of its entries are ignored, as Linux does.
+func TestHybridMBR(t *testing.T) {
+	needTool(t, "sgdisk")
+	for _, hybrid := range []string{"3:1", "3:1:EE"} { // 0xEE first, then last
+		p := blankImage(t, 64*mib)
+		run(t, "", "sgdisk", "-n1:1M:+8M", "-t1:0700", "-n2:0:+8M", "-n3:0:+8M", "-t3:8200", p)
+		run(t, "", "sgdisk", "-h", hybrid, p)
+		s0 := readSector(t, p, 0)
+		var types []byte
+		for i := 0; i < 4; i++ {
+			if k := s0[446+16*i+4]; k != 0 {
+				types = append(types, k)
+			}
+		}
+		if len(types) != 3 || !bytes.Contains(types, []byte{0xEE}) {
+			t.Fatalf("sgdisk -h %s: not a hybrid MBR: types %x", hybrid, types)
+		}
+		checkHybrid(t, p)
+	}
+}
+
+func checkHybrid(t *testing.T, p string) {
+	t.Helper()
+	tab, err := readImage(t, p)
+	if err != nil || tab.Kind != KindGPT || len(tab.Partitions) != 3 {
+		t.Fatalf("%+v, %v", tab, err)
+	}
+	for i, q := range tab.Partitions {
+		if q.Number != i+1 || q.Start != int64(1+8*i)*mib {
+			t.Errorf("partition %d: number %d at %d", i, q.Number, q.Start)
+		}
+	}
 }

@@ -56,7 +56,9 @@ type Partition struct {
 // It returns a Table of Kind "" and a nil error when the disk has no
 // partition table, and an error wrapping ErrCorrupt when a table is there
 // but damaged. When only an MBR extended chain is damaged, the Table with
-// the partitions read so far is returned together with the error.
+// the partitions read so far is returned together with the error; when a
+// protective MBR has no usable GPT, the MBR's other partitions (or a
+// Table of Kind "") are.
 func Read(r io.ReaderAt, size int64) (*Table, error) {
 	if size < 512 {
 		return &Table{}, nil

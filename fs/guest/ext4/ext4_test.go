@@ -272,6 +272,7 @@ var variants = []variant{
 	{name: "ext4-metabg", prog: "mkfs.ext4", size: "96M", opts: []string{"-b", "1024", "-O", "meta_bg,^resize_inode"}},
 	{name: "ext4-32bit", prog: "mkfs.ext4", size: "96M", opts: []string{"-O", "^64bit", "-I", "128"}},
 	{name: "ext4-rootowner", prog: "mkfs.ext4", size: "96M", opts: []string{"-E", "root_owner=0:0", "-O", "64bit"}},
+	{name: "ext4-bigalloc", prog: "mkfs.ext4", size: "128M", opts: []string{"-O", "bigalloc", "-C", "16k"}},
 	{name: "ext3", prog: "mkfs.ext3", size: "96M", opts: nil},
 	{name: "ext2-1k", prog: "mkfs.ext2", size: "96M", opts: []string{"-b", "1024"}},
 	{name: "ext2-4k", prog: "mkfs.ext2", size: "96M", opts: nil},
@@ -355,31 +356,39 @@ func TestAgainstDebugfs(t *testing.T) {
 	for _, v := range []variant{variants[0], variants[1], variants[4]} {
 		t.Run(v.name, func(t *testing.T) {
 			img := mkfs(t, v.prog, src, v.size, v.opts...)
-			fsys := openImage(t, img)
-			for _, p := range []string{"f4096", "hardlink", "sparse", "huge", "f1<<20", "slowlink", "a/b/c/d", "f4097"} {
-				if p == "f1<<20" {
-					p = "f" + itoa(1<<20+123)
-				}
-				out := runTool(t, "debugfs", "-R", "stat /"+p, img)
-				want := map[string]uint64{}
-				for _, m := range debugfsField.FindAllStringSubmatch(out, -1) {
-					n, _ := strconv.ParseUint(m[2], 10, 64)
-					if _, ok := want[m[1]]; !ok {
-						want[m[1]] = n
-					}
-				}
-				a, err := fsys.Stat(lookupPath(t, fsys, p))
-				if err != nil {
-					t.Fatal(err)
-				}
-				got := map[string]uint64{"Inode": a.Ino, "Links": uint64(a.Nlink), "Blockcount": a.Blocks, "Size": a.Size}
-				for k, w := range want {
-					if got[k] != w {
-						t.Errorf("%s: %s = %d, debugfs says %d", p, k, got[k], w)
-					}
-				}
-			}
+			checkAgainstDebugfs(t, openImage(t, img), img, "f4096", "hardlink", "sparse", "huge",
+				"f"+itoa(1<<20+123), "slowlink", "a/b/c/d", "f4097")
 		})
+	}
+}
+
+var regexpBigalloc = regexp.MustCompile(`(?m)^Filesystem features:.*\bbigalloc\b`)
+
+// checkAgainstDebugfs compares Stat of each path with debugfs's stat.
+func checkAgainstDebugfs(t *testing.T, fsys *FS, img string, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		out := runTool(t, "debugfs", "-R", "stat /"+p, img)
+		want := map[string]uint64{}
+		for _, m := range debugfsField.FindAllStringSubmatch(out, -1) {
+			n, _ := strconv.ParseUint(m[2], 10, 64)
+			if _, ok := want[m[1]]; !ok {
+				want[m[1]] = n
+			}
+		}
+		if len(want) < 4 {
+			t.Fatalf("debugfs stat /%s:\n%s", p, out)
+		}
+		a, err := fsys.Stat(lookupPath(t, fsys, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]uint64{"Inode": a.Ino, "Links": uint64(a.Nlink), "Blockcount": a.Blocks, "Size": a.Size}
+		for k, w := range want {
+			if got[k] != w {
+				t.Errorf("%s: %s = %d, debugfs says %d", p, k, got[k], w)
+			}
+		}
 	}
 }
 

@@ -23,6 +23,9 @@ type run struct {
 
 // mapBlock maps logical block lblk of in to the run that starts there.
 func (fs *FS) mapBlock(in *inode, lblk uint64) (run, error) {
+	if r := fs.fc.rangesOf(in.ino); r != nil {
+		return fs.mapFC(in, r, lblk)
+	}
 	if in.flags&flagExtents != 0 {
 		return fs.mapExtent(in, lblk)
 	}
@@ -95,6 +98,9 @@ func (fs *FS) mapExtent(in *inode, lblk uint64) (run, error) {
 		if err != nil {
 			return run{}, corruptInodeErr(in.ino, "extent node", err)
 		}
+		if err := fs.checkExtentBlock(in, child, b); err != nil {
+			return run{}, err
+		}
 		node, upper = b, next
 	}
 }
@@ -107,4 +113,21 @@ func holeTo(in *inode, lblk, next uint64) (run, error) {
 		return run{zero: true, n: noMoreBlocks}, nil
 	}
 	return run{zero: true, n: next - lblk}, nil
+}
+
+// checkExtentBlock verifies the crc32c tail that follows the eh_max
+// entries of an extent tree block, with metadata_csum.
+func (fs *FS) checkExtentBlock(in *inode, blk uint64, b []byte) error {
+	if !fs.sb.metadataCsum() {
+		return nil
+	}
+	le := binary.LittleEndian
+	tail := 12 + 12*int(le.Uint16(b[4:]))
+	if tail+4 > len(b) {
+		return corruptInode(in.ino, "extent block %d with room for %d entries", blk, le.Uint16(b[4:]))
+	}
+	if crc32c(in.csumSeed, b[:tail]) != le.Uint32(b[tail:]) {
+		return corruptInode(in.ino, "extent block %d checksum does not match", blk)
+	}
+	return nil
 }

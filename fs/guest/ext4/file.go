@@ -113,9 +113,11 @@ func (fs *FS) Readlink(ino uint64) (string, error) {
 	if in.size > maxSymlink {
 		return "", corruptInode(ino, "symlink of %d bytes", in.size)
 	}
+	// An attribute block takes a whole cluster of i_blocks (as the
+	// kernel's ext4_inode_is_fast_symlink counts it).
 	eaBlocks := uint64(0)
 	if in.fileACL != 0 {
-		eaBlocks = uint64(fs.sb.blockSize / 512)
+		eaBlocks = fs.sb.clusterSize() / 512
 	}
 	if !in.inline() && in.blocks <= eaBlocks {
 		// Fast symlink: the target sits in i_block itself.
@@ -123,6 +125,10 @@ func (fs *FS) Readlink(ino uint64) (string, error) {
 			return "", corruptInode(ino, "fast symlink of %d bytes", in.size)
 		}
 		return string(in.iblock[:in.size]), nil
+	}
+	if !in.inline() && in.size >= uint64(fs.sb.blockSize) {
+		// A slow symlink's target and its NUL fit its one block.
+		return "", corruptInode(ino, "symlink of %d bytes in %d-byte blocks", in.size, fs.sb.blockSize)
 	}
 	buf := make([]byte, in.size)
 	if err := fs.readData(in, buf, 0); err != nil {

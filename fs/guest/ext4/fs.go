@@ -19,18 +19,29 @@ const (
 	dirCacheBytes   = 32 << 20 // parsed directory listings
 )
 
+// Options tune Open. The zero value is the default.
+type Options struct {
+	// Logf receives one line for each piece of damage the reader works
+	// around rather than fails on: a directory entry left out of its
+	// listing, a journal block or transaction not replayed. Discarded
+	// when nil. It may be called from any goroutine.
+	Logf func(format string, args ...any)
+}
+
 // FS is a read-only ext2, ext3 or ext4 filesystem. All methods are safe
 // for concurrent use; no lock is held while reading the underlying volume.
 type FS struct {
 	r    io.ReaderAt
 	size int64
 	sb   superblock
+	logf func(format string, args ...any)
 
 	blocks *lru.Cache[uint64, []byte]
 	inodes *lru.Cache[uint64, *inode]
-	dirs   *lru.Cache[uint64, []guest.DirEntry]
+	dirs   *lru.Cache[uint64, *dirListing]
 
-	journalErr error // why a journal that needs recovery was not replayed
+	journalErr error    // why a journal that needs recovery was not replayed
+	fc         *fcState // what fast commits changed; nil without
 }
 
 // Probe reports whether r starts with an ext2/3/4 superblock magic.
@@ -48,6 +59,14 @@ func Probe(r io.ReaderAt, size int64) bool {
 // Open reads the superblock of the volume r of size bytes and checks that
 // the root directory is readable. Everything else is read on demand.
 func Open(r io.ReaderAt, size int64) (*FS, error) {
+	return OpenOptions(r, size, Options{})
+}
+
+// OpenOptions is Open with options.
+func OpenOptions(r io.ReaderAt, size int64, o Options) (*FS, error) {
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
 	if size < superOffset+superSize {
 		return nil, fmt.Errorf("ext4: volume of %d bytes too small: %w", size, guest.ErrUnknown)
 	}
@@ -59,18 +78,21 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	fs := newFS(r, size, sb)
+	fs := newFS(r, size, sb, o.Logf)
 	if sb.has(incompatRecover) && sb.journalIno != 0 {
 		// Replay what the journal committed, in memory. A journal this
 		// reader cannot follow leaves the volume as it lies, as before,
 		// and says so through JournalErr.
-		copies, err := fs.replayJournal()
-		if err == nil && len(copies) > 0 {
+		copies, fc, err := fs.replayJournal()
+		if err == nil && (len(copies) > 0 || len(fc) > 0) {
 			ov := &journalOverlay{r: r, bs: int64(sb.blockSize), copies: copies}
 			var sb2 superblock
 			if _, err = ov.ReadAt(b, superOffset); err == nil {
 				if sb2, err = parseSuper(b); err == nil {
-					fs = newFS(ov, size, sb2)
+					fs = newFS(ov, size, sb2, o.Logf)
+					if len(fc) > 0 {
+						fs.applyFastCommit(fc)
+					}
 				}
 			}
 		}
@@ -86,15 +108,21 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 	return fs, nil
 }
 
-func newFS(r io.ReaderAt, size int64, sb superblock) *FS {
+func newFS(r io.ReaderAt, size int64, sb superblock, logf func(string, ...any)) *FS {
 	return &FS{
 		r:      r,
 		size:   size,
 		sb:     sb,
+		logf:   logf,
 		blocks: lru.New[uint64, []byte](max(blockCacheBytes, 16*int(sb.blockSize))),
-		inodes: lru.New[uint64, *inode](inodeCacheCount),
-		dirs:   lru.New[uint64, []guest.DirEntry](dirCacheBytes),
+		inodes: newInodeCache(),
+		dirs:   newDirCache(),
 	}
+}
+
+func newInodeCache() *lru.Cache[uint64, *inode] { return lru.New[uint64, *inode](inodeCacheCount) }
+func newDirCache() *lru.Cache[uint64, *dirListing] {
+	return lru.New[uint64, *dirListing](dirCacheBytes)
 }
 
 // JournalErr reports why the journal of a filesystem that needs recovery
@@ -147,7 +175,9 @@ func (fs *FS) block(blk uint64) ([]byte, error) {
 	return b, nil
 }
 
-// inodeTable returns the first block of group g's inode table.
+// inodeTable returns the first block of group g's inode table, once its
+// descriptor passes its checksum: a damaged descriptor could send every
+// inode of the group to the wrong place.
 func (fs *FS) inodeTable(g uint64) (uint64, error) {
 	b, err := fs.block(fs.sb.descBlock(g))
 	if err != nil {
@@ -155,9 +185,34 @@ func (fs *FS) inodeTable(g uint64) (uint64, error) {
 	}
 	off := (g % uint64(fs.sb.blockSize/fs.sb.descSize)) * uint64(fs.sb.descSize)
 	d := b[off : off+uint64(fs.sb.descSize)]
+	if !fs.descCsumOK(g, d) {
+		return 0, fmt.Errorf("ext4: group %d descriptor checksum does not match: %w", g, guest.ErrCorrupt)
+	}
 	blk := uint64(binary.LittleEndian.Uint32(d[0x8:]))
 	if fs.sb.descSize >= 64 {
 		blk |= uint64(binary.LittleEndian.Uint32(d[0x28:])) << 32
 	}
 	return blk, nil
+}
+
+// descCsumOK checks bg_checksum (0x1E) of group g's descriptor d: the
+// low 16 bits of crc32c with metadata_csum, crc16 with gdt_csum.
+func (fs *FS) descCsumOK(g uint64, d []byte) bool {
+	want := binary.LittleEndian.Uint16(d[0x1E:])
+	switch {
+	case fs.sb.metadataCsum():
+		crc := crc32cLE(fs.sb.csumSeed, uint32(g))
+		return uint16(crc32cSkip(crc, d, 0x1E, 2)) == want
+	case fs.sb.roCompat&roCompatGdtCsum != 0:
+		var le [4]byte
+		binary.LittleEndian.PutUint32(le[:], uint32(g))
+		crc := crc16(0xFFFF, fs.sb.uuid[:])
+		crc = crc16(crc, le[:])
+		crc = crc16(crc, d[:0x1E])
+		if fs.sb.has(incompat64bit) {
+			crc = crc16(crc, d[0x20:])
+		}
+		return crc == want
+	}
+	return true
 }

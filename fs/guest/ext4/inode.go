@@ -16,6 +16,7 @@ const (
 	flagExtents    = 0x80000
 	flagEAInode    = 0x200000
 	flagInlineData = 0x10000000
+	flagCasefold   = 0x40000000
 )
 
 const goodOldInodeSize = 128
@@ -38,6 +39,10 @@ type inode struct {
 	// ibody is the in-inode extended attribute area (after i_extra_isize),
 	// empty when the inode has none.
 	ibody []byte
+	// csumSeed starts the checksums of the inode's own metadata blocks
+	// (extent tree, directory blocks): crc32c of the filesystem seed, the
+	// inode number and the generation.
+	csumSeed uint32
 }
 
 func (in *inode) fileType() uint32 { return uint32(in.mode) & syscall.S_IFMT }
@@ -45,6 +50,11 @@ func (in *inode) isDir() bool      { return in.fileType() == syscall.S_IFDIR }
 func (in *inode) isReg() bool      { return in.fileType() == syscall.S_IFREG }
 func (in *inode) isLink() bool     { return in.fileType() == syscall.S_IFLNK }
 func (in *inode) inline() bool     { return in.flags&flagInlineData != 0 }
+
+// unused reports an inode no file owns: mode 0 is never a file's, and
+// a directory entry naming it is damage (e2fsck's "deleted/unused
+// inode").
+func (in *inode) unused() bool { return in.mode == 0 }
 
 func corruptInode(ino uint64, format string, args ...any) error {
 	return fmt.Errorf("ext4: inode %d: %s: %w", ino, fmt.Sprintf(format, args...), guest.ErrCorrupt)
@@ -58,39 +68,64 @@ func (fs *FS) inode(ino uint64) (*inode, error) {
 	if in, ok := fs.inodes.Get(ino); ok {
 		return in, nil
 	}
-	group := (ino - 1) / uint64(fs.sb.inodesPerGroup)
-	index := (ino - 1) % uint64(fs.sb.inodesPerGroup)
-	table, err := fs.inodeTable(group)
-	if err != nil {
-		return nil, fmt.Errorf("ext4: inode %d: %w", ino, err)
-	}
-	isz := uint64(fs.sb.inodeSize)
-	bs := uint64(fs.sb.blockSize)
-	off := index * isz
-	blk := table + off/bs
-	if table == 0 || blk < table {
-		return nil, corruptInode(ino, "group %d has inode table at block %d", group, table)
-	}
-	b, err := fs.block(blk)
-	if err != nil {
-		return nil, fmt.Errorf("ext4: inode %d: %w", ino, err)
-	}
-	in, err := fs.parseInode(ino, b[off%bs:off%bs+isz])
-	if err != nil {
-		return nil, err
+	var in *inode
+	if raw, ok := fs.fc.replayed(ino); ok {
+		// Replayed from a fast commit: its checksum is the replay's.
+		var err error
+		if in, err = fs.parseInodeCsum(ino, raw, false); err != nil {
+			return nil, err
+		}
+	} else {
+		blk, off, err := fs.inodeLoc(ino)
+		if err != nil {
+			return nil, err
+		}
+		b, err := fs.block(blk)
+		if err != nil {
+			return nil, fmt.Errorf("ext4: inode %d: %w", ino, err)
+		}
+		if in, err = fs.parseInode(ino, b[off:off+uint64(fs.sb.inodeSize)]); err != nil {
+			return nil, err
+		}
 	}
 	fs.inodes.Add(ino, in, 1)
 	return in, nil
 }
 
+// inodeLoc returns the block holding inode ino and its offset there.
+func (fs *FS) inodeLoc(ino uint64) (blk, off uint64, err error) {
+	group := (ino - 1) / uint64(fs.sb.inodesPerGroup)
+	index := (ino - 1) % uint64(fs.sb.inodesPerGroup)
+	table, err := fs.inodeTable(group)
+	if err != nil {
+		return 0, 0, corruptInodeErr(ino, "inode table", err)
+	}
+	isz := uint64(fs.sb.inodeSize)
+	bs := uint64(fs.sb.blockSize)
+	pos := index * isz
+	blk = table + pos/bs
+	if table == 0 || blk < table {
+		return 0, 0, corruptInode(ino, "group %d has inode table at block %d", group, table)
+	}
+	return blk, pos % bs, nil
+}
+
 func (fs *FS) parseInode(ino uint64, b []byte) (*inode, error) {
+	return fs.parseInodeCsum(ino, b, true)
+}
+
+// parseInodeCsum parses the on-disk inode b, checking its checksum when
+// verify is set and the filesystem has them.
+func (fs *FS) parseInodeCsum(ino uint64, b []byte, verify bool) (*inode, error) {
 	le := binary.LittleEndian
 	in := &inode{ino: ino}
 	in.mode = le.Uint16(b[0x0:])
 	in.uid = uint32(le.Uint16(b[0x2:])) | uint32(le.Uint16(b[0x78:]))<<16
 	in.gid = uint32(le.Uint16(b[0x18:])) | uint32(le.Uint16(b[0x7A:]))<<16
 	in.size = uint64(le.Uint32(b[0x4:]))
-	if in.isReg() || fs.sb.has(incompatLargeDir) {
+	// i_size_high was i_dir_acl in old ext2, so a directory counts it
+	// only with large_dir; every other inode does (as e2fsprogs reads it).
+	if !in.isDir() || fs.sb.has(incompatLargeDir) {
 		in.size |= uint64(le.Uint32(b[0x6C:])) << 32
 	}
 	in.nlink = le.Uint16(b[0x1A:])
@@ -113,6 +148,15 @@ func (fs *FS) parseInode(ino uint64, b []byte) (*inode, error) {
 			return nil, corruptInode(ino, "i_extra_isize %d", extra)
 		}
 	}
+	if fs.sb.metadataCsum() {
+		seed := crc32cLE(crc32cLE(fs.sb.csumSeed, uint32(ino)), le.Uint32(b[0x64:]))
+		in.csumSeed = seed
+		if verify && fs.sb.linuxOS && !inodeCsumOK(seed, b, extra) && !allZero(b) {
+			// An all-zero inode is one never written (lazy inode
+			// tables); it reads as unused rather than damaged.
+			return nil, corruptInode(ino, "inode checksum does not match")
+		}
+	}
 	field := func(off int) (uint32, bool) {
 		if off+4 <= goodOldInodeSize+extra {
 			return le.Uint32(b[off:]), true
@@ -130,6 +174,32 @@ func (fs *FS) parseInode(ino uint64, b []byte) (*inode, error) {
 		in.ibody = append([]byte(nil), body...)
 	}
 	return in, nil
+}
+
+// inodeCsumOK checks the crc32c of the on-disk inode b: the low 16 bits
+// at 0x7C, the high ones at 0x82 when i_extra_isize reaches them; both
+// fields count as zeros.
+func inodeCsumOK(seed uint32, b []byte, extra int) bool {
+	le := binary.LittleEndian
+	crc := crc32c(seed, b[:0x7C])
+	crc = crc32c(crc, zeros[:2])
+	if len(b) <= goodOldInodeSize || extra < 4 {
+		crc = crc32c(crc, b[0x7E:])
+		return uint16(crc) == le.Uint16(b[0x7C:])
+	}
+	crc = crc32c(crc, b[0x7E:0x82])
+	crc = crc32c(crc, zeros[:2])
+	crc = crc32c(crc, b[0x84:])
+	return crc == uint32(le.Uint16(b[0x7C:]))|uint32(le.Uint16(b[0x82:]))<<16
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // decodeTime joins a signed 32-bit seconds field with the optional extra

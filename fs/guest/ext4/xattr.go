@@ -55,6 +55,15 @@ func (fs *FS) xattrs(in *inode) ([]xattrEntry, error) {
 		if le.Uint32(b) != xattrMagic || le.Uint32(b[8:]) != 1 {
 			return nil, corruptInode(in.ino, "bad xattr block %d", in.fileACL)
 		}
+		if fs.sb.metadataCsum() {
+			// Seeded with the block number, not the inode: blocks are
+			// shared between inodes.
+			var nr [8]byte
+			le.PutUint64(nr[:], in.fileACL)
+			if crc32cSkip(crc32c(fs.sb.csumSeed, nr[:]), b, 0x10, 4) != le.Uint32(b[0x10:]) {
+				return nil, corruptInode(in.ino, "xattr block %d checksum does not match", in.fileACL)
+			}
+		}
 		if err := parseXattrEntries(in.ino, b[xattrBlockHdr:], b, &out); err != nil {
 			return nil, err
 		}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/cairn-backup/cairn/fs/guest"
 	"github.com/cairn-backup/cairn/fs/guest/fuzzimg"
+	"github.com/cairn-backup/cairn/fs/guest/lvm"
+	"github.com/cairn-backup/cairn/fs/guest/lvm/lvmtest"
 )
 
 // Fuzz inputs are disks in fuzzimg's run-length form. The disk is read
@@ -81,7 +83,8 @@ func (d *rleDisk) ReadAt(p []byte, off int64) (int, error) {
 
 // fuzzPaths are resolved on every input, on top of the fuzzed one.
 var fuzzPaths = []string{"", "part1", "etc/hostname", "lib/x/f", "a/b/up/hostname", "loop1",
-	"part1/etc/hostname", "part1/lib/x/f", "part2/README.TXT", "part5/etc/hostname", "part2/sub/a.txt", "README.TXT", "sub/a.txt"}
+	"part1/etc/hostname", "part1/lib/x/f", "part2/README.TXT", "part5/etc/hostname", "part2/sub/a.txt", "README.TXT", "sub/a.txt",
+	"vg0-lin/etc/hostname", "vg0-str/lib/x/f", "vg0-str/a/b/up/hostname"}
 
 // exercise opens the disk and resolves paths on it; on success it reads
 // what they name. Errors are fine as long as they wrap a known sentinel.
@@ -133,7 +136,8 @@ func exercise(t *testing.T, d *rleDisk, extra string) (found int) {
 
 func knownErr(err error) bool {
 	for _, s := range []error{guest.ErrNotFound, guest.ErrNotDir, guest.ErrIsDir, guest.ErrNotSymlink,
-		guest.ErrCorrupt, guest.ErrUnknown, ErrNoVolume, ErrLoop, io.EOF, io.ErrUnexpectedEOF} {
+		guest.ErrCorrupt, guest.ErrUnknown, ErrNoVolume, ErrLoop, io.EOF, io.ErrUnexpectedEOF,
+		lvm.ErrCorrupt, lvm.ErrMissingPV, lvm.ErrUnsupported} {
 		if errors.Is(err, s) {
 			return true
 		}
@@ -252,5 +256,24 @@ func seedDisks(t *testing.T) map[string][]byte {
 	place(disk, ext4img, 34)
 	place(disk, fatimg, 34+256)
 	seeds["gpt"] = disk
+	// A whole-disk PV: ext2 in a linear LV, ext4 in a striped one.
+	pv := lvmtest.PV{ID: lvmtest.ID("fuzz-pv"), Device: "/dev/vdb", DevSize: 512 << 10, PEStart: 64 << 10, PECount: 7}
+	vg := lvmtest.VG{Name: "vg0", ID: lvmtest.ID("fuzz-vg"), Seqno: 1, ExtentSize: 64 << 10, PVs: []lvmtest.PV{pv},
+		LVs: []lvmtest.LV{
+			{Name: "lin", Segments: []lvmtest.Segment{{Count: 1, Stripes: []lvmtest.Stripe{{Extent: 0}}}}},
+			{Name: "str", Segments: []lvmtest.Segment{{Count: 2, Stripes: []lvmtest.Stripe{{Extent: 1}}}}},
+		}}
+	lvmDisk := &memDisk{b: make([]byte, 512<<10)}
+	if err := vg.WriteAll([]io.WriterAt{lvmDisk}); err != nil {
+		t.Fatal(err)
+	}
+	copy(lvmDisk.b[64<<10:], read(ext2img))
+	copy(lvmDisk.b[128<<10:], read(ext4img))
+	seeds["lvm"] = lvmDisk.b
 	return seeds
 }
+
+// memDisk is a disk image being written in memory.
+type memDisk struct{ b []byte }
+
+func (m *memDisk) WriteAt(p []byte, off int64) (int, error) { return copy(m.b[off:], p), nil }

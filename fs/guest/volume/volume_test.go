@@ -219,3 +219,47 @@ func TestJournalWarningOnce(t *testing.T) {
 		t.Errorf("second warning: %v", w)
 	}
 }
+
+// An NTFS volume, bare and as a GPT partition, with a file placed by
+// ntfscp (no mount), is found and read.
+func TestNTFS(t *testing.T) {
+	needTool(t, "mkntfs", "ntfscp", "sgdisk")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "ntfs.img")
+	run(t, "truncate", "-s", "16M", img)
+	run(t, "mkntfs", "-q", "-F", "-f", img)
+	src := filepath.Join(dir, "hostname")
+	os.WriteFile(src, []byte("win01\n"), 0o644)
+	run(t, "ntfscp", "-q", img, src, "hostname")
+	disk := filepath.Join(dir, "disk.img")
+	run(t, "truncate", "-s", "20M", disk)
+	run(t, "sgdisk", "-n1:1M:+16M", "-t1:0700", disk)
+	run(t, "dd", "if="+img, "of="+disk, "bs=1M", "seek=1", "conv=notrunc", "status=none")
+	for _, c := range []struct{ path, prefix string }{{img, ""}, {disk, "part1/"}} {
+		f, err := os.Open(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		st, _ := f.Stat()
+		d, err := Open(f, st.Size())
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := d.Volumes[0]
+		if v.Type() != "ntfs" || d.Bare != (c.prefix == "") {
+			t.Fatalf("%s: type %q, bare %v", c.path, v.Type(), d.Bare)
+		}
+		_, fsys, ino, err := d.Resolve(c.prefix+"hostname", true)
+		if err != nil {
+			t.Fatalf("%s: %v", c.path, err)
+		}
+		b := make([]byte, 64)
+		if n, _ := fsys.ReadAt(ino, b, 0); string(b[:n]) != "win01\n" {
+			t.Errorf("%s: hostname reads %q", c.path, b[:n])
+		}
+		if _, _, _, err := d.Resolve(c.prefix+"$MFT", true); !errors.Is(err, guest.ErrNotFound) {
+			t.Errorf("%s: $MFT: %v", c.path, err)
+		}
+	}
+}
