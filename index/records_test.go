@@ -81,6 +81,58 @@ func TestOpenDamagedTables(t *testing.T) {
 	}
 }
 
+// TestCheckTablesFindsRot rots a table that an open has verified, with
+// its time kept as bit rot keeps it: the next open trusts the table, so
+// CheckTables must find the damage, and the open after that refuses.
+func TestCheckTablesFindsRot(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []BlockEntry
+	for i := 0; i < 5000; i++ {
+		var h Hash
+		h[0], h[1], h[2] = byte(i>>16), byte(i>>8), byte(i)
+		entries = append(entries, BlockEntry{h, Location{Offset: uint64(i), Length: 100, RawLen: 4096}})
+	}
+	if err := db.CommitPack(PackID{1}, PackInfo{Size: 1, Blobs: 1}, entries); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, err = Open(dir, Options{}) // verifies the new table
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CheckTables(); err != nil {
+		t.Fatalf("sound tables: %v", err)
+	}
+	db.Close()
+	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	if len(ssts) == 0 {
+		t.Fatal("no table written")
+	}
+	for _, p := range ssts {
+		st, _ := os.Stat(p)
+		b, _ := os.ReadFile(p)
+		b[len(b)/3] ^= 0x10
+		os.WriteFile(p, b, 0o600)
+		os.Chtimes(p, st.ModTime(), st.ModTime())
+	}
+	db, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("the open checks a verified table again: %v", err)
+	}
+	err = db.CheckTables()
+	db.Close()
+	if !errors.Is(err, ErrCorrupt) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("CheckTables of a rotten table: %v, want ErrCorrupt on one line", err)
+	}
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("open after CheckTables found rot: %v, want ErrCorrupt", err)
+	}
+}
+
 func TestDamageAndSessionRecords(t *testing.T) {
 	db := openTemp(t)
 	if _, err := db.VaultID(); !errors.Is(err, ErrNotFound) {
