@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -273,6 +274,88 @@ func TestIndexLossIsNeverAnEmptyVault(t *testing.T) {
 			checkDisks(t, v, want)
 		})
 	}
+}
+
+// TestCutManifestNeedsRepair cuts the index's MANIFEST after each of its
+// changes in turn: Badger opens what is left and deletes the tables the
+// MANIFEST no longer names, so the index may hold some points only. No
+// open may show a vault with fewer points than storage holds: it refuses
+// with ErrNeedsRepair (and a repair brings back every point), or serves
+// every point.
+func TestCutManifestNeedsRepair(t *testing.T) {
+	dir := t.TempDir()
+	if err := Init(dir, Config{BlockSize: 64 << 10}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]byte{}
+	for i := 0; i < 3; i++ {
+		// A session each: every close flushes a table of its own.
+		v, err := Open(dir, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := disk(int64(60+i), 256<<10)
+		p, err := v.Backup(context.Background(), "vm", []DiskSource{{Name: "vda", Src: &MemSource{Data: data}}}, BackupOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[p.Name()+":vda"] = data
+		if err := v.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "index", "MANIFEST"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 8 bytes of magic and version, then changes: length, CRC, data.
+	var cuts []int
+	for at := 8; at+8 <= len(b); {
+		at += 8 + int(binary.BigEndian.Uint32(b[at:]))
+		if at < len(b) {
+			cuts = append(cuts, at)
+		}
+	}
+	if len(cuts) < 2 {
+		t.Fatalf("the MANIFEST (%d bytes) holds %d changes", len(b), len(cuts)+1)
+	}
+	refused := 0
+	for _, cut := range cuts {
+		cdir := filepath.Join(t.TempDir(), "vault")
+		if err := os.CopyFS(cdir, os.DirFS(dir)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(filepath.Join(cdir, "index", "MANIFEST"), int64(cut)); err != nil {
+			t.Fatal(err)
+		}
+		v, err := Open(cdir, Options{})
+		if err == nil {
+			points, _ := v.Points("")
+			if len(points) != len(want) {
+				t.Errorf("MANIFEST cut at %d of %d: the vault opens with %d points of %d", cut, len(b), len(points), len(want))
+			}
+			v.Close()
+			continue
+		}
+		if !errors.Is(err, ErrNeedsRepair) {
+			t.Fatalf("MANIFEST cut at %d: %v, want ErrNeedsRepair", cut, err)
+		}
+		refused++
+		rep, err := Repair(context.Background(), cdir, RepairOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Points != len(want) || len(rep.Damaged) != 0 {
+			t.Errorf("repair: %+v", rep)
+		}
+		v, err = Open(cdir, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkDisks(t, v, want)
+		v.Close()
+	}
+	t.Logf("%d cuts, %d refused", len(cuts), refused)
 }
 
 // TestCommitIsTheRecord fails the durable write of a point's record: the

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -285,7 +286,7 @@ func (v *Vault) open(ctx context.Context, o Options) error {
 	}
 	if v.readOnly {
 		v.logf("%s: its filesystem is full or read-only; the vault is open for reading only", v.dir)
-		return nil
+		return v.checkIndexComplete(ctx)
 	}
 	// We hold the vault: no writer is active, so leftovers of a crashed
 	// backup or repair can go.
@@ -313,8 +314,57 @@ func (v *Vault) open(ctx context.Context, o Options) error {
 		if err := v.reconcile(ctx); err != nil {
 			return fmt.Errorf("%s: bring the index up to date with storage: %w", v.dir, err)
 		}
+	} else if err := v.checkIndexComplete(ctx); err != nil {
+		return err
 	}
 	return v.indexError(v.idx.BeginSession())
+}
+
+// checkIndexComplete makes sure that an index closed cleanly knows every
+// point record storage holds. A commit writes the record, then tells the
+// index, and a writer whose index missed a write keeps its session open
+// (the next open reconciles): so a record the index lacks after a clean
+// close means the index lost records. Badger loses whole tables without
+// a word when its MANIFEST is cut short (it deletes the tables the
+// MANIFEST no longer names); such an index would show a vault with fewer
+// points than it has.
+func (v *Vault) checkIndexComplete(ctx context.Context) error {
+	if v.cfg.Format < 2 {
+		return nil // its points live in its index alone
+	}
+	known := map[string]bool{}
+	keys, err := v.idx.PointKeys("")
+	if err != nil {
+		return v.indexError(err)
+	}
+	for _, k := range keys {
+		known[recordName(k.Resource, k.ID)] = true
+	}
+	if err := v.idx.BadRecords(func(name, _ string) error {
+		known[name] = true
+		return nil
+	}); err != nil {
+		return v.indexError(err)
+	}
+	var missing []string
+	if err := v.st.List(ctx, storage.Points, func(o storage.ObjectInfo) error {
+		// A name that is no record's is verify's to report.
+		if _, _, ok := splitRecordName(o.Name); ok && !known[o.Name] {
+			missing = append(missing, o.Name)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("%s: list point records: %w", v.dir, err)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	sort.Strings(missing)
+	more := ""
+	if len(missing) > 1 {
+		more = fmt.Sprintf(" and %d more", len(missing)-1)
+	}
+	return needsRepair("%s: the index lacks point %s%s that storage holds", v.dir, missing[0], more)
 }
 
 // openIndex opens the index, read-write when it can, and checks that it
