@@ -222,6 +222,39 @@ type Vault struct {
 	dirty bool // the index missed a write to storage: keep the session open
 
 	used atomic.Int64 // bytes of packs, and of packs being written
+
+	prefetches background // loads ahead of readers, which Close waits out
+}
+
+// background counts work that runs on its own goroutines, behind the
+// calls that started it (a prefetch outlives a read that failed): Close
+// refuses new work and waits for the rest, so none of it meets a closed
+// index.
+type background struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// enter reports whether work may start; leave must follow a true.
+func (b *background) enter() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.wg.Add(1)
+	return true
+}
+
+func (b *background) leave() { b.wg.Done() }
+
+// close refuses new work and waits for the running work to end.
+func (b *background) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.wg.Wait()
 }
 
 // The index lives beside the storage's objects; a repair builds the new
@@ -475,6 +508,7 @@ func (v *Vault) Close() error {
 
 func (v *Vault) closeAll() error {
 	var err error
+	v.prefetches.close()
 	if v.store != nil {
 		v.store.Close()
 	}
