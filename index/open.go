@@ -53,6 +53,17 @@ type Options struct {
 	Lean bool
 }
 
+// memTableSize is the size of Badger's memtables, each a memory-mapped
+// log that is flushed into a table of about its size when full.
+const memTableSize = 8 << 20
+
+// WriteHeadroom is the free space the index may need on its filesystem
+// at any moment: a memtable being flushed into a table while the next
+// memtable's log fills. Badger writes both through memory maps, where a
+// full filesystem is no error but a SIGBUS that kills the process, so
+// whatever shares the filesystem must leave this much free.
+const WriteHeadroom = 2 * memTableSize
+
 // DB is the vault's index.
 type DB struct {
 	db *badger.DB
@@ -91,7 +102,7 @@ func Open(dir string, o Options) (db *DB, err error) {
 		WithInMemory(o.InMemory).
 		WithReadOnly(o.ReadOnly).
 		WithLogger(badgerLogger{log.print}).
-		WithMemTableSize(8 << 20).
+		WithMemTableSize(memTableSize).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(8).
@@ -123,6 +134,11 @@ func Open(dir string, o Options) (db *DB, err error) {
 	} else if !o.ReadOnly {
 		removeEmptyMemtables(dir)
 	}
+	if !o.InMemory && !o.ReadOnly {
+		if err := checkRoom(dir); err != nil {
+			return nil, err
+		}
+	}
 	if !o.InMemory {
 		if err := checkTables(dir, o.ReadOnly); err != nil {
 			return nil, err
@@ -153,6 +169,28 @@ func Open(dir string, o Options) (db *DB, err error) {
 		tightenModes(dir)
 	}
 	return &DB{db: bdb}, nil
+}
+
+// checkRoom refuses to open the index for writing on a filesystem with
+// less than WriteHeadroom free (or an eighth of its size, if less):
+// Badger writes its logs and tables through memory maps, and a write to
+// a mapped page that a full filesystem cannot back kills the process
+// with SIGBUS, leaving a table half written. Even an open for reading
+// writes (its session, a memtable flushed at close). Read-only, the
+// index opens on a full filesystem.
+func checkRoom(dir string) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		if err := syscall.Statfs(filepath.Dir(dir), &st); err != nil {
+			return nil // the open will say what is wrong
+		}
+	}
+	bs := int64(st.Bsize)
+	need := min(int64(WriteHeadroom), int64(st.Blocks)*bs/8)
+	if free := int64(st.Bavail) * bs; free < need {
+		return fmt.Errorf("%w: its filesystem is full (%d bytes free; the index needs %d to write)", ErrNoWrite, free, need)
+	}
+	return nil
 }
 
 // openBadger opens Badger, turning a panic into ErrCorrupt.

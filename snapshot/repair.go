@@ -69,6 +69,7 @@ func Repair(ctx context.Context, dir string, o RepairOptions) (*RepairReport, er
 	if err != nil {
 		return nil, err
 	}
+	st.KeepFree(index.WriteHeadroom) // the new index is written beside the old
 	defer st.Close()
 	lock, err := lockVault(dir)
 	if err != nil {

@@ -285,10 +285,12 @@ func Open(dir string, o Options) (*Vault, error) {
 	}
 	st := o.Storage
 	if st == nil {
-		var err error
-		if st, err = storage.NewDir(dir); err != nil {
+		d, err := storage.NewDir(dir)
+		if err != nil {
 			return nil, err
 		}
+		d.KeepFree(index.WriteHeadroom)
+		st = d
 	}
 	v := &Vault{dir: dir, st: st, clock: o.Clock, logf: o.Logf, fence: newFence()}
 	if err := v.open(ctx, o); err != nil {
