@@ -335,17 +335,16 @@ func writeVerified(dir string, verified map[string]bool, paths []string) {
 // keeps the time) makes Badger's reads of the rotten block end quietly, as
 // if its keys were not there: CheckTables finds it. A table that fails is
 // struck from the verified list, so that the next open refuses the index
-// too. Tables that compaction removes meanwhile are skipped.
-func (d *DB) CheckTables() error {
+// too. Only the tables the index uses are checked, never one Badger is
+// still writing; those that compaction removes meanwhile are skipped.
+func (d *DB) CheckTables() (err error) {
+	defer recoverBadger(&err)
 	opts := d.db.Opts()
 	if opts.InMemory {
 		return nil
 	}
-	paths, err := filepath.Glob(filepath.Join(opts.Dir, "*.sst"))
-	if err != nil {
-		return err
-	}
-	for _, p := range paths {
+	for _, ti := range d.db.Tables() {
+		p := table.NewFilename(ti.ID, opts.Dir)
 		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
 			continue
 		}
