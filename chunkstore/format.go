@@ -107,8 +107,11 @@ func decodeBlobHeader(b []byte) (blobHeader, error) {
 	}
 	h.Kind = Kind(b[4])
 	h.Codec = Codec(b[5])
+	// No blob of a version 2 pack has flags (encryption will set them in
+	// packs of a new version): set ones are damage, and must read as such
+	// so that restore --skip-damaged skips the block and it is recorded.
 	if flags := binary.BigEndian.Uint16(b[6:]); flags != 0 {
-		return h, fmt.Errorf("blob flags %#x are not supported by this cairn", flags)
+		return h, fmt.Errorf("%w: blob header with flags %#x, which no pack of this version has", ErrCorrupt, flags)
 	}
 	h.RawLen = binary.BigEndian.Uint32(b[8:])
 	h.StoredLen = binary.BigEndian.Uint32(b[12:])

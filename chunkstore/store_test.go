@@ -232,3 +232,49 @@ func BenchmarkLoadZstd(b *testing.B) {
 		}
 	}
 }
+
+// TestDamagedBlobHeaderIsCorrupt flips each bit of a blob's header that
+// a check covers (all but the four pad bytes): every read fails with
+// ErrCorrupt, so callers that skip or record damage see it as damage,
+// and the copy is recorded damaged.
+func TestDamagedBlobHeaderIsCorrupt(t *testing.T) {
+	s, dir := newTestStore(t)
+	w := s.NewPackWriter(context.Background(), 0)
+	h, _ := put(t, w, CodecZstd, testBlock(9, 64<<10, true))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	loc, err := s.idx.Block(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	packs, _ := filepath.Glob(filepath.Join(dir, "*", "*.pack"))
+	f, err := os.OpenFile(packs[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	flip := func(pos int64, bit byte) {
+		b := []byte{0}
+		f.ReadAt(b, pos)
+		b[0] ^= bit
+		f.WriteAt(b, pos)
+	}
+	for off := int64(0); off < blobHeaderSize-4; off++ {
+		for _, bit := range []byte{0x01, 0x10, 0x80} {
+			pos := int64(loc.Offset) + off
+			flip(pos, bit)
+			_, err := s.Load(h, nil)
+			flip(pos, bit)
+			if !errors.Is(err, ErrCorrupt) {
+				t.Errorf("header byte %d, bit %#x flipped: %v, want ErrCorrupt", off, bit, err)
+			}
+		}
+	}
+	if _, err := s.idx.Damaged(h); err != nil {
+		t.Errorf("the damaged copy is not recorded: %v", err)
+	}
+	if _, err := s.Load(h, nil); err != nil {
+		t.Fatalf("the block once mended: %v", err)
+	}
+}

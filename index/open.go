@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -52,6 +53,17 @@ type Options struct {
 	Lean bool
 }
 
+// memTableSize is the size of Badger's memtables, each a memory-mapped
+// log that is flushed into a table of about its size when full.
+const memTableSize = 8 << 20
+
+// WriteHeadroom is the free space the index may need on its filesystem
+// at any moment: a memtable being flushed into a table while the next
+// memtable's log fills. Badger writes both through memory maps, where a
+// full filesystem is no error but a SIGBUS that kills the process, so
+// whatever shares the filesystem must leave this much free.
+const WriteHeadroom = 2 * memTableSize
+
 // DB is the vault's index.
 type DB struct {
 	db *badger.DB
@@ -85,11 +97,12 @@ func Open(dir string, o Options) (db *DB, err error) {
 	// Badger's defaults (64 MiB memtables ×5, a 256 MiB block cache) cost
 	// hundreds of MiB; our records are tiny and written in batches, so a
 	// few small memtables and caches keep RSS low at little cost in speed.
+	log := &openLogger{logf: o.Logf}
 	opts := badger.DefaultOptions(dir).
 		WithInMemory(o.InMemory).
 		WithReadOnly(o.ReadOnly).
-		WithLogger(badgerLogger{o.Logf}).
-		WithMemTableSize(8 << 20).
+		WithLogger(badgerLogger{log.print}).
+		WithMemTableSize(memTableSize).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(8).
@@ -121,17 +134,23 @@ func Open(dir string, o Options) (db *DB, err error) {
 	} else {
 		removeEmptyLogs(dir)
 	}
+	if !o.InMemory && !o.ReadOnly {
+		if err := checkRoom(dir); err != nil {
+			return nil, err
+		}
+	}
 	if !o.InMemory {
 		if err := checkTables(dir, o.ReadOnly); err != nil {
 			return nil, err
 		}
 	}
-	defer recoverBadger(&err)
-	bdb, err := badger.Open(opts)
+	bdb, panicked, err := openBadger(opts)
+	if failed := log.opened(err == nil); failed != "" && panicked {
+		// Badger logs why its open failed, then often panics while it
+		// cleans up: its message says more than the panic's.
+		err = errors.New(failed)
+	}
 	if err != nil {
-		if bdb != nil {
-			bdb.Close()
-		}
 		msg := err.Error()
 		switch {
 		case strings.Contains(msg, "Cannot acquire directory lock"):
@@ -150,6 +169,90 @@ func Open(dir string, o Options) (db *DB, err error) {
 		tightenModes(dir)
 	}
 	return &DB{db: bdb}, nil
+}
+
+// checkRoom refuses to open the index for writing on a filesystem with
+// less than WriteHeadroom free (or an eighth of its size, if less):
+// Badger writes its logs and tables through memory maps, and a write to
+// a mapped page that a full filesystem cannot back kills the process
+// with SIGBUS, leaving a table half written. Even an open for reading
+// writes (its session, a memtable flushed at close). Read-only, the
+// index opens on a full filesystem.
+func checkRoom(dir string) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		if err := syscall.Statfs(filepath.Dir(dir), &st); err != nil {
+			return nil // the open will say what is wrong
+		}
+	}
+	bs := int64(st.Bsize)
+	need := min(int64(WriteHeadroom), int64(st.Blocks)*bs/8)
+	if free := int64(st.Bavail) * bs; free < need {
+		return fmt.Errorf("%w: its filesystem is full (%d bytes free; the index needs %d to write)", ErrNoWrite, free, need)
+	}
+	return nil
+}
+
+// openBadger opens Badger, turning a panic into ErrCorrupt.
+func openBadger(opts badger.Options) (bdb *badger.DB, panicked bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			bdb, panicked, err = nil, true, fmt.Errorf("%w: %s", ErrCorrupt, oneLine(fmt.Sprint(r)))
+		}
+	}()
+	bdb, err = badger.Open(opts)
+	if err != nil && bdb != nil {
+		bdb.Close()
+	}
+	return bdb, false, err
+}
+
+// openLogger holds Badger's messages back until its open is over: a
+// failed open's message becomes the error, on one line, instead of a
+// warning before it; a successful open's messages are passed on.
+type openLogger struct {
+	mu     sync.Mutex
+	logf   func(string, ...any)
+	open   bool
+	held   []string
+	failed string // why Badger's open failed, as it logged it
+}
+
+func (l *openLogger) print(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.mu.Lock()
+	if !l.open {
+		if why, ok := strings.CutPrefix(msg, "index: Received err: "); ok {
+			l.failed = strings.TrimSuffix(oneLine(why), ". Cleaning up...")
+		} else {
+			l.held = append(l.held, msg)
+		}
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Unlock()
+	if l.logf != nil {
+		l.logf("%s", msg)
+	}
+}
+
+// opened ends the open: it passes the held messages on if ok, and
+// returns why the open failed if Badger said.
+func (l *openLogger) opened(ok bool) string {
+	l.mu.Lock()
+	l.open = true
+	held, failed := l.held, l.failed
+	l.held = nil
+	l.mu.Unlock()
+	if !ok {
+		return failed
+	}
+	for _, m := range held {
+		if l.logf != nil {
+			l.logf("%s", m)
+		}
+	}
+	return ""
 }
 
 // checkTables opens each table file the way Badger will, but here, where
@@ -260,6 +363,50 @@ func writeVerified(dir string, verified map[string]bool, paths []string) {
 	if os.WriteFile(tmp, []byte(b.String()), 0o600) == nil {
 		os.Rename(tmp, filepath.Join(dir, verifiedName))
 	}
+}
+
+// CheckTables verifies every table of the open index whole, as the
+// first open after a table is written does. An open trusts a table it
+// verified before at the same size and time, so bit rot since then (which
+// keeps the time) makes Badger's reads of the rotten block end quietly, as
+// if its keys were not there: CheckTables finds it. A table that fails is
+// struck from the verified list, so that the next open refuses the index
+// too. Only the tables the index uses are checked, never one Badger is
+// still writing; those that compaction removes meanwhile are skipped.
+func (d *DB) CheckTables() (err error) {
+	defer recoverBadger(&err)
+	opts := d.db.Opts()
+	if opts.InMemory {
+		return nil
+	}
+	for _, ti := range d.db.Tables() {
+		p := table.NewFilename(ti.ID, opts.Dir)
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err := checkTable(p); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if !opts.ReadOnly {
+				unverify(opts.Dir, filepath.Base(p))
+			}
+			return fmt.Errorf("%w: table %s: %s", ErrCorrupt, filepath.Base(p), oneLine(err.Error()))
+		}
+	}
+	return nil
+}
+
+// unverify strikes a table from the verified list.
+func unverify(dir, table string) {
+	verified := readVerified(dir)
+	for k := range verified {
+		if name, _, _ := strings.Cut(k, " "); name == table {
+			delete(verified, k)
+		}
+	}
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	writeVerified(dir, verified, paths)
 }
 
 func checkTable(path string) (err error) {

@@ -2,6 +2,7 @@ package index
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,6 +81,58 @@ func TestOpenDamagedTables(t *testing.T) {
 	}
 }
 
+// TestCheckTablesFindsRot rots a table that an open has verified, with
+// its time kept as bit rot keeps it: the next open trusts the table, so
+// CheckTables must find the damage, and the open after that refuses.
+func TestCheckTablesFindsRot(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []BlockEntry
+	for i := 0; i < 5000; i++ {
+		var h Hash
+		h[0], h[1], h[2] = byte(i>>16), byte(i>>8), byte(i)
+		entries = append(entries, BlockEntry{h, Location{Offset: uint64(i), Length: 100, RawLen: 4096}})
+	}
+	if err := db.CommitPack(PackID{1}, PackInfo{Size: 1, Blobs: 1}, entries); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, err = Open(dir, Options{}) // verifies the new table
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CheckTables(); err != nil {
+		t.Fatalf("sound tables: %v", err)
+	}
+	db.Close()
+	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	if len(ssts) == 0 {
+		t.Fatal("no table written")
+	}
+	for _, p := range ssts {
+		st, _ := os.Stat(p)
+		b, _ := os.ReadFile(p)
+		b[len(b)/3] ^= 0x10
+		os.WriteFile(p, b, 0o600)
+		os.Chtimes(p, st.ModTime(), st.ModTime())
+	}
+	db, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("the open checks a verified table again: %v", err)
+	}
+	err = db.CheckTables()
+	db.Close()
+	if !errors.Is(err, ErrCorrupt) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("CheckTables of a rotten table: %v, want ErrCorrupt on one line", err)
+	}
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("open after CheckTables found rot: %v, want ErrCorrupt", err)
+	}
+}
+
 func TestDamageAndSessionRecords(t *testing.T) {
 	db := openTemp(t)
 	if _, err := db.VaultID(); !errors.Is(err, ErrNotFound) {
@@ -148,5 +201,55 @@ func TestDamageAndSessionRecords(t *testing.T) {
 	db.EachCandidate(func(Hash, []Location) error { n++; return nil })
 	if n != 0 {
 		t.Fatalf("%d candidates left after DropCandidates", n)
+	}
+}
+
+// TestOpenFailureIsOneClearLine damages the index so that Badger's own
+// open fails (a table lost, the key registry or a value log altered):
+// the error is ErrCorrupt and says what Badger found, on one line, and
+// nothing else is logged (Badger logs its error, then panics while it
+// cleans up).
+func TestOpenFailureIsOneClearLine(t *testing.T) {
+	for _, c := range []struct {
+		name, want string
+		damage     func(t *testing.T, dir string)
+	}{
+		{"table deleted", "file does not exist for table", func(t *testing.T, dir string) {
+			ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+			if len(ssts) == 0 {
+				t.Fatal("no table")
+			}
+			os.Remove(ssts[0])
+		}},
+		{"key registry altered", "Encryption key mismatch", func(t *testing.T, dir string) {
+			b, _ := os.ReadFile(filepath.Join(dir, "KEYREGISTRY"))
+			b[19] ^= 0x04
+			os.WriteFile(filepath.Join(dir, "KEYREGISTRY"), b, 0o600)
+		}},
+		{"key registry truncated", "sanity text", func(t *testing.T, dir string) {
+			os.Truncate(filepath.Join(dir, "KEYREGISTRY"), 7)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			db, err := Open(dir, Options{Create: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.SetVaultID("v"); err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+			c.damage(t, dir)
+			var logged []string
+			_, err = Open(dir, Options{Logf: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }})
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "nil pointer") ||
+				strings.Contains(err.Error(), "\n") {
+				t.Errorf("open: %v; want ErrCorrupt saying %q, on one line", err, c.want)
+			}
+			if len(logged) > 0 {
+				t.Errorf("a failed open logged %q", logged)
+			}
+		})
 	}
 }

@@ -119,12 +119,14 @@ func (r *DiskReader) BlockHash(off int64) (index.Hash, error) {
 }
 
 // Prefetch loads the block holding offset off into the cache, unless it
-// is a hole or already there. Errors are left for the read that needs
-// the block to report.
+// is a hole or already there, or the vault is closing (Close waits for
+// the prefetches running). Errors are left for the read that needs the
+// block to report.
 func (r *DiskReader) Prefetch(off int64) {
-	if off < 0 || off >= r.d.Size {
+	if off < 0 || off >= r.d.Size || !r.v.prefetches.enter() {
 		return
 	}
+	defer r.v.prefetches.leave()
 	h, err := r.BlockHash(off)
 	if err != nil || h.IsZero() || r.v.store.Cached(h) {
 		return

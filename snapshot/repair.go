@@ -69,6 +69,7 @@ func Repair(ctx context.Context, dir string, o RepairOptions) (*RepairReport, er
 	if err != nil {
 		return nil, err
 	}
+	st.KeepFree(index.WriteHeadroom) // the new index is written beside the old
 	defer st.Close()
 	lock, err := lockVault(dir)
 	if err != nil {
@@ -128,7 +129,7 @@ func Repair(ctx context.Context, dir string, o RepairOptions) (*RepairReport, er
 	if err != nil {
 		return nil, err
 	}
-	if err := v.rebuildPoints(ctx, rep); err != nil {
+	if err := v.rebuildPoints(ctx, old, rep, o.DryRun); err != nil {
 		return nil, err
 	}
 	if err := v.rebuildDamage(ctx, packs, old, rep); err != nil {
@@ -202,6 +203,7 @@ type oldIndex struct {
 	damaged map[string]bool // points
 	points  map[string]bool
 	seenNew map[string]bool // points of the old index found in storage
+	path    string          // where it is, when it opened
 }
 
 func readOldIndex(dir string, format int, dryRun bool, rep *RepairReport) *oldIndex {
@@ -225,6 +227,7 @@ func readOldIndex(dir string, format int, dryRun bool, rep *RepairReport) *oldIn
 		return old
 	}
 	defer idx.Close()
+	old.path = path
 	rep.OldIndex = "sound"
 	if format >= 2 {
 		if _, err := idx.VaultID(); errors.Is(err, index.ErrNotFound) {
@@ -433,7 +436,7 @@ func (v *Vault) pickCopy(h index.Hash, locs []index.Location, old *oldIndex, buf
 }
 
 // rebuildPoints indexes every point record in storage.
-func (v *Vault) rebuildPoints(ctx context.Context, rep *RepairReport) error {
+func (v *Vault) rebuildPoints(ctx context.Context, old *oldIndex, rep *RepairReport, dryRun bool) error {
 	var names []string
 	if err := v.st.List(ctx, storage.Points, func(ob storage.ObjectInfo) error {
 		names = append(names, ob.Name)
@@ -442,6 +445,7 @@ func (v *Vault) rebuildPoints(ctx context.Context, rep *RepairReport) error {
 		return fmt.Errorf("list point records: %w", err)
 	}
 	sort.Strings(names)
+	var bad []string
 	for _, name := range names {
 		ok, err := v.indexRecord(ctx, name)
 		if errors.Is(err, storage.ErrNotExist) {
@@ -452,7 +456,50 @@ func (v *Vault) rebuildPoints(ctx context.Context, rep *RepairReport) error {
 		}
 		if ok {
 			rep.Points++
+		} else if old.points[name] {
+			bad = append(bad, name)
 		}
+	}
+	return v.healRecords(ctx, old, bad, rep, dryRun)
+}
+
+// healRecords writes back the records storage holds damaged from the old
+// index's copies, where those are sound and name the same point: the old
+// index then keeps the only good copy, and a repair that left it behind
+// would lose a point that every command still read whole. A dry run only
+// says so.
+func (v *Vault) healRecords(ctx context.Context, old *oldIndex, bad []string, rep *RepairReport, dryRun bool) error {
+	if len(bad) == 0 || old.path == "" {
+		return nil
+	}
+	idx, err := index.Open(old.path, index.Options{ReadOnly: true})
+	if err != nil {
+		return nil // no copies to heal from: the records stay bad
+	}
+	defer idx.Close()
+	for _, name := range bad {
+		resource, id, _ := splitRecordName(name)
+		b, err := idx.Point(resource, id)
+		if err != nil {
+			continue
+		}
+		if p, err := decodeRecord(b, false); err != nil || p.Resource != resource || p.ID != id {
+			continue
+		}
+		if !dryRun {
+			if err := v.st.Put(ctx, storage.Points, name, b); err != nil {
+				return fmt.Errorf("write point record %s back from the index: %w", name, err)
+			}
+		}
+		if err := v.idx.DeleteBadRecord(name); err != nil {
+			return err
+		}
+		if err := v.idx.PutPoint(resource, id, b); err != nil {
+			return err
+		}
+		rep.Points++
+		old.damaged[name] = true // healed, unless its data is damaged too
+		rep.Notes = append(rep.Notes, fmt.Sprintf("the record of %s was damaged in storage; written back from the index's sound copy", name))
 	}
 	return nil
 }

@@ -10,12 +10,15 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/cairn-backup/cairn/chunkstore"
+	"github.com/cairn-backup/cairn/chunkstore/storage"
+	"github.com/cairn-backup/cairn/index"
 )
 
 // memWriter is an io.WriterAt over a byte slice.
@@ -409,6 +412,107 @@ func TestSequentialReaderReadsAhead(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// TestCloseWaitsForPrefetches fails a read at once (its first block is
+// missing) while the loads it started ahead of it, of damaged blocks, are
+// held back by slow storage, and closes the vault: Close must wait for
+// them, so that none fails to record the damage it meets on a closed
+// index ("DB Closed"); a prefetch after Close does nothing.
+func TestCloseWaitsForPrefetches(t *testing.T) {
+	const bs = 64 << 10
+	dir := t.TempDir()
+	if err := Init(dir, Config{BlockSize: bs}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := disk(70, 1<<20)
+	p, err := v.Backup(context.Background(), "vm", []DiskSource{{Name: "vda", Src: &MemSource{Data: data}}}, BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hashes []index.Hash
+	for i := int64(0); i < int64(len(data))/bs; i++ {
+		h, _ := v.blockHash(&p.Disks[0], i)
+		if h.IsZero() {
+			t.Fatalf("block %d is a hole", i)
+		}
+		damageBlock(t, v, &p.Disks[0], i)
+		hashes = append(hashes, h)
+	}
+	if err := v.idx.DeleteBlocks(hashes[:1]); err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+
+	st, err := storage.NewDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	faulty := storage.NewFaulty(st)
+	slow := &inflight{Storage: faulty}
+	var mu sync.Mutex
+	var logged []string
+	v, err = Open(dir, Options{Storage: slow, Logf: func(format string, args ...any) {
+		mu.Lock()
+		logged = append(logged, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err = v.Resolve(p.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dr, err := v.OpenDisk(p, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dr.BlockHash(0); err != nil { // the map page, read now
+		t.Fatal(err)
+	}
+	faulty.Add(storage.Rule{Op: storage.OpReadAt, Kind: storage.Packs, Fault: storage.FaultDelay(500 * time.Millisecond)})
+	if _, err := dr.ReadAt(make([]byte, 1<<20), 0); !errors.Is(err, chunkstore.ErrMissing) {
+		t.Fatalf("read of a disk whose first block is missing: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond) // the loads ahead wait for storage now
+	if slow.reads.Load() == 0 {
+		t.Fatal("no load ahead of the read is running")
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := slow.reads.Load(); n != 0 {
+		t.Errorf("Close returned with %d loads still reading storage", n)
+	}
+	calls := faulty.Calls(storage.OpReadAt)
+	dr.Prefetch(bs)
+	if n := faulty.Calls(storage.OpReadAt); n != calls {
+		t.Errorf("a prefetch after Close read storage")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, l := range logged {
+		if strings.Contains(l, "recording that failed") {
+			t.Error(l)
+		}
+	}
+}
+
+// inflight counts the ranged reads of its storage that are running.
+type inflight struct {
+	storage.Storage
+	reads atomic.Int64
+}
+
+func (s *inflight) ReadAt(ctx context.Context, kind storage.Kind, name string, p []byte, off int64) error {
+	s.reads.Add(1)
+	defer s.reads.Add(-1)
+	return s.Storage.ReadAt(ctx, kind, name, p, off)
 }
 
 // Stored and AppendStored hand out blocks as the vault keeps them: zstd

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -275,6 +276,88 @@ func TestIndexLossIsNeverAnEmptyVault(t *testing.T) {
 	}
 }
 
+// TestCutManifestNeedsRepair cuts the index's MANIFEST after each of its
+// changes in turn: Badger opens what is left and deletes the tables the
+// MANIFEST no longer names, so the index may hold some points only. No
+// open may show a vault with fewer points than storage holds: it refuses
+// with ErrNeedsRepair (and a repair brings back every point), or serves
+// every point.
+func TestCutManifestNeedsRepair(t *testing.T) {
+	dir := t.TempDir()
+	if err := Init(dir, Config{BlockSize: 64 << 10}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]byte{}
+	for i := 0; i < 3; i++ {
+		// A session each: every close flushes a table of its own.
+		v, err := Open(dir, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := disk(int64(60+i), 256<<10)
+		p, err := v.Backup(context.Background(), "vm", []DiskSource{{Name: "vda", Src: &MemSource{Data: data}}}, BackupOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[p.Name()+":vda"] = data
+		if err := v.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "index", "MANIFEST"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 8 bytes of magic and version, then changes: length, CRC, data.
+	var cuts []int
+	for at := 8; at+8 <= len(b); {
+		at += 8 + int(binary.BigEndian.Uint32(b[at:]))
+		if at < len(b) {
+			cuts = append(cuts, at)
+		}
+	}
+	if len(cuts) < 2 {
+		t.Fatalf("the MANIFEST (%d bytes) holds %d changes", len(b), len(cuts)+1)
+	}
+	refused := 0
+	for _, cut := range cuts {
+		cdir := filepath.Join(t.TempDir(), "vault")
+		if err := os.CopyFS(cdir, os.DirFS(dir)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(filepath.Join(cdir, "index", "MANIFEST"), int64(cut)); err != nil {
+			t.Fatal(err)
+		}
+		v, err := Open(cdir, Options{})
+		if err == nil {
+			points, _ := v.Points("")
+			if len(points) != len(want) {
+				t.Errorf("MANIFEST cut at %d of %d: the vault opens with %d points of %d", cut, len(b), len(points), len(want))
+			}
+			v.Close()
+			continue
+		}
+		if !errors.Is(err, ErrNeedsRepair) {
+			t.Fatalf("MANIFEST cut at %d: %v, want ErrNeedsRepair", cut, err)
+		}
+		refused++
+		rep, err := Repair(context.Background(), cdir, RepairOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Points != len(want) || len(rep.Damaged) != 0 {
+			t.Errorf("repair: %+v", rep)
+		}
+		v, err = Open(cdir, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkDisks(t, v, want)
+		v.Close()
+	}
+	t.Logf("%d cuts, %d refused", len(cuts), refused)
+}
+
 // TestCommitIsTheRecord fails the durable write of a point's record: the
 // backup fails and the vault has no new point, in storage or index.
 func TestCommitIsTheRecord(t *testing.T) {
@@ -470,6 +553,48 @@ func TestBadRecordIsOneBadPoint(t *testing.T) {
 	checkDisks(t, v, want)
 }
 
+// TestRepairHealsRecordFromIndex damages one point's record in storage
+// while the index keeps a sound copy: a dry run says it would write the
+// record back and changes nothing; a repair writes it back, so the point
+// stays whole instead of being lost with the old index.
+func TestRepairHealsRecordFromIndex(t *testing.T) {
+	dir, want := threePoints(t)
+	recs, _ := filepath.Glob(filepath.Join(dir, "points", "*"))
+	if len(recs) != 3 {
+		t.Fatalf("%d records", len(recs))
+	}
+	path := recs[1]
+	good, _ := os.ReadFile(path)
+	bad := bytes.Clone(good)
+	bad[len(bad)/2] ^= 0x04
+	if err := os.WriteFile(path, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Base(path)
+	for _, dry := range []bool{true, false} {
+		rep, err := Repair(context.Background(), dir, RepairOptions{DryRun: dry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Points != 3 || len(rep.Damaged) != 0 || len(rep.BadRecord) != 0 || len(rep.Healed) != 1 || rep.Healed[0] != name {
+			t.Errorf("repair (dry run %v): %+v", dry, rep)
+		}
+		b, _ := os.ReadFile(path)
+		if dry && !bytes.Equal(b, bad) || !dry && !bytes.Equal(b, good) {
+			t.Errorf("after a repair (dry run %v) the record in storage is %s", dry, map[bool]string{true: "sound", false: "damaged"}[bytes.Equal(b, good)])
+		}
+	}
+	v, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if rep, err := v.Verify(context.Background(), VerifyOptions{}); err != nil || !rep.OK() {
+		t.Fatalf("verify after the repair: %v %+v", err, rep)
+	}
+	checkDisks(t, v, want)
+}
+
 func mustIDs(t *testing.T, v *Vault, resource string) []string {
 	t.Helper()
 	ids, err := v.PointIDs(resource)
@@ -548,5 +673,54 @@ func TestVerifyAlongAChain(t *testing.T) {
 		if r := d.Disks[0].Ranges; len(r) != 1 || r[0] != [2]int64{5 << 16, 6 << 16} {
 			t.Errorf("%s: ranges %v, want [[327680 393216]]", d.Point, r)
 		}
+	}
+}
+
+// TestLostConfigIsRepaired loses or damages cairn.json in ways that
+// leave nothing to read the vault by: the vault is refused with
+// ErrNeedsRepair (never "not a vault", which invites a cairn init),
+// and a repair rebuilds the config from the point records.
+func TestLostConfigIsRepaired(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		lose func(t *testing.T, path string)
+	}{
+		{"deleted", func(t *testing.T, path string) { os.Remove(path) }},
+		{"format 0", func(t *testing.T, path string) {
+			b, _ := os.ReadFile(path)
+			os.WriteFile(path, bytes.Replace(b, []byte(`"format": 2`), []byte(`"format": 0`), 1), 0o600)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir, want := threePoints(t)
+			c.lose(t, filepath.Join(dir, configName))
+			if _, err := Open(dir, Options{}); !errors.Is(err, ErrNeedsRepair) {
+				t.Fatalf("open: %v, want ErrNeedsRepair", err)
+			}
+			rep, err := Repair(context.Background(), dir, RepairOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Points != 3 || len(rep.Damaged) != 0 {
+				t.Errorf("repair: %+v", rep)
+			}
+			v, err := Open(dir, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			if v.Config().BlockSize != 64<<10 {
+				t.Errorf("block size %d after the repair, want 64 KiB", v.Config().BlockSize)
+			}
+			checkDisks(t, v, want)
+		})
+	}
+	// An empty directory is no vault, and a repair makes none of it.
+	empty := t.TempDir()
+	if _, err := Open(empty, Options{}); !errors.Is(err, ErrNotVault) {
+		t.Errorf("open of an empty directory: %v, want ErrNotVault", err)
+	}
+	if _, err := Repair(context.Background(), empty, RepairOptions{}); !errors.Is(err, ErrNotVault) {
+		t.Errorf("repair of an empty directory: %v, want ErrNotVault", err)
 	}
 }

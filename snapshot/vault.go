@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,6 +160,11 @@ func readConfig(ctx context.Context, st storage.Storage, dir string) (Config, er
 	var cfg Config
 	b, err := st.Get(ctx, storage.Config, configName)
 	if errors.Is(err, storage.ErrNotExist) {
+		// Without its config, a vault whose storage holds points is
+		// damaged, not absent: cairn init must not be what it is told.
+		if empty, serr := storageEmpty(ctx, st); serr == nil && !empty {
+			return cfg, needsRepair("%s: %s is missing, and storage holds points", dir, configName)
+		}
 		return cfg, fmt.Errorf("%s: %w (create one with cairn init)", dir, ErrNotVault)
 	}
 	if err != nil {
@@ -167,7 +173,10 @@ func readConfig(ctx context.Context, st storage.Storage, dir string) (Config, er
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return cfg, needsRepair("%s: damaged %s: %v", dir, configName, err)
 	}
-	if cfg.Format < 1 || cfg.Format > FormatVersion {
+	if cfg.Format < 1 {
+		return cfg, needsRepair("%s: damaged %s: format %d", dir, configName, cfg.Format)
+	}
+	if cfg.Format > FormatVersion {
 		return cfg, fmt.Errorf("%s: vault format %d is not supported by this cairn (knows 1 to %d)", dir, cfg.Format, FormatVersion)
 	}
 	if err := cfg.check(); err != nil {
@@ -216,6 +225,39 @@ type Vault struct {
 	dirty bool // the index missed a write to storage: keep the session open
 
 	used atomic.Int64 // bytes of packs, and of packs being written
+
+	prefetches background // loads ahead of readers, which Close waits out
+}
+
+// background counts work that runs on its own goroutines, behind the
+// calls that started it (a prefetch outlives a read that failed): Close
+// refuses new work and waits for the rest, so none of it meets a closed
+// index.
+type background struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// enter reports whether work may start; leave must follow a true.
+func (b *background) enter() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.wg.Add(1)
+	return true
+}
+
+func (b *background) leave() { b.wg.Done() }
+
+// close refuses new work and waits for the running work to end.
+func (b *background) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.wg.Wait()
 }
 
 // The index lives beside the storage's objects; a repair builds the new
@@ -246,10 +288,12 @@ func Open(dir string, o Options) (*Vault, error) {
 	}
 	st := o.Storage
 	if st == nil {
-		var err error
-		if st, err = storage.NewDir(dir); err != nil {
+		d, err := storage.NewDir(dir)
+		if err != nil {
 			return nil, err
 		}
+		d.KeepFree(index.WriteHeadroom)
+		st = d
 	}
 	v := &Vault{dir: dir, st: st, clock: o.Clock, logf: o.Logf, fence: newFence()}
 	if err := v.open(ctx, o); err != nil {
@@ -280,7 +324,7 @@ func (v *Vault) open(ctx context.Context, o Options) error {
 	}
 	if v.readOnly {
 		v.logf("%s: its filesystem is full or read-only; the vault is open for reading only", v.dir)
-		return nil
+		return v.checkIndexComplete(ctx)
 	}
 	// We hold the vault: no writer is active, so leftovers of a crashed
 	// backup or repair can go.
@@ -308,8 +352,57 @@ func (v *Vault) open(ctx context.Context, o Options) error {
 		if err := v.reconcile(ctx); err != nil {
 			return fmt.Errorf("%s: bring the index up to date with storage: %w", v.dir, err)
 		}
+	} else if err := v.checkIndexComplete(ctx); err != nil {
+		return err
 	}
 	return v.indexError(v.idx.BeginSession())
+}
+
+// checkIndexComplete makes sure that an index closed cleanly knows every
+// point record storage holds. A commit writes the record, then tells the
+// index, and a writer whose index missed a write keeps its session open
+// (the next open reconciles): so a record the index lacks after a clean
+// close means the index lost records. Badger loses whole tables without
+// a word when its MANIFEST is cut short (it deletes the tables the
+// MANIFEST no longer names); such an index would show a vault with fewer
+// points than it has.
+func (v *Vault) checkIndexComplete(ctx context.Context) error {
+	if v.cfg.Format < 2 {
+		return nil // its points live in its index alone
+	}
+	known := map[string]bool{}
+	keys, err := v.idx.PointKeys("")
+	if err != nil {
+		return v.indexError(err)
+	}
+	for _, k := range keys {
+		known[recordName(k.Resource, k.ID)] = true
+	}
+	if err := v.idx.BadRecords(func(name, _ string) error {
+		known[name] = true
+		return nil
+	}); err != nil {
+		return v.indexError(err)
+	}
+	var missing []string
+	if err := v.st.List(ctx, storage.Points, func(o storage.ObjectInfo) error {
+		// A name that is no record's is verify's to report.
+		if _, _, ok := splitRecordName(o.Name); ok && !known[o.Name] {
+			missing = append(missing, o.Name)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("%s: list point records: %w", v.dir, err)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	sort.Strings(missing)
+	more := ""
+	if len(missing) > 1 {
+		more = fmt.Sprintf(" and %d more", len(missing)-1)
+	}
+	return needsRepair("%s: the index lacks point %s%s that storage holds", v.dir, missing[0], more)
 }
 
 // openIndex opens the index, read-write when it can, and checks that it
@@ -384,10 +477,12 @@ func (v *Vault) indexError(err error) error {
 }
 
 // storageEmpty reports whether storage holds no point and no pack.
-func (v *Vault) storageEmpty(ctx context.Context) (bool, error) {
+func (v *Vault) storageEmpty(ctx context.Context) (bool, error) { return storageEmpty(ctx, v.st) }
+
+func storageEmpty(ctx context.Context, st storage.Storage) (bool, error) {
 	found := errors.New("found")
 	for _, kind := range []storage.Kind{storage.Points, storage.Packs} {
-		err := v.st.List(ctx, kind, func(storage.ObjectInfo) error { return found })
+		err := st.List(ctx, kind, func(storage.ObjectInfo) error { return found })
 		if errors.Is(err, found) {
 			return false, nil
 		}
@@ -418,6 +513,7 @@ func (v *Vault) Close() error {
 
 func (v *Vault) closeAll() error {
 	var err error
+	v.prefetches.close()
 	if v.store != nil {
 		v.store.Close()
 	}

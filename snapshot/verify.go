@@ -46,7 +46,8 @@ type VerifyReport struct {
 // OK reports whether nothing is wrong.
 func (r *VerifyReport) OK() bool { return len(r.Problems) == 0 }
 
-// Verify checks storage against the index: every indexed pack is in
+// Verify checks storage against the index: the index's tables are
+// whole (a damaged one is ErrNeedsRepair), every indexed pack is in
 // storage at its size, every point's record is in storage and sound,
 // and every block of every point has a location inside a pack storage
 // holds. With Data it also reads back and re-hashes every blob. It names
@@ -62,6 +63,14 @@ func (v *Vault) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, err
 		DamagedPoints: []string{}}
 	problem := func(format string, a ...any) {
 		rep.Problems = append(rep.Problems, Problem{What: fmt.Sprintf(format, a...), Points: []string{}})
+	}
+
+	// 0. The index: its tables whole. A table the open trusted (it
+	// verified it before) may have rotted since, and Badger reads a
+	// rotten block as keys that are not there: every finding below would
+	// blame storage for what the index lost.
+	if err := v.idx.CheckTables(); err != nil {
+		return nil, v.indexError(err)
 	}
 
 	// 1. Packs: every indexed pack is in storage, at its indexed size.

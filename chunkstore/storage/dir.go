@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 )
 
 // Modes of everything Dir creates, set explicitly whatever the umask: a
@@ -40,6 +41,7 @@ type Dir struct {
 	root   string
 	files  *openFiles
 	closed atomic.Bool
+	keep   atomic.Int64 // bytes writes leave free on the filesystem (KeepFree)
 }
 
 var _ Storage = (*Dir)(nil)
@@ -56,6 +58,35 @@ func NewDir(root string) (*Dir, error) {
 		return nil, fmt.Errorf("vault directory %s: not a directory", root)
 	}
 	return &Dir{root: root, files: newOpenFiles(dirOpenFiles)}, nil
+}
+
+// KeepFree makes writes fail with ErrNoSpace (and ENOSPC) when they would
+// leave fewer than n bytes free on the filesystem of the vault, or an
+// eighth of its size if that is less; 0 keeps nothing. The vault's index
+// lives beside the objects and writes through memory maps: a process
+// that writes to a mapped page the filesystem has no room for is killed
+// by SIGBUS, so the objects must leave the index room.
+func (d *Dir) KeepFree(n int64) { d.keep.Store(n) }
+
+// roomFor returns the error of a write of n bytes that would leave less
+// free than KeepFree asks; nil when there is room, or no way to tell
+// (the write itself will say).
+func (d *Dir) roomFor(n int) error {
+	keep := d.keep.Load()
+	if keep <= 0 {
+		return nil
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(d.root, &st); err != nil {
+		return nil
+	}
+	bs := int64(st.Bsize)
+	keep = min(keep, int64(st.Blocks)*bs/8)
+	free := int64(st.Bavail) * bs
+	if free-int64(n) >= keep {
+		return nil
+	}
+	return fmt.Errorf("%d bytes free on its filesystem, and %d are kept for the index: %w", max(free, 0), keep, syscall.ENOSPC)
 }
 
 // dir returns the directory that holds object name of kind.
@@ -94,6 +125,9 @@ func (d *Dir) begin(ctx context.Context, kind Kind, name string) error {
 func (d *Dir) Put(ctx context.Context, kind Kind, name string, data []byte) error {
 	if err := d.begin(ctx, kind, name); err != nil {
 		return err
+	}
+	if err := d.roomFor(len(data)); err != nil {
+		return writeError(kind, name, err)
 	}
 	w, err := d.create(ctx, kind, name)
 	if err != nil {

@@ -396,3 +396,52 @@ func TestDirVaultGone(t *testing.T) {
 		}
 	}
 }
+
+// TestDirKeepFree fills a small filesystem (a tmpfs of 8 MiB, of which an
+// eighth is kept): writes that would eat into what is kept fail with
+// ErrNoSpace and ENOSPC, store nothing, and succeed once there is room.
+func TestDirKeepFree(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("this test mounts a tmpfs and needs root")
+		}
+		t.Skip("needs root to mount a tmpfs")
+	}
+	root := t.TempDir()
+	if err := syscall.Mount("tmpfs", root, "tmpfs", 0, "size=8m"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(root, syscall.MNT_DETACH) })
+	d, err := storage.NewDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.KeepFree(64 << 20) // more than an eighth: an eighth, 1 MiB, is kept
+	ctx := t.Context()
+	big := bytes.Repeat([]byte("x"), 6<<20)
+	if err := d.Put(ctx, storage.Points, "a@20261202T000000Z", big); err != nil {
+		t.Fatalf("a write that leaves 2 MiB: %v", err)
+	}
+	more := bytes.Repeat([]byte("y"), 3<<19)
+	err = d.Put(ctx, storage.Points, "a@20261202T000001Z", more)
+	if !errors.Is(err, storage.ErrNoSpace) || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "kept for the index") {
+		t.Fatalf("a write into the space kept: %v", err)
+	}
+	if _, err := d.Stat(ctx, storage.Points, "a@20261202T000001Z"); !errors.Is(err, storage.ErrNotExist) {
+		t.Fatalf("the failed write stored something: %v", err)
+	}
+	w, err := d.Create(ctx, storage.Packs, packName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(more); !errors.Is(err, storage.ErrNoSpace) {
+		t.Fatalf("a streamed write into the space kept: %v", err)
+	}
+	w.Abort()
+	if err := d.Delete(ctx, storage.Points, "a@20261202T000000Z"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Put(ctx, storage.Points, "a@20261202T000001Z", more); err != nil {
+		t.Fatalf("once there is room: %v", err)
+	}
+}

@@ -91,6 +91,9 @@ func (w *dirWriter) Write(p []byte) (int, error) {
 	if err := w.ctx.Err(); err != nil {
 		return 0, objectError(w.kind, w.name, err)
 	}
+	if err := w.d.roomFor(len(p)); err != nil {
+		return 0, writeError(w.kind, w.name, err)
+	}
 	n, err := w.f.Write(p)
 	if err != nil {
 		return n, writeError(w.kind, w.name, err)

@@ -15,6 +15,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	cairnfs "github.com/cairn-backup/cairn/fs"
+	"github.com/cairn-backup/cairn/index"
 	"github.com/cairn-backup/cairn/snapshot"
 )
 
@@ -63,7 +64,14 @@ type daemonOptions struct {
 // left behind.
 func runDaemon(ctx context.Context, env *cmdEnv, o daemonOptions) error {
 	logger := log.New(env.stderr, "cairn: ", log.LstdFlags)
-	v, err := snapshot.Open(o.vault, snapshot.Options{CacheSize: o.cacheSize, Logf: logger.Printf})
+	opts := snapshot.Options{CacheSize: o.cacheSize, Logf: logger.Printf}
+	v, err := snapshot.Open(o.vault, opts)
+	if errors.Is(err, index.ErrNoWrite) {
+		// A full (or read-only) filesystem still serves reads: points,
+		// the mount, restores; what writes fails with ErrReadOnly.
+		opts.ReadOnly = true
+		v, err = snapshot.Open(o.vault, opts)
+	}
 	if errors.Is(err, snapshot.ErrLocked) {
 		return fmt.Errorf("%s: another cairn process (a daemon or a mount?) owns this vault", o.vault)
 	}
