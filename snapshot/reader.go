@@ -12,10 +12,11 @@ import (
 // DiskReader reads one disk of a point. ReadAt is stateless and safe for
 // concurrent use; every byte returned was verified against its hash.
 type DiskReader struct {
-	v  *Vault
-	p  *Point
-	d  *Disk
-	bs int64
+	v     *Vault
+	p     *Point
+	d     *Disk
+	bs    int64
+	ahead ReadAhead
 }
 
 // OpenDisk returns a reader for disk name of point p. An empty name
@@ -130,6 +131,33 @@ func (r *DiskReader) Prefetch(off int64) {
 		return
 	}
 	r.v.store.Warm(h)
+}
+
+// LoadAhead queues the blocks under [off, end) for the vault's loaders
+// to bring into the cache, and returns at once: how far it queued, end
+// unless the loaders' queue is full. Holes and blocks cached already
+// cost a loader a look only.
+func (r *DiskReader) LoadAhead(off, end int64) (reached int64) {
+	off, end = max(off, 0), min(end, r.d.Size)
+	l := r.v.loaders()
+	for b := off / r.bs * r.bs; b < end; b += r.bs {
+		if !l.add(r, b) {
+			return max(b, off)
+		}
+	}
+	return max(off, end)
+}
+
+// SetReadAhead sets the most bytes ReadAt keeps loading ahead of each
+// sequential stream of reads: 0 for DefaultReadAhead, negative for none.
+func (r *DiskReader) SetReadAhead(n int64) { r.ahead.SetMax(n) }
+
+// Close takes the reader's blocks off the loaders' queue. The reader
+// stays usable: Close only ends the read-ahead already asked for, as a
+// server does when its client goes.
+func (r *DiskReader) Close() error {
+	r.v.loaders().drop(r)
+	return nil
 }
 
 // Cached reports whether reading the block holding off needs no

@@ -213,6 +213,9 @@ type Vault struct {
 	dirty bool // the index missed a write to storage: keep the session open
 
 	used atomic.Int64 // bytes of packs, and of packs being written
+
+	loadOnce sync.Once
+	load     *loaders // read-ahead of every reader (readahead.go)
 }
 
 // The index lives beside the storage's objects; a repair builds the new
