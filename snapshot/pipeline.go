@@ -201,3 +201,22 @@ func (w *walk) load(b *walkBlock) error {
 	b.data = data[b.within : b.within+b.n]
 	return nil
 }
+
+// readCached copies block b's bytes into dst (len b.n) through the block
+// cache, for reads that may come back to the same block; a hole reads as
+// zeros.
+func (w *walk) readCached(b *walkBlock, dst []byte) error {
+	if b.h.IsZero() {
+		clear(dst)
+		return nil
+	}
+	got, err := w.v.store.ReadAt(b.h, dst, int(b.within))
+	if err != nil {
+		w.v.noteReadDamage(w.p, w.d, b.i, b.h, err)
+		return w.fail(b.off, err)
+	}
+	if int64(got) < b.n {
+		return w.fail(b.off, fmt.Errorf("block %s is %d bytes, too short", b.h, b.within+int64(got)))
+	}
+	return nil
+}

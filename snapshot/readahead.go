@@ -29,10 +29,17 @@ import (
 // sequential read at a time.
 const DefaultReadAhead = 8 << 20
 
-// seqSlack is how far from a stream's end a read may start and still
-// continue it: the kernel and NBD clients send a sequential reader's
-// requests several at a time and not always in order.
+// seqSlack is the most a read may start away from a stream's end and
+// still continue it: the kernel and NBD clients send a sequential
+// reader's requests several at a time and not always in order. Within
+// that, a read continues a stream when it starts within 16 reads of its
+// size or the stream's window of the end, so that small random reads
+// rarely land near each other even on a small disk.
 const seqSlack = 4 << 20
+
+// slack is how far from s's end a read of n bytes may start and still
+// continue it.
+func (s *stream) slack(n int64) int64 { return min(seqSlack, max(16*n, s.window)) }
 
 // maxStreams is how many streams one ReadAhead follows at once: a few
 // readers of one file (two copies of a disk, guest files of several
@@ -94,7 +101,7 @@ func (a *ReadAhead) Note(off, n int64, load func(start, end int64) (reached int6
 	end := off + n
 	a.mu.Lock()
 	a.tick++
-	s := a.find(off)
+	s := a.find(off, n)
 	if s == nil {
 		s = a.oldest()
 		*s = stream{next: end, queued: end, used: a.tick}
@@ -127,12 +134,12 @@ func (a *ReadAhead) Note(off, n int64, load func(start, end int64) (reached int6
 	}
 }
 
-// find returns the stream that a read at off continues, or nil; a.mu is
-// held.
-func (a *ReadAhead) find(off int64) *stream {
+// find returns the stream that a read of n bytes at off continues, or
+// nil; a.mu is held.
+func (a *ReadAhead) find(off, n int64) *stream {
 	for i := range a.streams {
 		s := &a.streams[i]
-		if s.used != 0 && off >= s.next-seqSlack && off <= s.next+seqSlack {
+		if d := s.slack(n); s.used != 0 && off >= s.next-d && off <= s.next+d {
 			return s
 		}
 	}
@@ -164,6 +171,7 @@ type loaders struct {
 	queue   []loadTask
 	pending map[loadTask]bool // queued or loading
 	running int
+	added   int64 // blocks ever queued
 }
 
 type loadTask struct {
@@ -195,6 +203,7 @@ func (l *loaders) add(r *DiskReader, off int64) bool {
 	}
 	l.pending[t] = true
 	l.queue = append(l.queue, t)
+	l.added++
 	if l.running < l.max {
 		l.running++
 		go l.work()

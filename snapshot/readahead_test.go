@@ -3,11 +3,16 @@ package snapshot
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"math/rand"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cairn-backup/cairn/chunkstore"
 )
 
 // loadLog records what a ReadAhead asks to load.
@@ -93,11 +98,12 @@ func TestReadAheadRandomReaderLoadsNothing(t *testing.T) {
 		t.Fatalf("random 4 KiB reads asked for %d bytes ahead: %v", n, l.ranges)
 	}
 	a.Note(12<<20, 4096, l.load)
-	a.Note(13<<20, 4096, l.load) // near the last: one in a row
+	a.Note(13<<20, 4096, l.load)        // 1 MiB away: not near for 4 KiB reads
+	a.Note(13<<20+40<<10, 4096, l.load) // near the last: one in a row
 	if len(l.ranges) != 0 {
 		t.Fatalf("one near read loaded %v", l.ranges)
 	}
-	a.Note(13<<20+4096, 4096, l.load) // two in a row: a stream
+	a.Note(13<<20+44<<10, 4096, l.load) // two in a row: a stream
 	if len(l.ranges) != 1 {
 		t.Fatalf("two sequential reads: loads %v", l.ranges)
 	}
@@ -250,4 +256,94 @@ func TestLoadAhead(t *testing.T) {
 	l.running -= l.max
 	l.mu.Unlock()
 	r2.Close()
+}
+
+// DiskReader.ReadAt reads ahead of a sequential reader, up to its
+// window, and not at all for a random one; a read spanning blocks gives
+// the disk's bytes and leaves no goroutine behind.
+func TestDiskReaderReadsAhead(t *testing.T) {
+	const bs = 64 << 10
+	v := TestVault(t, Config{BlockSize: bs})
+	data := disk(3, 24<<20)
+	p, err := v.Backup(context.Background(), "r", []DiskSource{{Name: "d", Src: &MemSource{Data: data}}}, BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := v.OpenDisk(p, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, v)
+	base := runtime.NumGoroutine()
+	l := v.loaders()
+	read := func(off, n int64) {
+		t.Helper()
+		buf := make([]byte, n)
+		if _, err := r.ReadAt(buf, off); err != nil || !bytes.Equal(buf, data[off:off+n]) {
+			t.Fatalf("read of %d at %d: %v", n, off, err)
+		}
+	}
+	rng := rand.New(rand.NewSource(4))
+	for range 200 { // in the last third, away from the stream below
+		read(16<<20+rng.Int63n(2047)*4096, 4096)
+	}
+	read(16<<20, 4096)
+	read(16<<20+32<<10, 4096) // near the last: one in a row
+	waitIdle(t, v)
+	if l.added != 0 {
+		t.Fatalf("random reads queued %d blocks", l.added)
+	}
+	const reads = 20
+	for i := int64(0); i < reads; i++ {
+		read(i*bs, bs)
+	}
+	waitIdle(t, v)
+	end := int64(reads * bs)
+	for _, c := range []struct {
+		off    int64
+		cached bool
+	}{{end, true}, {end + DefaultReadAhead/2, true}, {end + DefaultReadAhead - bs, true}, {end + DefaultReadAhead + bs, false}} {
+		if r.Cached(c.off) != c.cached {
+			t.Errorf("block at %d (%d past the reads): cached %v", c.off, c.off-end, !c.cached)
+		}
+	}
+	if l.added > (end+DefaultReadAhead)/bs {
+		t.Errorf("%d blocks queued, beyond a window of %d blocks", l.added, DefaultReadAhead/bs)
+	}
+	read(12<<20+100, 5*bs)
+	waitGoroutines(t, base)
+	r.SetReadAhead(-1)
+	added := l.added
+	for i := int64(0); i < 8; i++ {
+		read(13<<20+i*bs, bs)
+	}
+	if l.added != added {
+		t.Errorf("read-ahead off: %d blocks queued", l.added-added)
+	}
+}
+
+// A read across a damaged block returns the bytes before it and an
+// error naming its offset, never the damaged bytes.
+func TestDiskReaderDamagedSpan(t *testing.T) {
+	const bs = 64 << 10
+	v := damageableVault(t, bs)
+	data := make([]byte, 16*bs)
+	rand.New(rand.NewSource(8)).Read(data) // blobs larger than damageBlock's offset
+	p, err := v.Backup(context.Background(), "r", []DiskSource{{Name: "d", Src: &MemSource{Data: data}}}, BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := v.OpenDisk(p, "")
+	damageBlock(t, v, r.Disk(), 6)
+	buf := make([]byte, 4*bs)
+	n, err := r.ReadAt(buf, 4*bs+10)
+	if !errors.Is(err, chunkstore.ErrCorrupt) || !strings.Contains(err.Error(), fmt.Sprintf("at offset %d", 6*bs)) || n != 2*bs-10 {
+		t.Fatalf("read across damage: %d bytes, %v", n, err)
+	}
+	if !bytes.Equal(buf[:n], data[4*bs+10:6*bs]) {
+		t.Fatal("bytes before the damage differ")
+	}
+	if _, err := r.ReadAt(buf[:100], 6*bs+5); !errors.Is(err, chunkstore.ErrCorrupt) {
+		t.Fatalf("read inside damage: %v", err)
+	}
 }

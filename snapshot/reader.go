@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sync"
@@ -10,7 +11,10 @@ import (
 )
 
 // DiskReader reads one disk of a point. ReadAt is stateless and safe for
-// concurrent use; every byte returned was verified against its hash.
+// concurrent use; every byte returned was verified against its hash. A
+// sequential reader gets the blocks after its reads loaded ahead
+// (ReadAhead); a read spanning several blocks fetches them side by side
+// (walk).
 type DiskReader struct {
 	v     *Vault
 	p     *Point
@@ -77,34 +81,29 @@ func (r *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 	if rest := r.d.Size - off; int64(len(p)) > rest {
 		p, eof = p[:rest], io.EOF
 	}
-	// A read spanning several blocks decompresses them side by side: the
-	// loop below finds the later ones loaded or loading.
-	for i := off/r.bs + 1; i <= (off+int64(len(p))-1)/r.bs; i++ {
-		go r.Prefetch(i * r.bs)
+	if len(p) == 0 {
+		return 0, eof
 	}
-	n := 0
-	for n < len(p) {
-		pos := off + int64(n)
-		i := pos / r.bs
-		within := pos - i*r.bs
-		chunk := min(int64(len(p)-n), r.bs-within)
+	r.ahead.Note(off, int64(len(p)), r.LoadAhead)
+	w := walk{v: r.v, p: r.p, d: r.d, start: off, end: off + int64(len(p)), holes: true}
+	if i := off / r.bs; i == (off+int64(len(p))-1)/r.bs {
+		// One block, the common case of small reads: no goroutines.
+		b := walkBlock{i: i, off: off, within: off - i*r.bs, n: int64(len(p))}
 		h, err := r.v.blockHash(r.d, i)
 		if err != nil {
-			return n, r.fail(pos, err)
+			return 0, r.fail(off, err)
 		}
-		if h.IsZero() {
-			clear(p[n : n+int(chunk)])
-		} else {
-			got, err := r.v.store.ReadAt(h, p[n:n+int(chunk)], int(within))
-			if err != nil {
-				r.v.noteReadDamage(r.p, r.d, i, h, err)
-				return n, r.fail(pos, err)
-			}
-			if int64(got) < chunk {
-				return n, r.fail(pos, fmt.Errorf("block %s is %d bytes, too short", h, within+int64(got)))
-			}
+		b.h = h
+		if err := w.readCached(&b, p); err != nil {
+			return 0, err
 		}
-		n += int(chunk)
+		return len(p), eof
+	}
+	n := 0
+	w.fetch = func(b *walkBlock) error { return w.readCached(b, p[b.off-off:][:b.n]) }
+	w.emit = func(b *walkBlock) error { n += int(b.n); return nil }
+	if err := w.run(context.Background()); err != nil {
+		return n, err
 	}
 	return n, eof
 }
@@ -120,8 +119,8 @@ func (r *DiskReader) BlockHash(off int64) (index.Hash, error) {
 }
 
 // Prefetch loads the block holding offset off into the cache, unless it
-// is a hole or already there. Errors are left for the read that needs
-// the block to report.
+// is a hole or already there, and returns when it is loaded. Errors are
+// left for the read that needs the block to report.
 func (r *DiskReader) Prefetch(off int64) {
 	if off < 0 || off >= r.d.Size {
 		return
