@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/cairn-backup/cairn/chunkstore"
 	"github.com/cairn-backup/cairn/index"
@@ -250,48 +249,4 @@ func (r *DiskReader) NextData(off int64) (start, end int64, err error) {
 		}
 	}
 	return start, min(i*r.bs, size), nil
-}
-
-// SequentialReader is a DiskReader for a caller that reads the disk
-// front to back, possibly with several workers a little out of order
-// (export): a read that enters a block the reader has not reached before
-// starts loading the next blocks into the cache in the background, so
-// their decompression and verification run on other cores while the
-// caller works on the current block.
-type SequentialReader struct {
-	*DiskReader
-	ahead   int64
-	mu      sync.Mutex
-	queued  int64 // blocks below this index have been queued or read
-	loaders chan struct{}
-}
-
-// Sequential returns a SequentialReader that keeps up to ahead blocks
-// loading ahead of the furthest read.
-func (r *DiskReader) Sequential(ahead int) *SequentialReader {
-	return &SequentialReader{DiskReader: r, ahead: int64(max(ahead, 1)), loaders: make(chan struct{}, max(ahead, 1))}
-}
-
-// ReadAt reads like DiskReader.ReadAt and queues the blocks after it.
-func (s *SequentialReader) ReadAt(p []byte, off int64) (int, error) {
-	if off >= 0 {
-		first := (off+int64(len(p))-1)/s.bs + 1 // the first block after this read
-		s.mu.Lock()
-		s.queued = max(s.queued, first)
-	queue:
-		for s.queued < first+s.ahead && s.queued*s.bs < s.d.Size {
-			select {
-			case s.loaders <- struct{}{}:
-				go func(off int64) {
-					s.Prefetch(off)
-					<-s.loaders
-				}(s.queued * s.bs)
-				s.queued++
-			default: // every loader is busy; a later read queues the rest
-				break queue
-			}
-		}
-		s.mu.Unlock()
-	}
-	return s.DiskReader.ReadAt(p, off)
 }
