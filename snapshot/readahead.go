@@ -53,9 +53,10 @@ const maxStreams = 4
 //
 // A stream starts with a read that continues no other; read-ahead starts
 // with its second read in a row that begins near the stream's end (so a
-// random reader that once lands near its last read loads nothing), with
-// a window of twice the read's size that doubles with every further
-// read up to the maximum. Each byte is asked for once per stream.
+// random reader that once lands near its last read loads nothing), or
+// its first when the stream began at offset 0, with a window of twice
+// the read's size that doubles with every further read up to the
+// maximum. Each byte is asked for once per stream.
 type ReadAhead struct {
 	limit atomic.Int64 // 0: DefaultReadAhead; negative: off
 
@@ -105,6 +106,11 @@ func (a *ReadAhead) Note(off, n int64, load func(start, end int64) (reached int6
 	if s == nil {
 		s = a.oldest()
 		*s = stream{next: end, queued: end, used: a.tick}
+		if off == 0 {
+			// A reader that starts at the start is taken to go on, as
+			// cp and dd do: its next read in a row starts read-ahead.
+			s.hits = 1
+		}
 		a.mu.Unlock()
 		return
 	}

@@ -43,26 +43,36 @@ func (l *loadLog) bytes() int64 {
 }
 
 // A sequential reader gets read-ahead from its third read on (the
-// second in a row that continues its stream), with a window that starts
-// at twice the read size and doubles up to the maximum; every byte ahead
-// is asked for once, in order, and never more than the maximum past the
-// furthest read.
+// second in a row that continues its stream), or its second when it
+// started at offset 0, with a window that starts at twice the read size
+// and doubles up to the maximum; every byte ahead is asked for once, in
+// order, and never more than the maximum past the furthest read.
 func TestReadAheadSequentialWindowGrows(t *testing.T) {
+	for _, base := range []int64{0, 5 << 20} {
+		testWindowGrows(t, base)
+	}
+}
+
+func testWindowGrows(t *testing.T, base int64) {
 	var a ReadAhead
 	a.SetMax(1 << 20)
 	var l loadLog
 	const n = 16 << 10
+	first := int64(2) // the first read that gets read-ahead
+	if base == 0 {
+		first = 1
+	}
 	var windows []int64
 	for i := int64(0); i < 64; i++ {
 		before := len(l.ranges)
-		a.Note(i*n, n, l.load)
-		end := (i + 1) * n
+		a.Note(base+i*n, n, l.load)
+		end := base + (i+1)*n
 		switch {
-		case i < 2 && len(l.ranges) != before:
-			t.Fatalf("read %d: read-ahead %v before the stream was sure", i, l.ranges[before:])
-		case i >= 2 && len(l.ranges) != before+1:
-			t.Fatalf("read %d: %d loads, want 1", i, len(l.ranges)-before)
-		case i >= 2:
+		case i < first && len(l.ranges) != before:
+			t.Fatalf("base %d, read %d: read-ahead %v before the stream was sure", base, i, l.ranges[before:])
+		case i >= first && len(l.ranges) != before+1:
+			t.Fatalf("base %d, read %d: %d loads, want 1", base, i, len(l.ranges)-before)
+		case i >= first:
 			r := l.ranges[before]
 			if before > 0 && r[0] != l.ranges[before-1][1] {
 				t.Fatalf("read %d: load %v does not follow %v", i, r, l.ranges[before-1])
@@ -127,8 +137,8 @@ func TestReadAheadStreamsAndOff(t *testing.T) {
 			high++
 		}
 	}
-	if low != 6 || high != 6 {
-		t.Fatalf("interleaved readers: %d and %d loads, want 6 each: %v", low, high, l.ranges)
+	if low != 7 || high != 6 { // the one from offset 0 starts a read sooner
+		t.Fatalf("interleaved readers: %d and %d loads, want 7 and 6: %v", low, high, l.ranges)
 	}
 
 	var off ReadAhead
@@ -146,14 +156,14 @@ func TestReadAheadStreamsAndOff(t *testing.T) {
 // next read to ask for again.
 func TestReadAheadShortLoadAsksAgain(t *testing.T) {
 	var a ReadAhead
-	l := loadLog{short: 4<<16 + 100}
-	const n = 64 << 10
+	const base, n = 1 << 30, 64 << 10
+	l := loadLog{short: base + 4*n + 100}
 	for i := int64(0); i < 4; i++ {
-		a.Note(i*n, n, l.load)
+		a.Note(base+i*n, n, l.load)
 	}
 	// Read 2 asked [3n, 5n) and got up to 4n+100; read 3 asks again
 	// from there.
-	if len(l.ranges) != 2 || l.ranges[0] != [2]int64{3 * n, 4*n + 100} || l.ranges[1][0] != 4*n+100 {
+	if len(l.ranges) != 2 || l.ranges[0] != [2]int64{base + 3*n, base + 4*n + 100} || l.ranges[1][0] != base+4*n+100 {
 		t.Fatalf("loads %v", l.ranges)
 	}
 }
