@@ -50,6 +50,35 @@ func waitCached(t *testing.T, r *snapshot.DiskReader, off, end int64) {
 	}
 }
 
+// ext4Image makes an ext4 image of the given size (mkfs.ext4 -d) holding
+// one file, "big", of n random bytes; it returns the file's content and
+// the image.
+func ext4Image(t *testing.T, n int, size string) (content, img []byte) {
+	t.Helper()
+	mkfs, err := exec.LookPath("mkfs.ext4")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("mkfs.ext4 missing")
+		}
+		t.Skip("mkfs.ext4 missing")
+	}
+	src := t.TempDir()
+	content = make([]byte, n)
+	rand.New(rand.NewSource(int64(n))).Read(content)
+	if err := os.WriteFile(filepath.Join(src, "big"), content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "fs.img")
+	if out, err := exec.Command(mkfs, "-q", "-F", "-d", src, path, size).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	img, err = os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return content, img
+}
+
 // DISK.raw reads ahead through its disk reader: not for a random reader
 // that once lands near its last read, up to the mount's window for a
 // sequential one, and not at all when the mount turns it off.
@@ -108,27 +137,7 @@ func TestDiskFileReadsAhead(t *testing.T) {
 // file's next bytes loaded, as the guest maps them: here with the disk
 // reader's own read-ahead off, so only the guest file's can load them.
 func TestGuestFileReadsAhead(t *testing.T) {
-	mkfs, err := exec.LookPath("mkfs.ext4")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("mkfs.ext4 missing")
-		}
-		t.Skip("mkfs.ext4 missing")
-	}
-	src := t.TempDir()
-	content := make([]byte, 6<<20)
-	rand.New(rand.NewSource(4)).Read(content)
-	if err := os.WriteFile(filepath.Join(src, "big"), content, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	img := filepath.Join(t.TempDir(), "fs.img")
-	if out, err := exec.Command(mkfs, "-q", "-F", "-d", src, img, "16M").CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(img)
-	if err != nil {
-		t.Fatal(err)
-	}
+	content, data := ext4Image(t, 6<<20, "16M")
 	fsys, r := raDisk(t, data, 1<<20)
 	r.SetReadAhead(-1)
 	disk, err := volume.Open(r, r.Size())
@@ -178,27 +187,7 @@ func TestMountReadAheadOption(t *testing.T) {
 		}
 		t.Skip("FUSE tests need root and /dev/fuse")
 	}
-	mkfs, err := exec.LookPath("mkfs.ext4")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("mkfs.ext4 missing")
-		}
-		t.Skip("mkfs.ext4 missing")
-	}
-	src := t.TempDir()
-	content := make([]byte, 24<<20)
-	rand.New(rand.NewSource(5)).Read(content)
-	if err := os.WriteFile(filepath.Join(src, "big"), content, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	img := filepath.Join(t.TempDir(), "fs.img")
-	if out, err := exec.Command(mkfs, "-q", "-F", "-d", src, img, "40M").CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(img)
-	if err != nil {
-		t.Fatal(err)
-	}
+	content, data := ext4Image(t, 24<<20, "40M")
 	// Where the file lies on the disk.
 	r0, err := volume.Open(bytes.NewReader(data), int64(len(data)))
 	if err != nil {

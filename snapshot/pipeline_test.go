@@ -203,8 +203,10 @@ func TestWalkErrorsAndCancel(t *testing.T) {
 	waitGoroutines(t, base)
 }
 
-// damageBlob overwrites bytes inside the stored blob of h in its pack.
-func damageBlob(t *testing.T, v *Vault, h index.Hash) {
+// damageBlob overwrites four bytes at the end of the stored blob of h
+// (a block or a map page) in its pack file: inside its payload, however
+// small.
+func damageBlob(t testing.TB, v *Vault, h index.Hash) {
 	t.Helper()
 	loc, err := v.idx.Block(h)
 	if err != nil {

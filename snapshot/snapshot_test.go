@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -341,22 +339,7 @@ func damageBlock(t testing.TB, v *Vault, d *Disk, i int64) {
 	if err != nil || h.IsZero() {
 		t.Fatalf("block %d: hash %s, %v", i, h, err)
 	}
-	loc, err := v.idx.Block(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	packs, _ := filepath.Glob(filepath.Join(v.Dir(), "packs", "*", loc.Pack.String()+".pack"))
-	if len(packs) != 1 {
-		t.Fatalf("pack %s: found %v", loc.Pack, packs)
-	}
-	f, err := os.OpenFile(packs[0], os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt([]byte("XXXX"), int64(loc.Offset)+100); err != nil {
-		t.Fatal(err)
-	}
+	damageBlob(t, v, h)
 }
 
 // A DiskReader read by several workers a little out of order (the
