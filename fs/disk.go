@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"sync/atomic"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -15,16 +14,15 @@ import (
 
 // diskFile is a read-only window [start, start+size) of a point's disk:
 // the whole disk (DISK.raw) or one partition (DISK/partN.raw). Reads go
-// straight to the point's block map; there is no per-open state.
+// straight to the point's disk reader, whose read-ahead follows the
+// sequential readers; there is no per-open state.
 type diskFile struct {
 	gofs.Inode
 	readOnly
 	fsys        *FS
 	r           *snapshot.DiskReader
 	start, size int64
-	allocated   int64        // bytes reported as st_blocks
-	next        atomic.Int64 // where a sequential reader will read next
-	streak      atomic.Int32 // reads in a row that started near next
+	allocated   int64 // bytes reported as st_blocks
 }
 
 // newDiskFile serves the whole disk of r.
@@ -37,10 +35,6 @@ func newDiskFile(fsys *FS, r *snapshot.DiskReader) *diskFile {
 func newPartFile(fsys *FS, r *snapshot.DiskReader, start, size int64) *diskFile {
 	return &diskFile{fsys: fsys, r: r, start: start, size: size, allocated: size}
 }
-
-// seqSlack is how far from the previous read's end a read may start and
-// still count as sequential.
-const seqSlack = 4 << 20
 
 var (
 	_ gofs.NodeGetattrer = (*diskFile)(nil)
@@ -87,20 +81,6 @@ func (f *diskFile) Read(_ context.Context, _ gofs.FileHandle, dest []byte, off i
 		return fuse.ReadResultData(nil), 0
 	}
 	dest = dest[:min(int64(len(dest)), f.size-off)]
-	// The kernel sends a sequential reader's requests a few at a time and
-	// not always in order: anything near the last end counts as
-	// sequential. Read-ahead starts with the second such read in a row,
-	// so a random reader that lands near its previous read now and then
-	// does not load a whole window it will not read (measured: 12% of a
-	// random reader's CPU with the first).
-	end := off + int64(len(dest))
-	if last := f.next.Swap(end); off >= last-seqSlack && off <= last+seqSlack {
-		if f.streak.Add(1) >= 2 {
-			f.fsys.ra.after(f.r, f.start+end)
-		}
-	} else {
-		f.streak.Store(0)
-	}
 	n, err := f.r.ReadAt(dest, f.start+off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		f.fsys.logf("read error: %v", err)

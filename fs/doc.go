@@ -21,9 +21,16 @@
 //   - Inode numbers derive from identity (resource, point, disk), never
 //     from a counter, so they are stable across mounts.
 //   - Reads are stateless ReadAt calls on the point's disk; they run in
-//     parallel. Sequential readers get read-ahead of following blocks,
-//     and (as root) the kernel's read-ahead for the mount is raised to
-//     1 MiB, so it sends 1 MiB READs instead of 128 KiB ones.
+//     parallel. Sequential readers get read-ahead from the one mechanism
+//     in package snapshot (snapshot.ReadAhead and the vault's loaders),
+//     never one of this package's: disk files and partitions through
+//     their DiskReader, which follows its own reads; logical volumes and
+//     guest files follow their own reads too (a ReadAhead each) and map
+//     the bytes ahead to disk blocks (DiskExtent, guest.Mapper) for
+//     DiskReader.LoadAhead, since a thin LV's or a fragmented file's
+//     next bytes lie anywhere on the disk. MountOptions.ReadAhead bounds
+//     all of them. As root the kernel's read-ahead for the mount is
+//     raised to 1 MiB, so it sends 1 MiB READs instead of 128 KiB ones.
 //   - A block that fails verification is EIO for that read, logged with
 //     point and offset; wrong bytes are never returned.
 //   - Disk files (DISK.raw, partN.raw) are mode 0400, owned by the

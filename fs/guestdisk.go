@@ -129,6 +129,7 @@ func (d *diskDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		var node gofs.InodeEmbedder
 		if v.LV != nil {
 			f := &volFile{fsys: d.fsys, r: d.r, vol: v}
+			f.ahead.SetMax(d.fsys.readAhead)
 			f.fill(&out.Attr)
 			node = f
 		} else {

@@ -4,22 +4,23 @@ import (
 	"context"
 	"errors"
 	"io"
-	"sync/atomic"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/cairn-backup/cairn/fs/guest"
+	"github.com/cairn-backup/cairn/snapshot"
 )
 
 // guestFile is a regular file of a guest filesystem. Reads are stateless
 // ReadAt calls on the guest reader; a sequential reader gets the disk
-// blocks under the next window of the file loaded ahead.
+// blocks under the next window of the file loaded ahead, wherever the
+// guest put them.
 type guestFile struct {
 	gofs.Inode
 	guestNode
-	next atomic.Int64 // where a sequential reader will read next
+	ahead snapshot.ReadAhead
 }
 
 var (
@@ -37,10 +38,7 @@ func (f *guestFile) Open(_ context.Context, flags uint32) (gofs.FileHandle, uint
 }
 
 func (f *guestFile) Read(_ context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	end := off + int64(len(dest))
-	if last := f.next.Swap(end); off >= last-seqSlack && off <= last+seqSlack {
-		f.readAhead(end)
-	}
+	f.ahead.Note(off, int64(len(dest)), f.loadAhead)
 	n, err := f.vol.gfs.ReadAt(f.gi, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, f.vol.errno("read", f.gi, err)
@@ -48,43 +46,47 @@ func (f *guestFile) Read(_ context.Context, _ gofs.FileHandle, dest []byte, off 
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
-// readAhead queues the disk blocks that hold the read-ahead window of
-// the file after off, as the guest reader maps them. Mapping errors are
-// left to the reads themselves to report.
-func (f *guestFile) readAhead(off int64) {
+// loadAhead queues the disk blocks that hold bytes [start, end) of the
+// file, as the guest reader maps them, and says how far it got (start
+// when the loaders are full, so a later read asks again). Mapping errors
+// are left to the reads themselves to report.
+func (f *guestFile) loadAhead(start, end int64) int64 {
 	v := f.vol
-	ra := v.fsys.ra
 	m, ok := v.gfs.(guest.Mapper)
-	if !ok || v.disk == nil || v.vol == nil || ra == nil || ra.window <= 0 {
-		return
+	if !ok || v.disk == nil || v.vol == nil {
+		return end
 	}
-	exts, err := m.MapFile(nil, f.gi, off, ra.window)
+	exts, err := m.MapFile(nil, f.gi, start, end-start)
 	if err != nil {
-		return
+		return end
 	}
 	for _, e := range exts {
-		if !v.spanDisk(ra, e.Off, e.Len) {
-			return
+		if got := v.spanDisk(e.Off, e.Len); got < e.Off+e.Len {
+			return start
 		}
 	}
+	return end
 }
 
 // spanDisk queues for read-ahead the disk blocks under n bytes from off
 // of the volume (a partition is one stretch of the disk, a logical
-// volume a run per extent or stripe); false when it cannot go on.
-func (v *guestVol) spanDisk(ra *readAhead, off, n int64) bool {
+// volume a run per extent or stripe) and returns how far it got: off+n
+// unless the loaders are full or the volume's map cannot say.
+func (v *guestVol) spanDisk(off, n int64) (reached int64) {
 	for runs := 0; n > 0; runs++ {
 		at, k, hole, err := v.vol.DiskExtent(off)
-		if err != nil || k <= 0 || runs > 64 {
-			return false
+		if err != nil || k <= 0 || runs > maxSeekRuns {
+			return off
 		}
 		k = min(k, n)
-		if !hole && !ra.span(v.disk, at, k) {
-			return false
+		if !hole {
+			if got := v.disk.LoadAhead(at, at+k); got < at+k {
+				return off + max(got-at, 0)
+			}
 		}
 		off, n = off+k, n-k
 	}
-	return true
+	return off
 }
 
 // Lseek answers SEEK_DATA and SEEK_HOLE from the guest's block map, so

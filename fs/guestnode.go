@@ -96,7 +96,9 @@ func (v *guestVol) newChild(ctx context.Context, parent *gofs.Inode, a *guest.At
 	case syscall.S_IFDIR:
 		node = &guestDir{guestNode: base}
 	case syscall.S_IFREG:
-		node = &guestFile{guestNode: base}
+		f := &guestFile{guestNode: base}
+		f.ahead.SetMax(v.fsys.readAhead)
+		node = f
 	case syscall.S_IFLNK:
 		node = &guestLink{guestNode: base}
 	default: // devices, fifos, sockets: attributes only

@@ -5,7 +5,6 @@ import (
 	"log"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -28,8 +27,9 @@ type MountOptions struct {
 	// DiskGid is the group of the disk files; nil means the mounting
 	// process's effective group.
 	DiskGid *uint32
-	// ReadAhead is how many bytes to keep loaded ahead of a sequential
-	// reader; default 8 MiB. Negative disables read-ahead.
+	// ReadAhead is the most bytes kept loaded ahead of a sequential
+	// reader (snapshot.ReadAhead); default snapshot.DefaultReadAhead
+	// (8 MiB). Negative disables read-ahead.
 	ReadAhead int64
 	// Logf receives read errors and other events; discarded when nil.
 	Logf func(format string, args ...any)
@@ -56,9 +56,6 @@ func Mount(mountpoint string, v Vault, o MountOptions) (*fuse.Server, error) {
 	if err := checkMountpoint(abs, o.Logf); err != nil {
 		return nil, err
 	}
-	if o.ReadAhead == 0 {
-		o.ReadAhead = 8 << 20
-	}
 	if o.DiskMode == 0 {
 		o.DiskMode = 0o400
 	}
@@ -70,8 +67,8 @@ func Mount(mountpoint string, v Vault, o MountOptions) (*fuse.Server, error) {
 		gid = *o.DiskGid
 	}
 	fsys := &FS{vault: v, logf: o.Logf, mounted: time.Now(), holds: map[uint64]func(){},
-		ra:       newReadAhead(runtime.GOMAXPROCS(0), o.ReadAhead),
-		diskMode: uint32(o.DiskMode), diskUid: uint32(os.Geteuid()), diskGid: gid}
+		readAhead: o.ReadAhead,
+		diskMode:  uint32(o.DiskMode), diskUid: uint32(os.Geteuid()), diskGid: gid}
 	root := &rootNode{fsys: fsys}
 	zero := time.Duration(0)
 	dyn := dynamicTimeout
@@ -113,10 +110,8 @@ func Mount(mountpoint string, v Vault, o MountOptions) (*fuse.Server, error) {
 	}
 	srv, err := gofs.Mount(abs, root, opts)
 	if err != nil {
-		fsys.ra.stop()
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
-	go func() { srv.Wait(); fsys.ra.stop() }()
 	if err := raiseKernelReadAhead(abs, kernelReadAhead); err != nil {
 		o.Logf("kernel read-ahead stays at its default: %v", err)
 	}

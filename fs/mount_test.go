@@ -129,60 +129,6 @@ func TestDiskFileReadsSeeksAndRefusesWrites(t *testing.T) {
 	}
 }
 
-// Read-ahead starts at the second read in a row near the previous one's
-// end: one random read that happens to land near the last does not load
-// a window, a sequential reader still gets one.
-func TestReadAheadNeedsTwoSequentialReads(t *testing.T) {
-	const bs = 64 << 10
-	v := snapshot.TestVault(t, snapshot.Config{BlockSize: bs})
-	data := make([]byte, 16<<20)
-	rand.New(rand.NewSource(3)).Read(data)
-	p, err := v.Backup(context.Background(), "r", []snapshot.DiskSource{{Name: "d", Src: &snapshot.MemSource{Data: data}}}, snapshot.BackupOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := v.OpenDisk(p, "d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fsys := &FS{vault: v, logf: t.Logf, ra: newReadAhead(2, 1<<20)}
-	defer fsys.ra.stop()
-	f := newDiskFile(fsys, r)
-	read := func(off int64) {
-		buf := make([]byte, 4096)
-		res, errno := f.Read(context.Background(), nil, buf, off)
-		if errno != 0 {
-			t.Fatalf("read at %d: %v", off, errno)
-		}
-		if got, _ := res.Bytes(buf); !bytes.Equal(got, data[off:off+4096]) {
-			t.Fatalf("read at %d: wrong bytes", off)
-		}
-	}
-	ahead := func(off int64) int {
-		n := 0
-		for b := off/bs*bs + bs; b < off+1<<20 && b < int64(len(data)); b += bs {
-			if r.Cached(b) {
-				n++
-			}
-		}
-		return n
-	}
-	read(12 << 20)                     // far from the start: no streak
-	read(13 << 20)                     // near the last end: one in a row
-	time.Sleep(100 * time.Millisecond) // time for read-ahead to show, were it queued
-	if n := ahead(13 << 20); n != 0 {
-		t.Fatalf("%d blocks loaded ahead after one near read", n)
-	}
-	read(13<<20 + 4096) // two in a row: read-ahead
-	deadline := time.Now().Add(5 * time.Second)
-	for ahead(13<<20+4096) < 8 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d blocks loaded ahead after two sequential reads", ahead(13<<20+4096))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // The mount raises its kernel read-ahead past the 128 KiB default, which
 // is all the kernel grants a FUSE mount's MaxReadAhead on its own.
 func TestMountRaisesKernelReadAhead(t *testing.T) {

@@ -50,6 +50,7 @@ func (n *pointDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	if err != nil {
 		return nil, n.fsys.errno("open disk", err)
 	}
+	r.SetReadAhead(n.fsys.readAhead)
 	if !raw {
 		// The files inside the disk: nothing is read until looked into.
 		dirAttr(&out.Attr, n.point.Time)

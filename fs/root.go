@@ -25,7 +25,9 @@ type FS struct {
 	vault   Vault
 	logf    func(string, ...any)
 	mounted time.Time
-	ra      *readAhead
+	// readAhead is the most each sequential stream of a file gets loaded
+	// ahead (snapshot.ReadAhead): 0 for the default, negative for none.
+	readAhead int64
 	// diskMode (permission bits), diskUid and diskGid are the disk
 	// files' attributes.
 	diskMode, diskUid, diskGid uint32

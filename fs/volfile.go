@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"sync/atomic"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -21,11 +20,13 @@ import (
 type volFile struct {
 	gofs.Inode
 	readOnly
-	fsys   *FS
-	r      *snapshot.DiskReader
-	vol    *volume.Volume
-	next   atomic.Int64 // where a sequential reader will read next
-	streak atomic.Int32 // reads in a row that started near next
+	fsys *FS
+	r    *snapshot.DiskReader
+	vol  *volume.Volume
+	// ahead follows the LV's sequential readers: the disk blocks under
+	// a thin LV's next chunks lie anywhere on the disk, where the disk
+	// reader's own read-ahead cannot guess them.
+	ahead snapshot.ReadAhead
 }
 
 var (
@@ -73,17 +74,10 @@ func (f *volFile) Read(_ context.Context, _ gofs.FileHandle, dest []byte, off in
 		return fuse.ReadResultData(nil), 0
 	}
 	dest = dest[:min(int64(len(dest)), size-off)]
-	// Read-ahead as for DISK.raw, on the disk blocks under the LV's next
-	// window.
-	end := off + int64(len(dest))
-	if last := f.next.Swap(end); off >= last-seqSlack && off <= last+seqSlack {
-		if ra := f.fsys.ra; f.streak.Add(1) >= 2 && ra != nil && ra.window > 0 {
-			gv := &guestVol{disk: f.r, vol: f.vol}
-			gv.spanDisk(ra, end, min(ra.window, size-end))
-		}
-	} else {
-		f.streak.Store(0)
-	}
+	f.ahead.Note(off, int64(len(dest)), func(start, end int64) int64 {
+		gv := &guestVol{disk: f.r, vol: f.vol}
+		return gv.spanDisk(start, min(end, size)-start)
+	})
 	n, err := f.vol.Reader().ReadAt(dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		f.fsys.logf("%s: read at %d: %v", f.where(), off, err)

@@ -18,6 +18,19 @@
 //     (the zero hash for a hole). It is cut into pages of PageEntries
 //     hashes, each stored as a blob, so an unchanged region of the disk
 //     costs an incremental point nothing.
+//   - read-ahead: the one mechanism that loads the blocks a sequential
+//     reader will want next into the block cache (readahead.go). A
+//     ReadAhead per file finds its sequential streams and says which
+//     bytes to load; the vault's loaders (DiskReader.LoadAhead) load
+//     them. Every DiskReader follows its own reads with one, so the
+//     mount's disk files, export and the NBD server share it; the mount
+//     also keeps one per logical volume and guest file, mapped to disk
+//     blocks.
+//   - block pipeline: walk (pipeline.go), the one walker of a point's
+//     blocks in order: the block map walked on one goroutine, the
+//     blocks fetched on GOMAXPROCS workers, handed out in order on the
+//     caller's. Blocks, StoredBlocks, Restore and DiskReader.ReadAt of
+//     several blocks run on it.
 //   - damage: ranges of a point that cannot be read (a block without a
 //     sound copy, a missing or truncated pack, an unreadable map page or
 //     record), found by verify, repair or a failed read and recorded in
@@ -42,7 +55,23 @@
 //     against its block's hash, including a block handed out as stored
 //     (AppendStored, StoredBlocks), which is decompressed and hashed
 //     first. Verify changes no data; it only records what it finds
-//     damaged in the index.
+//     damaged in the index. A block that fails its checks is an error
+//     wrapping chunkstore.ErrCorrupt (or ErrMissing) naming the point,
+//     disk and offset, and is recorded as damage, whichever reader met
+//     it; read-ahead only warms the cache and leaves errors to the read.
+//   - Memory stays bounded whatever the disk size: a walk holds at most
+//     walkSlots blocks (about 32 MiB, at least two per worker); a
+//     ReadAhead is four streams, each at most its window (8 MiB by
+//     default) ahead of its reader; the loaders queue at most 256 blocks
+//     and load into the block cache, which is bounded by bytes.
+//   - Read-ahead starts only at a stream's third read, each starting
+//     within 16 reads' size (or the stream's window, at most 4 MiB) of
+//     the last one's end, with a window of twice the read size doubling
+//     to the maximum: a random reader loads nothing it did not ask for.
+//   - No goroutine outlives its work: a walk's have all ended when it
+//     returns, on error or cancellation (its context) too; the loaders
+//     end when their queue is empty, and DiskReader.Close takes a
+//     reader's blocks off it.
 //
 // # Backups from dirty bitmaps
 //

@@ -1,21 +1,25 @@
 package snapshot
 
 import (
+	"context"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/cairn-backup/cairn/chunkstore"
 	"github.com/cairn-backup/cairn/index"
 )
 
 // DiskReader reads one disk of a point. ReadAt is stateless and safe for
-// concurrent use; every byte returned was verified against its hash.
+// concurrent use; every byte returned was verified against its hash. A
+// sequential reader gets the blocks after its reads loaded ahead
+// (ReadAhead); a read spanning several blocks fetches them side by side
+// (walk).
 type DiskReader struct {
-	v  *Vault
-	p  *Point
-	d  *Disk
-	bs int64
+	v     *Vault
+	p     *Point
+	d     *Disk
+	bs    int64
+	ahead ReadAhead
 }
 
 // OpenDisk returns a reader for disk name of point p. An empty name
@@ -76,34 +80,29 @@ func (r *DiskReader) ReadAt(p []byte, off int64) (int, error) {
 	if rest := r.d.Size - off; int64(len(p)) > rest {
 		p, eof = p[:rest], io.EOF
 	}
-	// A read spanning several blocks decompresses them side by side: the
-	// loop below finds the later ones loaded or loading.
-	for i := off/r.bs + 1; i <= (off+int64(len(p))-1)/r.bs; i++ {
-		go r.Prefetch(i * r.bs)
+	if len(p) == 0 {
+		return 0, eof
 	}
-	n := 0
-	for n < len(p) {
-		pos := off + int64(n)
-		i := pos / r.bs
-		within := pos - i*r.bs
-		chunk := min(int64(len(p)-n), r.bs-within)
+	r.ahead.Note(off, int64(len(p)), r.LoadAhead)
+	w := walk{v: r.v, p: r.p, d: r.d, start: off, end: off + int64(len(p)), holes: true}
+	if i := off / r.bs; i == (off+int64(len(p))-1)/r.bs {
+		// One block, the common case of small reads: no goroutines.
+		b := walkBlock{i: i, off: off, within: off - i*r.bs, n: int64(len(p))}
 		h, err := r.v.blockHash(r.d, i)
 		if err != nil {
-			return n, r.fail(pos, err)
+			return 0, r.fail(off, err)
 		}
-		if h.IsZero() {
-			clear(p[n : n+int(chunk)])
-		} else {
-			got, err := r.v.store.ReadAt(h, p[n:n+int(chunk)], int(within))
-			if err != nil {
-				r.v.noteReadDamage(r.p, r.d, i, h, err)
-				return n, r.fail(pos, err)
-			}
-			if int64(got) < chunk {
-				return n, r.fail(pos, fmt.Errorf("block %s is %d bytes, too short", h, within+int64(got)))
-			}
+		b.h = h
+		if err := w.readCached(&b, p); err != nil {
+			return 0, err
 		}
-		n += int(chunk)
+		return len(p), eof
+	}
+	n := 0
+	w.fetch = func(b *walkBlock) error { return w.readCached(b, p[b.off-off:][:b.n]) }
+	w.emit = func(b *walkBlock) error { n += int(b.n); return nil }
+	if err := w.run(context.Background()); err != nil {
+		return n, err
 	}
 	return n, eof
 }
@@ -120,8 +119,8 @@ func (r *DiskReader) BlockHash(off int64) (index.Hash, error) {
 
 // Prefetch loads the block holding offset off into the cache, unless it
 // is a hole or already there, or the vault is closing (Close waits for
-// the prefetches running). Errors are left for the read that needs the
-// block to report.
+// the prefetches running), and returns when it is loaded. Errors are
+// left for the read that needs the block to report.
 func (r *DiskReader) Prefetch(off int64) {
 	if off < 0 || off >= r.d.Size || !r.v.prefetches.enter() {
 		return
@@ -132,6 +131,33 @@ func (r *DiskReader) Prefetch(off int64) {
 		return
 	}
 	r.v.store.Warm(h)
+}
+
+// LoadAhead queues the blocks under [off, end) for the vault's loaders
+// to bring into the cache, and returns at once: how far it queued, end
+// unless the loaders' queue is full. Holes and blocks cached already
+// cost a loader a look only.
+func (r *DiskReader) LoadAhead(off, end int64) (reached int64) {
+	off, end = max(off, 0), min(end, r.d.Size)
+	l := r.v.loaders()
+	for b := off / r.bs * r.bs; b < end; b += r.bs {
+		if !l.add(r, b) {
+			return max(b, off)
+		}
+	}
+	return max(off, end)
+}
+
+// SetReadAhead sets the most bytes ReadAt keeps loading ahead of each
+// sequential stream of reads: 0 for DefaultReadAhead, negative for none.
+func (r *DiskReader) SetReadAhead(n int64) { r.ahead.SetMax(n) }
+
+// Close takes the reader's blocks off the loaders' queue. The reader
+// stays usable: Close only ends the read-ahead already asked for, as a
+// server does when its client goes.
+func (r *DiskReader) Close() error {
+	r.v.loaders().drop(r)
+	return nil
 }
 
 // Cached reports whether reading the block holding off needs no
@@ -225,48 +251,4 @@ func (r *DiskReader) NextData(off int64) (start, end int64, err error) {
 		}
 	}
 	return start, min(i*r.bs, size), nil
-}
-
-// SequentialReader is a DiskReader for a caller that reads the disk
-// front to back, possibly with several workers a little out of order
-// (export): a read that enters a block the reader has not reached before
-// starts loading the next blocks into the cache in the background, so
-// their decompression and verification run on other cores while the
-// caller works on the current block.
-type SequentialReader struct {
-	*DiskReader
-	ahead   int64
-	mu      sync.Mutex
-	queued  int64 // blocks below this index have been queued or read
-	loaders chan struct{}
-}
-
-// Sequential returns a SequentialReader that keeps up to ahead blocks
-// loading ahead of the furthest read.
-func (r *DiskReader) Sequential(ahead int) *SequentialReader {
-	return &SequentialReader{DiskReader: r, ahead: int64(max(ahead, 1)), loaders: make(chan struct{}, max(ahead, 1))}
-}
-
-// ReadAt reads like DiskReader.ReadAt and queues the blocks after it.
-func (s *SequentialReader) ReadAt(p []byte, off int64) (int, error) {
-	if off >= 0 {
-		first := (off+int64(len(p))-1)/s.bs + 1 // the first block after this read
-		s.mu.Lock()
-		s.queued = max(s.queued, first)
-	queue:
-		for s.queued < first+s.ahead && s.queued*s.bs < s.d.Size {
-			select {
-			case s.loaders <- struct{}{}:
-				go func(off int64) {
-					s.Prefetch(off)
-					<-s.loaders
-				}(s.queued * s.bs)
-				s.queued++
-			default: // every loader is busy; a later read queues the rest
-				break queue
-			}
-		}
-		s.mu.Unlock()
-	}
-	return s.DiskReader.ReadAt(p, off)
 }

@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"slices"
-	"sync"
 
 	"github.com/cairn-backup/cairn/chunkstore"
-	"github.com/cairn-backup/cairn/index"
 )
 
 // RestoreOptions tune a restore. The zero value means "default".
@@ -52,16 +49,13 @@ func (e *DamagedRestore) Error() string {
 
 // damageRanges collects the block ranges a restore skipped.
 type damageRanges struct {
-	mu     sync.Mutex
 	blocks []int64
 }
 
 func (d *damageRanges) add(first, n int64) {
-	d.mu.Lock()
 	for i := first; i < first+n; i++ {
 		d.blocks = append(d.blocks, i)
 	}
-	d.mu.Unlock()
 }
 
 // result merges the skipped blocks into byte ranges of disk dk.
@@ -82,126 +76,72 @@ func (d *damageRanges) result(dk *Disk) DiskDamage {
 }
 
 // Restore writes disk name of point p to w, from offset 0 to the disk's
-// size. Every block is verified before it is written.
+// size. Every block is verified before it is written. It runs on the
+// block pipeline (walk): the workers read, verify and write the blocks,
+// and Progress is called in order of offset, from one goroutine.
 func (v *Vault) Restore(ctx context.Context, p *Point, name string, w io.WriterAt, o RestoreOptions) error {
 	d, err := pickDisk(p, name)
 	if err != nil {
 		return err
-	}
-	if o.Workers <= 0 {
-		o.Workers = runtime.GOMAXPROCS(0)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type job struct {
-		i int64
-		h index.Hash
-	}
-	jobs := make(chan job, 2*o.Workers)
-	var (
-		progMu sync.Mutex
-		done   int64
-	)
-	var firstErr error
-	var errOnce sync.Once
-	setErr := func(err error) {
-		errOnce.Do(func() { firstErr = err; cancel() })
-	}
-	report := func(n int64) {
-		progMu.Lock()
-		defer progMu.Unlock()
-		done += n
-		if o.Progress != nil {
-			o.Progress(done, d.Size)
-		}
 	}
 	bs := int64(d.BlockSize)
 	var zeros []byte
 	if o.WriteZeros {
 		zeros = make([]byte, bs)
 	}
-	var skipped damageRanges
-	var wg sync.WaitGroup
-	for w0 := 0; w0 < o.Workers; w0++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var buf []byte
-			for j := range jobs {
-				if ctx.Err() != nil {
-					continue
-				}
-				off := j.i * bs
-				n := min(bs, d.Size-off)
-				var data []byte
-				if j.h.IsZero() {
-					data = zeros[:n]
-				} else {
-					b, err := v.store.Load(j.h, buf)
-					if err != nil {
-						v.noteReadDamage(p, d, j.i, j.h, err)
-						if o.SkipDamaged && isDamage(err) {
-							skipped.add(j.i, 1)
-							if o.WriteZeros {
-								if _, err := w.WriteAt(zeros[:n], off); err != nil {
-									setErr(fmt.Errorf("write at offset %d: %w", off, err))
-								}
-							}
-							report(n)
-							continue
-						}
-						setErr(fmt.Errorf("%s disk %s at offset %d: %w", p.Name(), d.Name, off, err))
-						continue
-					}
-					if int64(len(b)) != n {
-						setErr(fmt.Errorf("%s disk %s at offset %d: block is %d bytes, want %d", p.Name(), d.Name, off, len(b), n))
-						continue
-					}
-					buf, data = b, b
-				}
-				if _, err := w.WriteAt(data, off); err != nil {
-					setErr(fmt.Errorf("write at offset %d: %w", off, err))
-					continue
-				}
-				report(n)
-			}
-		}()
+	write := func(data []byte, off int64) error {
+		if _, err := w.WriteAt(data, off); err != nil {
+			return fmt.Errorf("write at offset %d: %w", off, err)
+		}
+		return nil
 	}
-	c := newMapCursor(v, d)
-	nb := d.Blocks()
-	for i := int64(0); i < nb && ctx.Err() == nil; i++ {
-		h, err := c.hash(i)
-		if err != nil && o.SkipDamaged && isDamage(err) {
-			// The whole map page is unreadable: its blocks are unknown.
-			last := min(nb, (i/PageEntries+1)*PageEntries)
-			skipped.add(i, last-i)
-			if o.WriteZeros {
-				for ; i < last; i++ {
-					jobs <- job{i, index.Hash{}}
-				}
-			} else {
-				report(min(last*bs, d.Size) - i*bs)
+	// writeZeros writes n zero bytes at off, a block at a time.
+	writeZeros := func(off, n int64) error {
+		for ; n > 0; off, n = off+bs, n-bs {
+			if err := write(zeros[:min(n, bs)], off); err != nil {
+				return err
 			}
-			i = last - 1
-			continue
+		}
+		return nil
+	}
+	var skipped damageRanges
+	wk := walk{v: v, p: p, d: d, start: 0, end: d.Size, holes: o.WriteZeros, damaged: o.SkipDamaged, workers: o.Workers}
+	wk.fetch = func(b *walkBlock) error {
+		if b.h.IsZero() {
+			return write(zeros[:b.n], b.off)
+		}
+		err := wk.load(b)
+		if err != nil && o.SkipDamaged && isDamage(err) {
+			b.damage = err
+			if o.WriteZeros {
+				return writeZeros(b.off, b.n)
+			}
+			return nil
 		}
 		if err != nil {
-			setErr(fmt.Errorf("%s disk %s: %w", p.Name(), d.Name, err))
-			break
+			return err
 		}
-		if h.IsZero() && !o.WriteZeros {
-			report(min(bs, d.Size-i*bs))
-			continue
+		return write(b.data, b.off)
+	}
+	wk.emit = func(b *walkBlock) error {
+		if b.damage != nil {
+			skipped.add(b.i, (b.n+bs-1)/bs)
+			if b.h.IsZero() && o.WriteZeros { // a map page that cannot be read: fetch did not run
+				if err := writeZeros(b.off, b.n); err != nil {
+					return err
+				}
+			}
 		}
-		jobs <- job{i, h}
+		if o.Progress != nil {
+			o.Progress(b.off+b.n, d.Size)
+		}
+		return nil
 	}
-	close(jobs)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	if err := ctx.Err(); err != nil {
+	if err := wk.run(ctx); err != nil {
 		return err
+	}
+	if o.Progress != nil {
+		o.Progress(d.Size, d.Size) // holes at the end
 	}
 	if len(skipped.blocks) > 0 {
 		return &DamagedRestore{Point: p.Name(), Damage: skipped.result(d)}

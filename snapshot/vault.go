@@ -227,6 +227,8 @@ type Vault struct {
 	used atomic.Int64 // bytes of packs, and of packs being written
 
 	prefetches background // loads ahead of readers, which Close waits out
+	loadOnce   sync.Once
+	load       *loaders // read-ahead of every reader (readahead.go)
 }
 
 // background counts work that runs on its own goroutines, behind the

@@ -301,12 +301,12 @@ func exportFile(ctx context.Context, v *snapshot.Vault, r *snapshot.DiskReader, 
 func exportTo(ctx context.Context, v *snapshot.Vault, r *snapshot.DiskReader, o exportRequest, jc *jobContext, w io.Writer) (int64, error) {
 	size := r.Size()
 	if o.Format == "qcow2" {
-		// Blocks loading ahead keep the vault reads off the compressing
-		// workers' critical path.
-		seq := r.Sequential(4)
-		var src image.Source = seq
+		// The qcow2 writer's workers read clusters about in order: the
+		// disk reader's read-ahead keeps the vault reads off their
+		// critical path.
+		var src image.Source = r
 		if v.Config().Compression == "zstd" {
-			src = vaultFrames{seq, r}
+			src = vaultFrames{r}
 		}
 		opt := qcow2.WriterOptions{Compression: o.Compress, Level: o.Level, ClusterSize: int(o.ClusterSize)}
 		progress := func(done int64) { jc.progress(done, size) }
@@ -419,13 +419,15 @@ func (z *zeroWriter) Zeros(n int64) error {
 
 // vaultFrames offers a zstd vault's compressed blocks to the qcow2 writer,
 // which copies them as compressed clusters when the cluster size is the
-// block size. Reads of guest bytes go through the read-ahead reader.
+// block size. Other clusters are read from the disk reader.
 type vaultFrames struct {
-	*snapshot.SequentialReader
 	r *snapshot.DiskReader
 }
 
-func (f vaultFrames) FrameSize() int64 { return f.r.BlockSize() }
+func (f vaultFrames) ReadAt(p []byte, off int64) (int, error)  { return f.r.ReadAt(p, off) }
+func (f vaultFrames) Size() int64                              { return f.r.Size() }
+func (f vaultFrames) NextData(off int64) (int64, int64, error) { return f.r.NextData(off) }
+func (f vaultFrames) FrameSize() int64                         { return f.r.BlockSize() }
 
 // FrameLen reports a block as a zstd frame when the vault keeps it
 // compressed and it is whole: the disk's last block may be shorter than
