@@ -70,6 +70,12 @@ func TestSoak(t *testing.T) {
 	t.Logf("seed %d (CAIRN_SOAK_SEED=%d reproduces the choices)", seed, seed)
 	s := &soak{t: t, dir: dir, vault: filepath.Join(dir, "vault"), mnt: filepath.Join(dir, "mnt"),
 		rnd: rand.New(rand.NewSource(seed)), sources: map[string]string{}, expect: map[string]string{}, history: map[string][]string{}}
+	t.Cleanup(func() {
+		if t.Failed() { // what a long run got through before it stopped
+			t.Logf("soak stopped after %d cycles, %d operations, %d daemon kills, %d client kills, %d kills of commands on the vault, %d point restores checked",
+				s.cycles, s.ops, s.kills, s.clientKills, s.localKills, s.checked)
+		}
+	})
 	mustCairn(t, s.vault, "init", "--chunk-size", "64K")
 	os.Mkdir(s.mnt, 0o755)
 	for i, r := range []string{"web", "db", "mail"} {
