@@ -16,7 +16,6 @@ import (
 
 	"github.com/cairn-backup/cairn/chunkstore"
 	"github.com/cairn-backup/cairn/chunkstore/storage"
-	"github.com/cairn-backup/cairn/index"
 )
 
 // memWriter is an io.WriterAt over a byte slice.
@@ -413,16 +412,8 @@ func TestCloseWaitsForPrefetches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var hashes []index.Hash
-	for i := int64(0); i < int64(len(data))/bs; i++ {
-		h, _ := v.blockHash(&p.Disks[0], i)
-		if h.IsZero() {
-			t.Fatalf("block %d is a hole", i)
-		}
-		if i >= 2 {
-			damageBlock(t, v, &p.Disks[0], i)
-		}
-		hashes = append(hashes, h)
+	for i := int64(2); i < int64(len(data))/bs; i++ {
+		damageBlock(t, v, &p.Disks[0], i) // fails on a hole
 	}
 	v.Close()
 
