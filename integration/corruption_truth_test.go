@@ -9,11 +9,13 @@ import (
 	"io/fs"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/zeebo/blake3"
 )
@@ -119,9 +121,20 @@ func newMatrixFixture(t *testing.T) *mxFixture {
 	f.vault = filepath.Join(dir, "vault")
 	mustCairn(t, f.vault, "init", "--chunk-size", "4K")
 	images := map[string]string{} // POINT:DISK → kept copy
+	// The fixture is the same in every run, so that a seed repeats its
+	// trials: points at fixed times, filesystems made at a fixed time
+	// with fixed UUIDs.
+	when := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
 	backup := func(res string, disks ...string) string {
 		t.Helper()
-		p := strings.TrimSpace(mustCairn(t, f.vault, append([]string{"backup", "--name", res}, disks...)...))
+		when = when.Add(time.Minute)
+		cmd := exec.Command(cairnBin, append([]string{"backup", "--name", res}, disks...)...)
+		cmd.Env = append(os.Environ(), "CAIRN_VAULT="+f.vault, "CAIRN_NOW="+when.Format(time.RFC3339))
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("backup %s: %v", res, err)
+		}
+		p := strings.TrimSpace(string(out))
 		for _, d := range disks {
 			name, path, _ := strings.Cut(d, "=")
 			kept := filepath.Join(dir, "kept", strings.ReplaceAll(p, "@", "_")+"_"+name+".img")
@@ -137,7 +150,16 @@ func newMatrixFixture(t *testing.T) *mxFixture {
 	tree := filepath.Join(dir, "tree")
 	sourceTree(t, tree, 2<<20)
 	web := filepath.Join(dir, "web01.img")
-	sh(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-d", tree, web, "8M")
+	e2fs := func(name string, args ...string) { // at a fixed time, which mkfs.ext4 and debugfs stamp
+		t.Helper()
+		cmd := exec.Command(name, args...)
+		cmd.Env = append(os.Environ(), "E2FSPROGS_FAKE_TIME=1764633600")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+	}
+	const uuid = "6a1f0e2c-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
+	e2fs("mkfs.ext4", "-q", "-F", "-b", "4096", "-U", uuid, "-E", "hash_seed="+uuid, "-d", tree, web, "8M")
 	files := map[string][]byte{}
 	filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
@@ -164,7 +186,7 @@ func newMatrixFixture(t *testing.T) *mxFixture {
 			}
 			cf := filepath.Join(dir, "cmds")
 			os.WriteFile(cf, []byte(cmds.String()), 0o644)
-			sh(t, "debugfs", "-w", "-f", cf, web)
+			e2fs("debugfs", "-w", "-f", cf, web)
 		}
 		p := backup("web01", "vda="+web)
 		f.guest[p] = guestBlocks(t, dir, web, files)
@@ -323,6 +345,12 @@ func (f *mxFixture) learn(t *testing.T, images map[string]string) {
 	if len(stored) != len(known) {
 		t.Fatalf("packs store %d blobs, the points use %d", len(stored), len(known))
 	}
+	// Pack names are random: in the order of what they hold, a seed
+	// picks the same pack in every run.
+	sort.Slice(f.packs, func(i, j int) bool {
+		a, b := f.packs[i].blobs, f.packs[j].blobs
+		return len(a) > 0 && len(b) > 0 && bytes.Compare(a[0].hash[:], b[0].hash[:]) < 0
+	})
 	idx, _ := os.ReadDir(filepath.Join(f.vault, "index"))
 	for _, e := range idx {
 		f.index = append(f.index, "index/"+e.Name())
