@@ -37,44 +37,7 @@ func (fs *FS) NextData(ino uint64, off int64) (int64, int64, error) {
 	if in.isLink() {
 		return off, int64(size), nil
 	}
-	bs := uint64(fs.sb.blockSize)
-	last := (size - 1) / bs // last file block inside the file
-	lblk := uint64(off) / bs
-	runs := 0
-	var r run
-	// Skip holes up to the first data run.
-	for {
-		if lblk > last {
-			return int64(size), int64(size), nil
-		}
-		if runs++; runs > maxSeekRuns {
-			// Too many holes: call one block data and let the caller
-			// read it and ask again from there.
-			return int64(max(lblk*bs, uint64(off))), int64(min((lblk+1)*bs, size)), nil
-		}
-		if r, err = fs.mapBlock(in, &in.data, lblk); err != nil {
-			return 0, 0, err
-		}
-		if !r.zero {
-			break
-		}
-		lblk += r.n
-	}
-	start := max(lblk*bs, uint64(off))
-	// Extend over the data runs that follow directly.
-	end := lblk + r.n
-	for end <= last && runs < maxSeekRuns {
-		runs++
-		r, err := fs.mapBlock(in, &in.data, end)
-		if err != nil {
-			return 0, 0, err
-		}
-		if r.zero {
-			break
-		}
-		end += r.n
-	}
-	return int64(start), int64(min(end*bs, size)), nil
+	return guest.NextDataRuns(fs.blockMap(in), off, size, uint64(fs.sb.blockSize), maxSeekRuns)
 }
 
 var _ guest.Mapper = (*FS)(nil)
@@ -99,28 +62,13 @@ func (fs *FS) MapFile(dst []guest.Extent, ino uint64, off, n int64) ([]guest.Ext
 		return dst, nil
 	}
 	size := min(in.size, math.MaxInt64)
-	pos := uint64(off)
-	end := min(uint64(off)+uint64(n), size)
-	bs := uint64(fs.sb.blockSize)
-	for runs := 0; pos < end && runs < maxMapRuns; runs++ {
-		r, err := fs.mapBlock(in, &in.data, pos/bs)
-		if err != nil {
-			return dst, err
-		}
-		within := pos % bs
-		chunk := end - pos
-		if r.n <= (chunk+within)/bs { // the run ends first; r.n is small here
-			chunk = r.n*bs - within
-		}
-		if !r.zero {
-			e := guest.Extent{Off: int64(r.blk*bs + within), Len: int64(chunk)}
-			if k := len(dst) - 1; k >= 0 && dst[k].Off+dst[k].Len == e.Off {
-				dst[k].Len += e.Len
-			} else {
-				dst = append(dst, e)
-			}
-		}
-		pos += chunk
+	return guest.AppendRunExtents(dst, fs.blockMap(in), off, n, size, uint64(fs.sb.blockSize), maxMapRuns)
+}
+
+// blockMap is in's data map as guest's run walkers take it.
+func (fs *FS) blockMap(in *inode) guest.BlockMap {
+	return func(lblk uint64) (guest.Run, error) {
+		r, err := fs.mapBlock(in, &in.data, lblk)
+		return guest.Run{Phys: r.blk, N: r.n, Zero: r.zero}, err
 	}
-	return dst, nil
 }
