@@ -28,7 +28,9 @@
 //     guest files follow their own reads too (a ReadAhead each) and map
 //     the bytes ahead to disk blocks (DiskExtent, guest.Mapper) for
 //     DiskReader.LoadAhead, since a thin LV's or a fragmented file's
-//     next bytes lie anywhere on the disk. MountOptions.ReadAhead bounds
+//     next bytes lie anywhere on the disk; the disk reader they read
+//     through has its own read-ahead off, so that a file's reads load
+//     nothing past its end. MountOptions.ReadAhead bounds
 //     all of them. As root the kernel's read-ahead for the mount is
 //     raised to 1 MiB, so it sends 1 MiB READs instead of 128 KiB ones.
 //   - A block that fails verification is EIO for that read, logged with

@@ -25,7 +25,13 @@ type diskDir struct {
 	gofs.Inode
 	readOnly
 	fsys *FS
-	r    *snapshot.DiskReader
+	// r is what the partition table, LVM and the guest filesystems read
+	// the disk through. Its own read-ahead is off: logical volumes and
+	// guest files load ahead for themselves (they know where their next
+	// bytes lie), and a filesystem's metadata reads interleaved with
+	// several files' reads would only start streams that load bytes no
+	// one asked for. Each partN.raw has a reader of its own, with it on.
+	r *snapshot.DiskReader
 
 	once sync.Once
 	disk *volume.Disk
@@ -133,7 +139,12 @@ func (d *diskDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 			f.fill(&out.Attr)
 			node = f
 		} else {
-			f := newPartFile(d.fsys, d.r, v.Start, v.Size)
+			r, err := d.fsys.vault.OpenDisk(p, d.r.Disk().Name)
+			if err != nil {
+				return nil, d.fsys.errno("open disk", err)
+			}
+			r.SetReadAhead(d.fsys.readAhead)
+			f := newPartFile(d.fsys, r, v.Start, v.Size)
 			f.fill(&out.Attr)
 			node = f
 		}

@@ -50,15 +50,16 @@ func (n *pointDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	if err != nil {
 		return nil, n.fsys.errno("open disk", err)
 	}
-	r.SetReadAhead(n.fsys.readAhead)
 	if !raw {
 		// The files inside the disk: nothing is read until looked into.
 		dirAttr(&out.Attr, n.point.Time)
 		out.SetEntryTimeout(immutableTimeout)
 		out.SetAttrTimeout(immutableTimeout)
+		r.SetReadAhead(-1) // see diskDir.r
 		d := &diskDir{fsys: n.fsys, r: r}
 		return n.NewInode(ctx, d, gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoOf("diskdir", n.point.Resource, n.point.ID, diskName)}), 0
 	}
+	r.SetReadAhead(n.fsys.readAhead)
 	f := newDiskFile(n.fsys, r)
 	f.fill(&out.Attr)
 	out.SetEntryTimeout(immutableTimeout)

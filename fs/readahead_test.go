@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"testing"
 	"time"
 
@@ -55,6 +56,15 @@ func waitCached(t *testing.T, r *snapshot.DiskReader, off, end int64) {
 // the image.
 func ext4Image(t *testing.T, n int, size string) (content, img []byte) {
 	t.Helper()
+	content = make([]byte, n)
+	rand.New(rand.NewSource(int64(n))).Read(content)
+	return content, ext4Of(t, size, map[string][]byte{"big": content})
+}
+
+// ext4Of makes an ext4 image of size holding files, written in name
+// order (so that ext4 lays them out one after the other).
+func ext4Of(t *testing.T, size string, files map[string][]byte) []byte {
+	t.Helper()
 	mkfs, err := exec.LookPath("mkfs.ext4")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -63,20 +73,25 @@ func ext4Image(t *testing.T, n int, size string) (content, img []byte) {
 		t.Skip("mkfs.ext4 missing")
 	}
 	src := t.TempDir()
-	content = make([]byte, n)
-	rand.New(rand.NewSource(int64(n))).Read(content)
-	if err := os.WriteFile(filepath.Join(src, "big"), content, 0o644); err != nil {
-		t.Fatal(err)
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := os.WriteFile(filepath.Join(src, name), files[name], 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	path := filepath.Join(t.TempDir(), "fs.img")
 	if out, err := exec.Command(mkfs, "-q", "-F", "-d", src, path, size).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
 	}
-	img, err = os.ReadFile(path)
+	img, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return content, img
+	return img
 }
 
 // DISK.raw reads ahead through its disk reader: not for a random reader
@@ -272,5 +287,77 @@ func TestMountReadAheadOption(t *testing.T) {
 		if got != c.want {
 			t.Errorf("ReadAhead %d, guest file %v: blocks 5-7 MiB ahead loaded: %v", c.window, c.guest, got)
 		}
+	}
+}
+
+// A guest file loads ahead only its own bytes: the disk reader it reads
+// through starts no stream of its own, which would load whatever lies
+// on the disk past the file's end (here the next file) for no reader.
+func TestGuestFileLoadsNothingPastItsEnd(t *testing.T) {
+	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("FUSE tests need root and /dev/fuse: %v", err)
+		}
+		t.Skip("FUSE tests need root and /dev/fuse")
+	}
+	a, b := make([]byte, 4<<20), make([]byte, 8<<20)
+	rand.New(rand.NewSource(5)).Read(a)
+	rand.New(rand.NewSource(6)).Read(b)
+	data := ext4Of(t, "40M", map[string][]byte{"a": a, "b": b})
+	r0, err := volume.Open(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gfs, err := r0.Volumes[0].FS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	extents := func(name string, n int64) []guest.Extent {
+		ino, err := gfs.Lookup(gfs.Root(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := gfs.(guest.Mapper).MapFile(nil, ino, 0, n)
+		if err != nil || len(e) == 0 {
+			t.Fatalf("map %s: %v %v", name, e, err)
+		}
+		return e
+	}
+	ea, eb := extents("a", int64(len(a))), extents("b", int64(len(b)))
+	// The blocks to check: b's, from 2 MiB past a's end on the disk
+	// (beyond what the kernel's own read-ahead of a could touch).
+	aEnd := ea[len(ea)-1].Off + ea[len(ea)-1].Len
+	var check []int64
+	for _, e := range eb {
+		for off := (e.Off + raBlock - 1) / raBlock * raBlock; off+raBlock <= e.Off+e.Len; off += raBlock {
+			if off >= aEnd+2<<20 && off < aEnd+8<<20 {
+				check = append(check, off)
+			}
+		}
+	}
+	if eb[0].Off < aEnd || eb[0].Off > aEnd+1<<20 || len(check) < 4<<20/raBlock {
+		t.Fatalf("b does not follow a on the disk: a %v, b %v", ea, eb)
+	}
+
+	v := snapshot.TestVault(t, snapshot.Config{BlockSize: raBlock})
+	p, err := v.Backup(context.Background(), "r", []snapshot.DiskSource{{Name: "d", Src: &snapshot.MemSource{Data: data}}}, snapshot.BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := mountWith(t, v, MountOptions{})
+	got, err := os.ReadFile(filepath.Join(dir, "r", p.ID, "d", "a"))
+	if err != nil || !bytes.Equal(got, a) {
+		t.Fatalf("read a: %v (equal %v)", err, bytes.Equal(got, a))
+	}
+	// Past the kernel's own read-ahead (1 MiB) into b, nothing may load.
+	probe, _ := v.OpenDisk(p, "d")
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		for _, off := range check {
+			if probe.Cached(off) {
+				t.Fatalf("reading a loaded b's block at disk offset %d (a ends at %d)", off, aEnd)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
