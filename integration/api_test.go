@@ -258,6 +258,7 @@ func TestAPI(t *testing.T) {
 		{"POST", "/jobs?follow=maybe", `{"kind":"gc"}`, 400, 2, "follow"},
 		{"GET", "/points/small@nope", "", 404, 1, "no such point"},
 		{"GET", "/jobs/nope", "", 404, 1, "no such job"},
+		{"POST", "/nbd", `{"point":"` + first + `","disk":"nope"}`, 404, 1, `has no disk "nope" (it has small)`},
 		{"GET", "/nothing", "", 404, 1, "no such endpoint"},
 		{"DELETE", "/points", "", 405, 1, "not allowed"},
 	} {

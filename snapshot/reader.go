@@ -41,10 +41,21 @@ func pickDisk(p *Point, name string) (*Disk, error) {
 	}
 	d := p.Disk(name)
 	if d == nil {
-		return nil, fmt.Errorf("%s has no disk %q (it has %s)", p.Name(), name, diskNames(p))
+		return nil, NoDiskError(p, name)
 	}
 	return d, nil
 }
+
+// NoDiskError says that point p holds no disk name, and which it holds;
+// it is ErrNoDisk.
+func NoDiskError(p *Point, name string) error {
+	return noDisk(fmt.Sprintf("%s has no disk %q (it has %s)", p.Name(), name, diskNames(p)))
+}
+
+type noDisk string
+
+func (e noDisk) Error() string      { return string(e) }
+func (noDisk) Is(target error) bool { return target == ErrNoDisk }
 
 func diskNames(p *Point) string {
 	s := ""

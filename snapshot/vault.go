@@ -34,10 +34,12 @@ const (
 )
 
 var (
-	ErrNotVault       = errors.New("not a cairn vault")
-	ErrAlreadyVault   = errors.New("vault already initialized")
-	ErrNoPoint        = errors.New("no such point")
-	ErrAmbiguous      = errors.New("ambiguous point")
+	ErrNotVault     = errors.New("not a cairn vault")
+	ErrAlreadyVault = errors.New("vault already initialized")
+	ErrNoPoint      = errors.New("no such point")
+	ErrAmbiguous    = errors.New("ambiguous point")
+	// ErrNoDisk marks a disk name that the point does not hold.
+	ErrNoDisk         = errors.New("no such disk")
 	ErrBadName        = errors.New("invalid name")
 	ErrLocked         = errors.New("vault is in use by another process")
 	ErrTargetTooSmall = errors.New("restore target too small")

@@ -63,7 +63,8 @@ func httpStatus(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, errWrongVault):
 		return http.StatusMisdirectedRequest
-	case errors.Is(err, errNoEndpoint), errors.Is(err, errNoJob), errors.Is(err, snapshot.ErrNoPoint), errors.Is(err, policy.ErrNotFound):
+	case errors.Is(err, errNoEndpoint), errors.Is(err, errNoJob), errors.Is(err, snapshot.ErrNoPoint), errors.Is(err, snapshot.ErrNoDisk),
+		errors.Is(err, policy.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, errNotAllowed):
 		return http.StatusMethodNotAllowed

@@ -71,7 +71,7 @@ func parseGuestRef(v *snapshot.Vault, ref string) (*guestRef, error) {
 	disk, rest, _ := strings.Cut(p, "/")
 	if disk != "" && point.Disk(strings.TrimSuffix(disk, ".raw")) == nil {
 		g.release()
-		return nil, fmt.Errorf("%s: %s has no disk %q", ref, point.Name(), disk)
+		return nil, fmt.Errorf("%s: %w", ref, snapshot.NoDiskError(point, disk))
 	}
 	g.disk, g.path = disk, rest
 	return g, nil
