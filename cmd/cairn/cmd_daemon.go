@@ -131,7 +131,8 @@ func newMountCommand(env *cmdEnv) *cli.Command {
 			"see the mount unless --allow-other (as non-root, that needs user_allow_other in\n" +
 			"/etc/fuse.conf): other users then read guest files as their modes allow, and disk files only\n" +
 			"as --disk-group (mode 0440 then) and --disk-mode share them.\n\n" +
-			"Meanwhile the process owns the vault, as cairn daemon does: other commands run through it.\n" +
+			"Meanwhile the process owns the vault, as cairn daemon does: other commands run through it,\n" +
+			"and the vault's policies run on their schedules (a paused policy does not).\n" +
 			"Ctrl-C or SIGTERM unmounts cleanly; so does cairn umount MOUNTPOINT. A mount left by a cairn\n" +
 			"that was killed is removed by the next cairn mount at that place.\n\n" +
 			"Examples:\n" +
