@@ -159,6 +159,31 @@ func (d *DB) PutPoint(resource, id string, record []byte) error {
 	return nil
 }
 
+// PutNewPoint stores the record of a point just made, as PutPoint, and
+// notes its ID as the newest issued for resource (IssuedID), in one
+// transaction. Deleting the point leaves that note.
+func (d *DB) PutNewPoint(resource, id string, record []byte) error {
+	if strings.IndexByte(resource, 0) >= 0 || resource == "" || id == "" {
+		return fmt.Errorf("invalid point key %q@%q", resource, id)
+	}
+	if err := d.update(func(txn *badger.Txn) error {
+		if err := txn.Set(pointKey(resource, id), record); err != nil {
+			return err
+		}
+		return txn.Set(issuedIDKey(resource), []byte(id))
+	}); err != nil {
+		return fmt.Errorf("index point %s@%s: %w", resource, id, err)
+	}
+	return nil
+}
+
+// IssuedID returns the ID of the last point PutNewPoint stored for
+// resource, whether or not it still exists, or ErrNotFound.
+func (d *DB) IssuedID(resource string) (string, error) {
+	b, err := d.get(issuedIDKey(resource))
+	return string(b), err
+}
+
 // Point returns a point's record, or ErrNotFound.
 func (d *DB) Point(resource, id string) ([]byte, error) {
 	return d.get(pointKey(resource, id))

@@ -16,6 +16,7 @@ const (
 	prefixPointDamage byte = 'D' // 'D' resource 0x00 id → what is known damaged in the point
 	prefixBadRecord   byte = 'r' // 'r' name → why the point record cannot be read
 	prefixCandidate   byte = 'L' // 'L' hash[32] packID[16] offset[8] → Location (repair only)
+	prefixIssuedID    byte = 'i' // 'i' resource → the newest point ID ever issued for it
 	keyVault          byte = 'v' // 'v' → the vault ID this index belongs to
 	keySession        byte = 's' // 's' → present while a writer has the index open
 )
@@ -154,6 +155,10 @@ func pointKey(resource, id string) []byte {
 	k = append(k, resource...)
 	k = append(k, 0)
 	return append(k, id...)
+}
+
+func issuedIDKey(resource string) []byte {
+	return append([]byte{prefixIssuedID}, resource...)
 }
 
 func pointPrefix(resource string) []byte {

@@ -214,7 +214,7 @@ func (v *Vault) Backup(ctx context.Context, resource string, disks []DiskSource,
 	if err := v.st.Put(ctx, storage.Points, recordName(resource, id), rec); err != nil {
 		return nil, fmt.Errorf("commit %s: %w", pt.Name(), err)
 	}
-	if err := v.idx.PutPoint(resource, id, rec); err != nil {
+	if err := v.idx.PutNewPoint(resource, id, rec); err != nil {
 		v.indexLags("point "+pt.Name(), err)
 	}
 	return pt, nil

@@ -10,7 +10,10 @@
 //     disks); its points form its chain, oldest first.
 //   - point: an immutable, complete state of a resource, named
 //     RESOURCE@ID where ID is the UTC time YYYYMMDDTHHMMSSZ, with "-N"
-//     appended when two points of a resource fall in the same second.
+//     appended when two points of a resource fall in the same second. A
+//     name is not given again to another point, even after a delete
+//     (the index notes the last ID issued in each second; lost with the
+//     index, that note leaves only "no two existing points share one").
 //   - point record: a point's manifest in storage, checksummed
 //     (record.go): everything needed to read the point. The index keeps
 //     the same bytes.

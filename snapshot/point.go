@@ -408,11 +408,28 @@ func (v *Vault) dropFromIndex(keys []index.PointKey) error {
 }
 
 // newID picks the ID for a point of resource taken at t: one no point in
-// the index or in storage has. Called with commitMu held.
+// the index or in storage has, and, within t's second, one after the
+// last the index issued, so that a point deleted in the second it was
+// made does not lend its name to the next (a mount's inodes, a script's
+// notes and a replica all take a name for the same bytes). Called with
+// commitMu held.
 func (v *Vault) newID(ctx context.Context, resource string, t time.Time) (string, error) {
 	base := t.UTC().Format(idLayout)
-	id := base
-	for n := 2; ; n++ {
+	n := 1 // the first of a second has no suffix
+	last, err := v.idx.IssuedID(resource)
+	switch {
+	case err == nil:
+		if lb, k := splitID(last); validID(last) && lb == base {
+			n = k + 1
+		}
+	case !errors.Is(err, index.ErrNotFound):
+		return "", err
+	}
+	for ; ; n++ {
+		id := base
+		if n > 1 {
+			id = fmt.Sprintf("%s-%d", base, n)
+		}
 		_, err := v.idx.Point(resource, id)
 		if errors.Is(err, index.ErrNotFound) {
 			_, err = v.st.Stat(ctx, storage.Points, recordName(resource, id))
@@ -423,6 +440,5 @@ func (v *Vault) newID(ctx context.Context, resource string, t time.Time) (string
 		if err != nil {
 			return "", err
 		}
-		id = fmt.Sprintf("%s-%d", base, n)
 	}
 }

@@ -204,6 +204,54 @@ func TestSameSecondGetsSuffix(t *testing.T) {
 	}
 }
 
+// A point deleted in the second it was made does not lend its name to
+// the next point of that second, across a reopen too: its name stays
+// bound to its bytes (a mount's inodes, a script's notes).
+func TestDeletedIDNotReused(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := Init(dir, Config{}, now); err != nil {
+		t.Fatal(err)
+	}
+	open := func() *Vault {
+		v, err := Open(dir, Options{Clock: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	v := open()
+	defer func() { v.Close() }()
+	backup := func(resource string, seed int64) *Point {
+		t.Helper()
+		p, err := v.Backup(ctx, resource, []DiskSource{{Name: "d", Src: &MemSource{Data: disk(seed, 64<<10)}}}, BackupOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var ids []string
+	for i := int64(0); i < 3; i++ {
+		p := backup("r", i)
+		ids = append(ids, p.ID)
+		if err := v.Delete([]*Point{p}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			v.Close()
+			v = open()
+		}
+	}
+	ids = append(ids, backup("other", 9).ID) // another resource: its own names
+	now = now.Add(time.Second)
+	ids = append(ids, backup("r", 10).ID) // a new second starts again
+	want := []string{"20260102T030405Z", "20260102T030405Z-2", "20260102T030405Z-3", "20260102T030405Z", "20260102T030406Z"}
+	if fmt.Sprint(ids) != fmt.Sprint(want) {
+		t.Fatalf("ids %v, want %v", ids, want)
+	}
+}
+
 func TestHugeSparseDiskReadsNothing(t *testing.T) {
 	v := TestVault(t, Config{BlockSize: 1 << 20})
 	src := &countingSource{size: 64 << 30, data: map[int64]byte{5 << 30: 7, 40<<30 + 3: 9}}
