@@ -153,6 +153,66 @@ func TestFullVaultFilesystem(t *testing.T) {
 	mustCairn(t, vault, "verify", "--data")
 }
 
+// TestDaemonOnFullFilesystem starts a daemon on a vault whose filesystem
+// is full: it serves reads, a backup through it fails with one line that
+// says what to do, and once there is room a restarted daemon backs up.
+func TestDaemonOnFullFilesystem(t *testing.T) {
+	needTool(t, "mkfs.ext4")
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("this test mounts a tmpfs and needs root")
+		}
+		t.Skip("needs root to mount a tmpfs")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	small := filepath.Join(dir, "small")
+	if err := os.Mkdir(small, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", small, "tmpfs", 0, "size=24m"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(small, syscall.MNT_DETACH) })
+	vault := filepath.Join(small, "vault")
+	img := makeExt4(t, dir, "32M", 4<<20)
+	mustCairn(t, vault, "init")
+	point := strings.TrimSpace(mustCairn(t, vault, "backup", "--name", "a", img))
+	fill := filepath.Join(small, "fill")
+	f, err := os.Create(fill)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for buf := make([]byte, 1<<20); ; {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+
+	d := startDaemon(t, vault)
+	if !strings.Contains(d.log.String(), "open for reading only") {
+		t.Errorf("the daemon does not say the vault is open for reading only:\n%s", d.log)
+	}
+	if out := mustCairn(t, vault, "points"); !strings.Contains(out, point) {
+		t.Errorf("points through a daemon on a full filesystem: %s", out)
+	}
+	restored := filepath.Join(dir, "restored.img")
+	mustCairn(t, vault, "restore", point, restored)
+	sameFile(t, img, restored)
+	os.Remove(fill)
+	// Room again, but the daemon opened the vault for reading: a backup
+	// says so, and what to do.
+	r := cairn(t, vault, "backup", "--name", "a", img)
+	if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "restart the daemon") {
+		t.Errorf("backup through a read-only daemon: exit %d, stderr %q", r.code, r.stderr)
+	}
+	d.stop(t)
+	startDaemon(t, vault)
+	mustCairn(t, vault, "backup", "--name", "a", img)
+	mustCairn(t, vault, "verify", "--data")
+}
+
 // TestVaultOfAnotherUser checks the hint a user gets for a vault that
 // belongs to someone else: who owns it, and what to do.
 func TestVaultOfAnotherUser(t *testing.T) {

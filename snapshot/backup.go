@@ -75,7 +75,7 @@ const (
 func (v *Vault) Backup(ctx context.Context, resource string, disks []DiskSource, o BackupOptions) (*Point, error) {
 	start := v.clock()
 	if v.readOnly {
-		return nil, fmt.Errorf("%s: %w (its filesystem is full or read-only)", v.dir, ErrReadOnly)
+		return nil, v.readOnlyErr()
 	}
 	if err := CheckName("resource", resource); err != nil {
 		return nil, err

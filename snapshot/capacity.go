@@ -50,7 +50,7 @@ func (b budget) Release(n int64) { b.v.used.Add(-n) }
 // SetCapacity changes the vault's capacity (0: none), in storage.
 func (v *Vault) SetCapacity(ctx context.Context, capacity int64) error {
 	if v.readOnly {
-		return fmt.Errorf("%s: %w (its filesystem is full or read-only)", v.dir, ErrReadOnly)
+		return v.readOnlyErr()
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()

@@ -70,7 +70,7 @@ var ErrGCRunning = errors.New("a garbage collection is already running")
 func (v *Vault) GC(ctx context.Context, o GCOptions) (*GCReport, error) {
 	start := time.Now()
 	if v.readOnly && !o.DryRun {
-		return nil, fmt.Errorf("%s: %w (its filesystem is full or read-only)", v.dir, ErrReadOnly)
+		return nil, v.readOnlyErr()
 	}
 	if !v.gcMu.TryLock() {
 		return nil, ErrGCRunning

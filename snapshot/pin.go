@@ -13,7 +13,7 @@ import (
 // in the index.
 func (v *Vault) SetPinned(points []*Point, pinned bool) error {
 	if v.readOnly {
-		return fmt.Errorf("%s: %w (its filesystem is full or read-only)", v.dir, ErrReadOnly)
+		return v.readOnlyErr()
 	}
 	ctx := context.Background()
 	v.commitMu.Lock()

@@ -376,7 +376,7 @@ func (v *Vault) Resolve(ref string) (*Point, error) {
 // collection; every other point is untouched and stays complete.
 func (v *Vault) Delete(points []*Point) error {
 	if v.readOnly {
-		return fmt.Errorf("%s: %w (its filesystem is full or read-only)", v.dir, ErrReadOnly)
+		return v.readOnlyErr()
 	}
 	for _, p := range points {
 		if p.Pinned {

@@ -541,6 +541,13 @@ func (v *Vault) indexLags(what string, err error) {
 // Dir returns the vault's directory.
 func (v *Vault) Dir() string { return v.dir }
 
+// readOnlyErr is what a write to a vault opened read-only returns. Only
+// a daemon (or mount) meets it: a command that writes opens the vault
+// for writing or fails. The vault stays read-only while it is open.
+func (v *Vault) readOnlyErr() error {
+	return fmt.Errorf("%s: %w: its filesystem was full or read-only when the daemon opened it; make room, then restart the daemon", v.dir, ErrReadOnly)
+}
+
 // Now is the time on the vault's clock (Options.Clock).
 func (v *Vault) Now() time.Time { return v.clock() }
 
