@@ -36,29 +36,44 @@ type BlobCheck struct {
 	Err    error // nil when the blob decompresses and matches its hash
 }
 
+// PackCheck is what CheckPack found of a pack as a whole.
+type PackCheck struct {
+	// TrailerErr says that a version 2 pack's trailer is damaged or
+	// gone. That harms no block (reads never use the trailer, and repair
+	// reads the blob headers instead), but it is damage in storage all
+	// the same, worth a note.
+	TrailerErr error
+}
+
 // CheckPack reads pack id front to back, decompresses and re-hashes every
 // blob on all cores, and calls fn for each blob in pack order. A pack
 // whose blob structure is broken stops the scan with an error wrapping
 // ErrCorrupt after reporting the blobs before the damage. A version 2
 // pack's trailer is not a blob: the scan ends where the trailer says the
 // blobs end (or, with the trailer damaged, where one seems to start).
-func (s *Store) CheckPack(ctx context.Context, id index.PackID, fn func(BlobCheck)) error {
+func (s *Store) CheckPack(ctx context.Context, id index.PackID, fn func(BlobCheck)) (PackCheck, error) {
+	var pc PackCheck
 	name := PackName(id)
 	info, err := s.st.Stat(ctx, storage.Packs, name)
 	if err != nil {
-		return err
+		return pc, err
 	}
 	end := info.Size
-	if _, at, err := readTrailer(ctx, s.st, name, info.Size); err == nil {
+	_, at, trailerErr := readTrailer(ctx, s.st, name, info.Size)
+	if trailerErr == nil {
 		end = at
 	}
 	r := bufio.NewReaderSize(io.NewSectionReader(storageReaderAt{ctx, s.st, name}, 0, end), 1<<20)
 	ph := make([]byte, packHeaderSize)
 	if _, err := io.ReadFull(r, ph); err != nil {
-		return fmt.Errorf("%w: pack %s: short header", ErrCorrupt, id)
+		return pc, fmt.Errorf("%w: pack %s: short header", ErrCorrupt, id)
 	}
-	if _, err := checkPackHeader(ph); err != nil {
-		return fmt.Errorf("pack %s: %w", id, err)
+	version, err := checkPackHeader(ph)
+	if err != nil {
+		return pc, fmt.Errorf("pack %s: %w", id, err)
+	}
+	if version >= 2 && trailerErr != nil && ctx.Err() == nil {
+		pc.TrailerErr = fmt.Errorf("pack %s: its trailer (the list of its blobs) is damaged or missing", id)
 	}
 
 	type job struct {
@@ -138,5 +153,5 @@ func (s *Store) CheckPack(ctx context.Context, id index.PackID, fn func(BlobChec
 	wg.Wait()
 	close(ordered)
 	<-deliver
-	return scanErr
+	return pc, scanErr
 }

@@ -155,7 +155,7 @@ func TestDamagedPackIsReportedNotReturned(t *testing.T) {
 		t.Fatalf("undamaged neighbour: %v", err)
 	}
 	var bad, ok int
-	err = s.CheckPack(context.Background(), loc.Pack, func(c BlobCheck) {
+	pc, err := s.CheckPack(context.Background(), loc.Pack, func(c BlobCheck) {
 		if c.Err != nil {
 			bad++
 			if c.Hash != h {
@@ -165,8 +165,8 @@ func TestDamagedPackIsReportedNotReturned(t *testing.T) {
 			ok++
 		}
 	})
-	if err != nil || bad != 1 || ok != 1 {
-		t.Fatalf("CheckPack: err=%v bad=%d ok=%d", err, bad, ok)
+	if err != nil || bad != 1 || ok != 1 || pc.TrailerErr != nil {
+		t.Fatalf("CheckPack: err=%v bad=%d ok=%d trailer %v", err, bad, ok, pc.TrailerErr)
 	}
 }
 

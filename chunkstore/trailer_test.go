@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,8 +99,8 @@ func TestVersion1Pack(t *testing.T) {
 		t.Fatalf("version 1 pack: %d blobs, %v", len(got), err)
 	}
 	n := 0
-	if err := s.CheckPack(ctx, id, func(c BlobCheck) { n++ }); err != nil || n != 4 {
-		t.Fatalf("CheckPack of a version 1 pack: %d, %v", n, err)
+	if pc, err := s.CheckPack(ctx, id, func(c BlobCheck) { n++ }); err != nil || n != 4 || pc.TrailerErr != nil {
+		t.Fatalf("CheckPack of a version 1 pack (which has no trailer): %d, %v, %v", n, err, pc.TrailerErr)
 	}
 	for _, h := range hashes {
 		if _, err := s.Load(h, nil); err != nil {
@@ -125,13 +126,17 @@ func TestPackIndexWithDamagedTrailer(t *testing.T) {
 			t.Fatalf("trailer cut by %d: %d blobs, %v", cut, len(got), err)
 		}
 		var n int
-		if err := s.CheckPack(ctx, id, func(c BlobCheck) {
+		pc, err := s.CheckPack(ctx, id, func(c BlobCheck) {
 			if c.Err != nil {
 				t.Errorf("blob %s: %v", c.Hash, c.Err)
 			}
 			n++
-		}); err != nil || n != 5 {
+		})
+		if err != nil || n != 5 {
 			t.Fatalf("CheckPack with the trailer cut by %d: %d blobs, %v", cut, n, err)
+		}
+		if pc.TrailerErr == nil || !strings.Contains(pc.TrailerErr.Error(), "trailer") {
+			t.Errorf("CheckPack with the trailer cut by %d does not note it: %v", cut, pc.TrailerErr)
 		}
 	}
 }

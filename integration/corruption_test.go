@@ -69,13 +69,13 @@ import (
 //     disks through a mount).
 //
 // The summary line counts corruptions made, detected (named by verify,
-// or the vault refused until a repair), harmless (nothing affected and
-// everything reads right: a blob header's four pad bytes, which no check
-// covers because nothing reads them; a pack's header or its trailer,
-// which reads of blocks never use and repair does without, the trailer
-// repeating the blob headers; index files Badger rewrites or does not
-// need), missed (neither: the trial failed), and wrong bytes served,
-// which must be 0.
+// or the vault refused until a repair; a pack's damaged trailer, which
+// harms no block since reads never use it and repair does without, must
+// be noted by verify --data), harmless (nothing affected and everything
+// reads right: a blob header's four pad bytes, which no check covers
+// because nothing reads them; a pack's header; index files Badger
+// rewrites or does not need), missed (neither: the trial failed), and
+// wrong bytes served, which must be 0.
 func TestCorruptionMatrix(t *testing.T) {
 	needFUSE(t)
 	needTool(t, "mkfs.ext4", "debugfs", "cmp")

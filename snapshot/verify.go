@@ -260,7 +260,7 @@ func (v *Vault) verifyData(ctx context.Context, indexed map[index.PackID]index.P
 		}
 		var good, damaged int64 // indexed blobs found in this pack
 		var cbErr error
-		err := v.store.CheckPack(ctx, id, func(c chunkstore.BlobCheck) {
+		pc, err := v.store.CheckPack(ctx, id, func(c chunkstore.BlobCheck) {
 			rep.BytesChecked += c.Length
 			if progress != nil {
 				progress(rep.BytesChecked, total)
@@ -287,6 +287,10 @@ func (v *Vault) verifyData(ctx context.Context, indexed map[index.PackID]index.P
 		})
 		if cbErr != nil {
 			return v.indexError(cbErr)
+		}
+		if pc.TrailerErr != nil {
+			rep.Notes = append(rep.Notes, pc.TrailerErr.Error()+
+				" (no block is harmed: reads do not use it, and repair reads the blob headers instead)")
 		}
 		if err != nil {
 			rep.UnreadablePack++
