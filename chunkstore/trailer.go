@@ -76,7 +76,10 @@ func readTrailer(ctx context.Context, st storage.Storage, name string, size int6
 	if err := st.ReadAt(ctx, storage.Packs, name, f[:], size-footerSize); err != nil {
 		return nil, 0, err
 	}
-	if string(f[:8]) != trailerMagic || binary.BigEndian.Uint16(f[8:]) != trailerFormat {
+	if string(f[:8]) != trailerMagic || binary.BigEndian.Uint16(f[8:]) != trailerFormat ||
+		binary.BigEndian.Uint16(f[10:]) != 0 || binary.BigEndian.Uint32(f[28:]) != 0 {
+		// Flags and the reserved word are zero in format 1: anything
+		// else is damage (a use for them will come with a new format).
 		return nil, 0, errNoTrailer
 	}
 	count := int64(binary.BigEndian.Uint32(f[12:]))

@@ -141,6 +141,35 @@ func TestPackIndexWithDamagedTrailer(t *testing.T) {
 	}
 }
 
+// A flipped bit anywhere in a trailer's footer, its flags and reserved
+// word included, is noticed: the blobs still check, and the trailer is
+// noted damaged.
+func TestEveryFooterBitIsChecked(t *testing.T) {
+	ctx := context.Background()
+	s, dir := newTestStore(t)
+	_, id, path := onePack(t, s, dir, 3)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(b) - footerSize; i < len(b); i++ {
+		d := bytes.Clone(b)
+		d[i] ^= 1 << (i % 8)
+		if err := os.WriteFile(path, d, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		pc, err := s.CheckPack(ctx, id, func(c BlobCheck) {
+			if c.Err == nil {
+				n++
+			}
+		})
+		if err != nil || n != 3 || pc.TrailerErr == nil {
+			t.Errorf("footer byte %d flipped: %d blobs whole, %v, trailer %v", i-(len(b)-footerSize), n, err, pc.TrailerErr)
+		}
+	}
+}
+
 // TestDamageIsRecorded reads a damaged block: the read fails, the copy is
 // recorded as damaged so a backup stores the block again, and storing it
 // again makes it readable.
