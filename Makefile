@@ -34,8 +34,9 @@ DURATION ?= 30m
 soak: deps build
 	CAIRN_BIN=$(CURDIR)/$(BIN) CAIRN_SOAK=$(DURATION) $(GO) test -count=1 -timeout 0 -v -run 'TestSoak$$' ./integration
 
-# fuzz (FUZZTIME per target, default 10m; JOBS at a time, default 1):
-# every fuzz target, one row each in fuzz.tsv.
+# fuzz (FUZZTIME per target, default 10m; JOBS at a time, default 1;
+# FUZZMINIMIZETIME per new corpus entry, default 5s): every fuzz target,
+# one row each in fuzz.tsv.
 FUZZTIME ?= 10m
 JOBS ?= 1
 fuzz:
