@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -28,21 +27,7 @@ import (
 // backups that met a full filesystem, by the write that failed.
 func TestBackupFillsVaultFilesystem(t *testing.T) {
 	needTool(t, "cmp")
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("this test mounts a tmpfs and needs root")
-		}
-		t.Skip("needs root to mount a tmpfs")
-	}
-	dir := t.TempDir()
-	small := filepath.Join(dir, "small")
-	if err := os.Mkdir(small, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", small, "tmpfs", 0, "size=32m"); err != nil {
-		t.Fatalf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(small, syscall.MNT_DETACH) })
+	dir, small := t.TempDir(), smallFilesystem(t, "32m")
 	vault := filepath.Join(small, "vault")
 	filler := filepath.Join(small, "filler")
 	mustCairn(t, vault, "init", "--chunk-size", "64K")

@@ -85,43 +85,13 @@ func checkModes(t *testing.T, vault string) {
 // and harms nothing.
 func TestFullVaultFilesystem(t *testing.T) {
 	needTool(t, "mkfs.ext4", "cmp")
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("this test mounts a tmpfs and needs root")
-		}
-		t.Skip("needs root to mount a tmpfs")
-	}
-	dir := t.TempDir()
-	small := filepath.Join(dir, "small")
-	if err := os.Mkdir(small, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", small, "tmpfs", 0, "size=24m"); err != nil {
-		t.Fatalf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(small, syscall.MNT_DETACH) })
+	dir, small := t.TempDir(), smallFilesystem(t, "24m")
 	vault := filepath.Join(small, "vault")
 	img := makeExt4(t, dir, "32M", 4<<20)
 	mustCairn(t, vault, "init")
 	point := strings.TrimSpace(mustCairn(t, vault, "backup", "--name", "a", img))
-
-	// Fill it.
-	f, err := os.Create(filepath.Join(small, "fill"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 1<<20)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			break
-		}
-	}
-	f.Sync()
-	f.Close()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(small, &st); err != nil || st.Bavail != 0 {
-		t.Fatalf("the tmpfs has %d blocks free (%v)", st.Bavail, err)
-	}
+	fill := filepath.Join(small, "fill")
+	fillUp(t, fill)
 	before := vaultState(t, vault)
 
 	for _, args := range [][]string{
@@ -148,38 +118,28 @@ func TestFullVaultFilesystem(t *testing.T) {
 		t.Errorf("a failed backup changed the vault:\nbefore %s\nafter %s", before, after)
 	}
 	// Once there is room again, backups work.
-	os.Remove(filepath.Join(small, "fill"))
+	os.Remove(fill)
 	mustCairn(t, vault, "backup", "--name", "a", img)
 	mustCairn(t, vault, "verify", "--data")
 }
 
-// TestDaemonOnFullFilesystem starts a daemon on a vault whose filesystem
-// is full: it serves reads, a backup through it fails with one line that
-// says what to do, and once there is room a restarted daemon backs up.
-func TestDaemonOnFullFilesystem(t *testing.T) {
-	needTool(t, "mkfs.ext4")
+// smallFilesystem mounts a tmpfs of size for the test, to be filled: the
+// vault's filesystem of the full-filesystem tests. It needs root.
+func smallFilesystem(t *testing.T, size string) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("this test mounts a tmpfs and needs root")
 		}
 		t.Skip("needs root to mount a tmpfs")
 	}
-	t.Parallel()
-	dir := t.TempDir()
-	small := filepath.Join(dir, "small")
-	if err := os.Mkdir(small, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", small, "tmpfs", 0, "size=24m"); err != nil {
-		t.Fatalf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(small, syscall.MNT_DETACH) })
-	vault := filepath.Join(small, "vault")
-	img := makeExt4(t, dir, "32M", 4<<20)
-	mustCairn(t, vault, "init")
-	point := strings.TrimSpace(mustCairn(t, vault, "backup", "--name", "a", img))
-	fill := filepath.Join(small, "fill")
-	f, err := os.Create(fill)
+	return scratchTmpfs(t, size)
+}
+
+// fillUp writes the file path until its filesystem has no block left.
+func fillUp(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +148,27 @@ func TestDaemonOnFullFilesystem(t *testing.T) {
 			break
 		}
 	}
+	f.Sync()
 	f.Close()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil || st.Bavail != 0 {
+		t.Fatalf("the filesystem of %s has %d blocks free (%v)", path, st.Bavail, err)
+	}
+}
+
+// TestDaemonOnFullFilesystem starts a daemon on a vault whose filesystem
+// is full: it serves reads, a backup through it fails with one line that
+// says what to do, and once there is room a restarted daemon backs up.
+func TestDaemonOnFullFilesystem(t *testing.T) {
+	needTool(t, "mkfs.ext4")
+	dir, small := t.TempDir(), smallFilesystem(t, "24m")
+	t.Parallel()
+	vault := filepath.Join(small, "vault")
+	img := makeExt4(t, dir, "32M", 4<<20)
+	mustCairn(t, vault, "init")
+	point := strings.TrimSpace(mustCairn(t, vault, "backup", "--name", "a", img))
+	fill := filepath.Join(small, "fill")
+	fillUp(t, fill)
 
 	d := startDaemon(t, vault)
 	if !strings.Contains(d.log.String(), "open for reading only") {
