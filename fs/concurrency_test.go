@@ -34,12 +34,7 @@ func (m memAt) WriteAt(p []byte, off int64) (int, error) { return copy(m[off:], 
 // point restores byte for byte, through the mount too, and the vault
 // verifies with its data.
 func TestMountBesideBackupsPruneAndGC(t *testing.T) {
-	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("FUSE tests need root and /dev/fuse: %v", err)
-		}
-		t.Skip("FUSE tests need root and /dev/fuse")
-	}
+	needFUSE(t)
 	const bs, blocks, keep = 64 << 10, 8, 2
 	ctx := context.Background()
 	v := snapshot.TestVault(t, snapshot.Config{BlockSize: bs})

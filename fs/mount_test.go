@@ -16,9 +16,8 @@ import (
 	"github.com/cairn-backup/cairn/snapshot"
 )
 
-// mountTest backs up data as resource "r", disk "d", mounts the vault
-// and returns the mount directory and the point.
-func mountTest(t *testing.T, data []byte, holes [][2]int64) (string, *snapshot.Point) {
+// needFUSE skips t without root or /dev/fuse, and fails it in CI.
+func needFUSE(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
@@ -26,6 +25,13 @@ func mountTest(t *testing.T, data []byte, holes [][2]int64) (string, *snapshot.P
 		}
 		t.Skip("FUSE tests need root and /dev/fuse")
 	}
+}
+
+// mountTest backs up data as resource "r", disk "d", mounts the vault
+// and returns the mount directory and the point.
+func mountTest(t *testing.T, data []byte, holes [][2]int64) (string, *snapshot.Point) {
+	t.Helper()
+	needFUSE(t)
 	v := snapshot.TestVault(t, snapshot.Config{BlockSize: 64 << 10})
 	return mountVault(t, v, data, holes)
 }

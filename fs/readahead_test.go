@@ -196,12 +196,7 @@ func TestGuestFileReadsAhead(t *testing.T) {
 // with the default, blocks well past what the kernel asked for get
 // loaded; with -1, none do.
 func TestMountReadAheadOption(t *testing.T) {
-	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("FUSE tests need root and /dev/fuse: %v", err)
-		}
-		t.Skip("FUSE tests need root and /dev/fuse")
-	}
+	needFUSE(t)
 	content, data := ext4Image(t, 24<<20, "40M")
 	// Where the file lies on the disk.
 	r0, err := volume.Open(bytes.NewReader(data), int64(len(data)))
@@ -294,12 +289,7 @@ func TestMountReadAheadOption(t *testing.T) {
 // through starts no stream of its own, which would load whatever lies
 // on the disk past the file's end (here the next file) for no reader.
 func TestGuestFileLoadsNothingPastItsEnd(t *testing.T) {
-	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("FUSE tests need root and /dev/fuse: %v", err)
-		}
-		t.Skip("FUSE tests need root and /dev/fuse")
-	}
+	needFUSE(t)
 	a, b := make([]byte, 4<<20), make([]byte, 8<<20)
 	rand.New(rand.NewSource(5)).Read(a)
 	rand.New(rand.NewSource(6)).Read(b)
