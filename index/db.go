@@ -148,26 +148,22 @@ func (d *DB) Packs(fn func(PackID, PackInfo) error) error {
 
 // PutPoint stores a point's record and syncs.
 func (d *DB) PutPoint(resource, id string, record []byte) error {
-	if strings.IndexByte(resource, 0) >= 0 || resource == "" || id == "" {
-		return fmt.Errorf("invalid point key %q@%q", resource, id)
-	}
-	if err := d.update(func(txn *badger.Txn) error {
-		return txn.Set(pointKey(resource, id), record)
-	}); err != nil {
-		return fmt.Errorf("index point %s@%s: %w", resource, id, err)
-	}
-	return nil
+	return d.putPoint(resource, id, record, false)
 }
 
 // PutNewPoint stores the record of a point just made, as PutPoint, and
 // notes its ID as the newest issued for resource (IssuedID), in one
 // transaction. Deleting the point leaves that note.
 func (d *DB) PutNewPoint(resource, id string, record []byte) error {
+	return d.putPoint(resource, id, record, true)
+}
+
+func (d *DB) putPoint(resource, id string, record []byte, issued bool) error {
 	if strings.IndexByte(resource, 0) >= 0 || resource == "" || id == "" {
 		return fmt.Errorf("invalid point key %q@%q", resource, id)
 	}
 	if err := d.update(func(txn *badger.Txn) error {
-		if err := txn.Set(pointKey(resource, id), record); err != nil {
+		if err := txn.Set(pointKey(resource, id), record); err != nil || !issued {
 			return err
 		}
 		return txn.Set(issuedIDKey(resource), []byte(id))
